@@ -1,0 +1,2 @@
+//! fastctc: CTC loss on the CPU, and a small speech trainer built on it.
+#![forbid(unsafe_op_in_unsafe_fn)]
