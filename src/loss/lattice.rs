@@ -1,0 +1,403 @@
+//! One sequence's lattice: the frame normaliser, alpha, and beta fused with the gradient.
+//!
+//! States are kept in two arrays per frame (DESIGN §3) so that every access is contiguous:
+//! `blank[i]`, `i = 0..=L`, is the blank after `i` labels; `label[j]`, `j = 0..L`, holds `l_{j+1}`.
+//! With `e_t(k)` the log-probability of class `k` at frame `t`:
+//!
+//! ```text
+//! alpha_t.blank[i] = e_t(b)       + LSE(alpha_{t-1}.blank[i], alpha_{t-1}.label[i-1])
+//! alpha_t.label[j] = e_t(l_{j+1}) + LSE(alpha_{t-1}.label[j], alpha_{t-1}.blank[j],
+//!                                       alpha_{t-1}.label[j-1] + skip[j])
+//! beta_t.blank[i]  = LSE(q.blank[i], q.label[i])
+//! beta_t.label[j]  = LSE(q.label[j], q.blank[j+1], q.label[j+1] + skip[j+1])
+//!     where q.x = e_{t+1}(x) + beta_{t+1}.x
+//! ```
+//!
+//! `skip[j]` is `0` where label `j` may be entered straight from label `j - 1` (they differ) and `-inf`
+//! where it may not (a repeat needs the blank between). Adding `-inf` is a select, never a product with
+//! a mask, and it is exact: no operand is ever `+inf` (validated inputs), so `x + -inf = -inf`.
+
+use super::{GradOutput, InputKind};
+use crate::error::CtcError;
+use crate::simd::Kernels;
+use crate::Float;
+
+/// Where one sequence's pieces of the workspace start, relative to its region, in elements of `F`.
+///
+/// This is the only place the per-sequence workspace is laid out; [`SeqLayout::len`] is the size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SeqLayout {
+    /// `T` rows of `S = 2L + 1`: `[blank_0..=blank_L | label_0..label_{L-1}]`.
+    pub alpha: usize,
+    /// `T` per-frame log-normalisers (log-sum-exp of the logits; 0 for log-probs).
+    pub norm: usize,
+    /// Two beta rows of `S`.
+    pub beta: usize,
+    /// Gathered label emissions of one frame, `L` (plus one `-inf` sentinel).
+    pub emit: usize,
+    /// `skip[j]` for `j = 0..=L` (the last is a `-inf` sentinel).
+    pub skip: usize,
+    /// Total elements.
+    pub len: usize,
+}
+
+impl SeqLayout {
+    /// The layout for a sequence of `time` frames and `labels` target labels; `None` on overflow.
+    pub(crate) fn new(time: usize, labels: usize) -> Option<Self> {
+        let s = labels.checked_mul(2)?.checked_add(1)?;
+        let alpha = 0;
+        let norm = time.checked_mul(s)?;
+        let beta = norm.checked_add(time)?;
+        let emit = beta.checked_add(s.checked_mul(2)?)?;
+        let skip = emit.checked_add(labels + 1)?;
+        let len = skip.checked_add(labels + 1)?;
+        Some(SeqLayout { alpha, norm, beta, emit, skip, len })
+    }
+}
+
+/// Read access to one sequence's activations: element `(t, k)` at `data[base + t*st + k*sv]`.
+#[derive(Clone, Copy)]
+pub(crate) struct SeqActs<'a, F> {
+    pub data: &'a [F],
+    pub base: usize,
+    pub stride_t: usize,
+    pub stride_v: usize,
+    pub classes: usize,
+}
+
+impl<F: Float> SeqActs<'_, F> {
+    #[inline(always)]
+    fn at(&self, t: usize, k: usize) -> F {
+        self.data[self.base + t * self.stride_t + k * self.stride_v]
+    }
+
+    /// Frame `t` as a contiguous slice, when the class stride is 1.
+    #[inline(always)]
+    fn row(&self, t: usize) -> Option<&[F]> {
+        if self.stride_v == 1 {
+            let start = self.base + t * self.stride_t;
+            Some(&self.data[start..start + self.classes])
+        } else {
+            None
+        }
+    }
+}
+
+/// Write access to one sequence's gradient rows: element `(t, k)` at `ptr[base + t*st + k*sv]`.
+pub(crate) struct SeqGrad<F> {
+    pub ptr: *mut F,
+    pub base: usize,
+    pub stride_t: usize,
+    pub stride_v: usize,
+    pub classes: usize,
+    pub max_time: usize,
+}
+
+impl<F: Float> SeqGrad<F> {
+    /// Row `t` as a mutable slice when contiguous.
+    ///
+    /// # Safety
+    /// The view this came from was validated in bounds and non-aliasing, `t < max_time`, and no other
+    /// thread writes this sequence's rows (each sequence is processed by exactly one task).
+    #[inline(always)]
+    unsafe fn row_mut<'r>(&mut self, t: usize) -> Option<&'r mut [F]> {
+        debug_assert!(t < self.max_time);
+        if self.stride_v == 1 {
+            // SAFETY: in bounds by the caller's contract (validated layout, t < max_time, k < classes);
+            // exclusive because the layout is injective and this task owns sequence b's rows.
+            Some(unsafe {
+                core::slice::from_raw_parts_mut(self.ptr.add(self.base + t * self.stride_t), self.classes)
+            })
+        } else {
+            None
+        }
+    }
+
+    /// # Safety
+    /// As for [`SeqGrad::row_mut`], and `k < classes`.
+    #[inline(always)]
+    unsafe fn put(&mut self, t: usize, k: usize, x: F) {
+        debug_assert!(t < self.max_time && k < self.classes);
+        // SAFETY: see row_mut.
+        unsafe { *self.ptr.add(self.base + t * self.stride_t + k * self.stride_v) = x }
+    }
+
+    /// # Safety
+    /// As for [`SeqGrad::put`].
+    #[inline(always)]
+    unsafe fn sub(&mut self, t: usize, k: usize, x: F) {
+        debug_assert!(t < self.max_time && k < self.classes);
+        // SAFETY: see row_mut.
+        unsafe { *self.ptr.add(self.base + t * self.stride_t + k * self.stride_v) -= x }
+    }
+}
+
+/// Phase 1 for one sequence: the per-frame normalisers (validating every frame read), then alpha.
+/// Returns `ln p(target)` (`-inf` when no alignment has positive probability).
+pub(crate) fn forward<F: Float, K: Kernels<F>>(
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    kind: InputKind,
+    labels: &[u32],
+    blank: usize,
+    time: usize,
+    sequence: usize,
+    ws: &mut [F],
+) -> Result<F, CtcError> {
+    let lay = SeqLayout::new(time, labels.len()).expect("workspace layout was checked at validation");
+    let l_len = labels.len();
+    let s_len = 2 * l_len + 1;
+    let ninf = F::NEG_INFINITY;
+
+    // Frame normalisers, and the scan for values that are never valid.
+    for t in 0..time {
+        let (norm, bad) = match acts.row(t) {
+            Some(row) => match kind {
+                InputKind::Logits => k.log_sum_exp_checked(row),
+                InputKind::LogProbs => (F::ZERO, !k.all_valid_log_probs(row)),
+            },
+            None => strided_norm(acts, t, kind),
+        };
+        if bad {
+            return Err(locate_bad_value(acts, t, kind, sequence));
+        }
+        ws[lay.norm + t] = norm;
+    }
+
+    // skip[j]: 0 if label j can follow label j-1 directly, else -inf; skip[L] is a sentinel.
+    for j in 0..=l_len {
+        let ok = j >= 1 && j < l_len && labels[j] != labels[j - 1];
+        ws[lay.skip + j] = if ok { F::ZERO } else { ninf };
+    }
+
+    if time == 0 {
+        return Ok(if l_len == 0 { F::ZERO } else { ninf });
+    }
+
+    let e = |t: usize, c: usize, ws: &[F]| acts.at(t, c) - ws[lay.norm + t];
+
+    // Frame 0: only the first blank and the first label can start a path.
+    {
+        let row0 = &mut ws[lay.alpha..lay.alpha + s_len];
+        row0.fill(ninf);
+    }
+    ws[lay.alpha] = e(0, blank, ws);
+    if l_len > 0 {
+        ws[lay.alpha + l_len + 1] = e(0, labels[0] as usize, ws);
+    }
+
+    for t in 1..time {
+        let eb = e(t, blank, ws);
+        for j in 0..l_len {
+            ws[lay.emit + j] = e(t, labels[j] as usize, ws);
+        }
+        let (before, after) = ws.split_at_mut(lay.alpha + t * s_len);
+        let prev = &before[lay.alpha + (t - 1) * s_len..];
+        let (cur, rest) = after.split_at_mut(s_len);
+        let emit = &rest[lay.emit - lay.alpha - (t + 1) * s_len..][..l_len];
+        let skip = &rest[lay.skip - lay.alpha - (t + 1) * s_len..][..l_len];
+        k.alpha_step(prev, cur, eb, emit, skip, l_len);
+    }
+
+    let last = &ws[lay.alpha + (time - 1) * s_len..][..s_len];
+    Ok(if l_len == 0 { last[0] } else { k.lse2(last[l_len], last[s_len - 1]) })
+}
+
+/// Phase 2 for one sequence: beta, one row at a time from the last frame back, and for every frame
+/// the requested output row written through `grad`, then zeros for the frames past the input length.
+///
+/// `log_likelihood` is what [`forward`] returned; `scale` multiplies the gradient (reduction).
+/// `feasible == false` writes zero rows everywhere.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward<F: Float, K: Kernels<F>>(
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    kind: InputKind,
+    out: GradOutput,
+    labels: &[u32],
+    blank: usize,
+    time: usize,
+    log_likelihood: F,
+    feasible: bool,
+    scale: F,
+    ws: &mut [F],
+    grad: &mut SeqGrad<F>,
+) {
+    let l_len = labels.len();
+    let s_len = 2 * l_len + 1;
+    let ninf = F::NEG_INFINITY;
+    let lay = SeqLayout::new(time, l_len).expect("workspace layout was checked at validation");
+
+    // Frames past this sequence's input length hold no signal: their rows are zero.
+    for t in time..grad.max_time {
+        // SAFETY: t < max_time; this task owns the sequence's rows.
+        unsafe { zero_row(grad, t) };
+    }
+    if !feasible {
+        for t in 0..time {
+            // SAFETY: as above.
+            unsafe { zero_row(grad, t) };
+        }
+        return;
+    }
+
+    let (head, tail) = ws.split_at_mut(lay.beta);
+    let alpha = &head[lay.alpha..lay.norm];
+    let norm = &head[lay.norm..lay.beta];
+    let (beta_rows, tail) = tail.split_at_mut(2 * s_len);
+    let (cur_b, next_b) = beta_rows.split_at_mut(s_len);
+    let (emit, skip_all) = tail.split_at_mut(l_len + 1);
+    let skip = &skip_all[..l_len + 1];
+    let (mut cur, mut next) = (cur_b, next_b);
+
+    // beta at the last frame: 0 at the two end states, -inf elsewhere.
+    cur.fill(ninf);
+    cur[l_len] = F::ZERO;
+    if l_len > 0 {
+        cur[s_len - 1] = F::ZERO;
+    }
+    let mut t = time;
+    while t > 0 {
+        t -= 1;
+        if t + 1 < time {
+            // `next` holds beta_{t+1}; turn it into beta_t in `cur`.
+            let eb = acts.at(t + 1, blank) - norm[t + 1];
+            for j in 0..l_len {
+                emit[j] = acts.at(t + 1, labels[j] as usize) - norm[t + 1];
+            }
+            emit[l_len] = ninf;
+            k.beta_step(next, cur, eb, &emit[..l_len + 1], skip, l_len);
+        }
+        write_output_row(
+            k,
+            acts,
+            kind,
+            out,
+            labels,
+            blank,
+            t,
+            norm[t],
+            &alpha[t * s_len..(t + 1) * s_len],
+            cur,
+            log_likelihood,
+            scale,
+            grad,
+        );
+        core::mem::swap(&mut cur, &mut next);
+    }
+}
+
+/// # Safety
+/// `t < grad.max_time`, and this task owns the sequence's rows.
+unsafe fn zero_row<F: Float>(grad: &mut SeqGrad<F>, t: usize) {
+    // SAFETY: forwarded contract.
+    match unsafe { grad.row_mut(t) } {
+        Some(row) => row.fill(F::ZERO),
+        None => {
+            for c in 0..grad.classes {
+                // SAFETY: c < classes; forwarded contract.
+                unsafe { grad.put(t, c, F::ZERO) };
+            }
+        }
+    }
+}
+
+/// Writes one frame's output row: the dense part (softmax, `exp(lp)` or zeros, scaled), then the
+/// posterior mass of every state subtracted (or added) at its class.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn write_output_row<F: Float, K: Kernels<F>>(
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    kind: InputKind,
+    out: GradOutput,
+    labels: &[u32],
+    blank: usize,
+    t: usize,
+    norm: F,
+    alpha: &[F],
+    beta: &[F],
+    log_likelihood: F,
+    scale: F,
+    grad: &mut SeqGrad<F>,
+) {
+    let l_len = labels.len();
+    // Dense part. For logits, d(-ln p)/dx = softmax(x) - gamma; for log-probs the true partial
+    // derivative is -gamma, and PyTorch's convention is exp(lp) - gamma.
+    let dense = match (out, kind) {
+        (GradOutput::Gradient, InputKind::Logits) | (GradOutput::TorchLogProbs, _) => true,
+        (GradOutput::Gradient, InputKind::LogProbs) | (GradOutput::Posterior, _) => false,
+    };
+    // Posteriors are probabilities, not gradients: never scaled, added with a plus sign.
+    let (sign_scale, dense_scale) = match out {
+        GradOutput::Posterior => (-F::ONE, F::ZERO),
+        _ => (scale, scale),
+    };
+    // SAFETY: t < time <= max_time; this task owns the sequence's rows.
+    match (unsafe { grad.row_mut(t) }, acts.row(t)) {
+        (Some(row), Some(src)) if dense => k.exp_shifted_scaled(src, norm, dense_scale, row),
+        (Some(row), _) if !dense => row.fill(F::ZERO),
+        _ => {
+            for c in 0..acts.classes {
+                let v = if dense { (acts.at(t, c) - norm).exp() * dense_scale } else { F::ZERO };
+                // SAFETY: c < classes; as above.
+                unsafe { grad.put(t, c, v) };
+            }
+        }
+    }
+    let blank_mass = k.posterior_sum(&alpha[..=l_len], &beta[..=l_len], log_likelihood);
+    // SAFETY: blank < classes (validated); as above.
+    unsafe { grad.sub(t, blank, blank_mass * sign_scale) };
+    for j in 0..l_len {
+        let lg = alpha[l_len + 1 + j] + beta[l_len + 1 + j] - log_likelihood;
+        if lg > F::NEG_INFINITY {
+            // SAFETY: labels are validated < classes; as above.
+            unsafe { grad.sub(t, labels[j] as usize, lg.exp() * sign_scale) };
+        }
+    }
+}
+
+/// Normaliser of frame `t` for a non-unit class stride; the second value flags an invalid value.
+fn strided_norm<F: Float>(acts: &SeqActs<'_, F>, t: usize, kind: InputKind) -> (F, bool) {
+    let mut bad = false;
+    match kind {
+        InputKind::LogProbs => {
+            for c in 0..acts.classes {
+                let x = acts.at(t, c);
+                bad |= x.is_nan() || x == F::INFINITY;
+            }
+            (F::ZERO, bad)
+        }
+        InputKind::Logits => {
+            let mut m = F::NEG_INFINITY;
+            for c in 0..acts.classes {
+                let x = acts.at(t, c);
+                bad |= x.is_nan() || x == F::INFINITY;
+                m = m.max(x);
+            }
+            if bad || m == F::NEG_INFINITY {
+                return (F::ZERO, true);
+            }
+            let mut s = F::ZERO;
+            for c in 0..acts.classes {
+                s += (acts.at(t, c) - m).exp();
+            }
+            (m + s.ln(), false)
+        }
+    }
+}
+
+/// The first invalid value of frame `t`, as an error. Cold: only reached when a check failed.
+#[cold]
+#[inline(never)]
+fn locate_bad_value<F: Float>(acts: &SeqActs<'_, F>, t: usize, kind: InputKind, sequence: usize) -> CtcError {
+    for c in 0..acts.classes {
+        let x = acts.at(t, c);
+        if x.is_nan() || x == F::INFINITY {
+            return CtcError::NonFinite { sequence, frame: t, class: c, value: x.to_f64() };
+        }
+    }
+    debug_assert!(matches!(kind, InputKind::Logits));
+    // Every value is -inf: a frame of logits with no finite entry has no softmax.
+    CtcError::NonFinite { sequence, frame: t, class: 0, value: f64::NEG_INFINITY }
+}

@@ -1,0 +1,557 @@
+//! The CTC loss: options, the batch API, the workspace, and scheduling across sequences.
+//!
+//! # What is computed
+//!
+//! For each sequence `b` of the batch, with input length `T_b`, target `l_1..l_{L_b}` and blank `k_0`,
+//! the loss is `-ln p(l | x)`, where `p` sums, over every frame-level path of length `T_b` that collapses
+//! to `l` (merge repeats, drop blanks), the product of the per-frame probabilities. The probabilities
+//! are `softmax(x_t)` when the activations are logits ([`InputKind::Logits`], log-softmax fused in) and
+//! `exp(x_t)` when they are log-probabilities ([`InputKind::LogProbs`]).
+//!
+//! On request a `(T, B, V)` output is written ([`GradOutput`]):
+//! - [`GradOutput::Gradient`]: the gradient of the reduced loss with respect to the activations as
+//!   given: `softmax(x) - gamma` for logits; `-gamma`, the true partial derivative, for log-probs;
+//! - [`GradOutput::TorchLogProbs`]: PyTorch's convention for log-probs, `exp(x) - gamma` (equal to the
+//!   logits gradient when `x` came out of a log-softmax; the same as `Gradient` for logits);
+//! - [`GradOutput::Posterior`]: `gamma` itself, unscaled.
+//!
+//! `gamma[t][k]` is the posterior probability that frame `t` emits class `k`. Frames `t >= T_b` of a
+//! shorter sequence are never read and their output rows are written as zeros.
+//!
+//! # Edge cases, defined
+//! - `L_b = 0`: the only labelling is all blanks: loss `-sum_t x_t[blank]` (after log-softmax).
+//! - `T_b = 0`: loss 0 if `L_b = 0` (the empty path is the empty labelling), else infeasible.
+//! - Infeasible (`T_b < L_b + repeats`, where `repeats` counts `l_i == l_{i+1}`, or every feasible
+//!   path passes through a `-inf` log-prob): loss `+inf` and a zero gradient, never NaN; with
+//!   `zero_infinity`, loss 0 and gradient 0.
+//! - NaN or `+inf` in a frame that is read, or a frame of logits that is all `-inf`:
+//!   [`CtcError::NonFinite`] naming the sequence, frame and class. Such input has no meaningful loss;
+//!   an error is louder than a NaN that surfaces steps later in a training run.
+//! - `B = 0`: every reduction is 0.
+//!
+//! # Reductions
+//! [`Reduction::Sum`] and [`Reduction::None`] differ only in the scalar returned (the sum, in both
+//! cases, is returned; `None` is for callers who use the per-sequence losses alone): the gradient is
+//! that of the sum. [`Reduction::Mean`] is PyTorch's: `mean_b(loss_b / max(L_b, 1))`, with gradients
+//! scaled by `1 / (B * max(L_b, 1))`.
+//!
+//! # Errors and partial output
+//! Every argument is validated before anything is written. The only error that can be raised after
+//! the computation started is [`CtcError::NonFinite`], and it is raised after the forward pass of the
+//! whole batch, before any output is written: on any error, the loss and gradient buffers are untouched.
+
+mod lattice;
+pub mod reference;
+
+use crate::buffer::{ActsView, ActsViewMut, Index, Layout, Targets};
+use crate::error::CtcError;
+use crate::simd::{Kernels, Scalar};
+use crate::Float;
+use lattice::{SeqActs, SeqGrad, SeqLayout};
+
+/// What the activations hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InputKind {
+    /// Unnormalised scores; the kernel applies log-softmax over the classes of each frame.
+    #[default]
+    Logits,
+    /// Log-probabilities (each frame's `exp` should sum to 1; the kernel does not renormalise).
+    LogProbs,
+}
+
+/// How per-sequence losses are combined into the returned scalar and how gradients are scaled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reduction {
+    /// Per-sequence losses only; the scalar returned is their sum and the gradient is that of the sum.
+    None,
+    /// The sum over the batch.
+    Sum,
+    /// PyTorch's mean: `mean_b(loss_b / max(L_b, 1))`.
+    #[default]
+    Mean,
+}
+
+/// What the `(T, B, V)` output view receives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GradOutput {
+    /// The gradient of the reduced loss with respect to the activations as given.
+    #[default]
+    Gradient,
+    /// `exp(x) - gamma`, scaled by the reduction: PyTorch's `ctc_loss` backward for log-probs.
+    TorchLogProbs,
+    /// The posterior `gamma[t][k]`, not scaled by the reduction.
+    Posterior,
+}
+
+/// How the sequences of a batch are spread over threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Parallelism {
+    /// Every sequence on the calling thread.
+    Sequential,
+    /// Sequences as rayon tasks, longest first, on the current rayon pool (use
+    /// `ThreadPool::install` to choose the thread count). Without the `rayon` feature, sequential.
+    #[default]
+    Rayon,
+}
+
+/// Options of a CTC computation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtcOptions {
+    /// The blank class, `0..V`.
+    pub blank: usize,
+    /// Whether the activations are logits or log-probabilities.
+    pub input: InputKind,
+    /// How losses are combined and gradients scaled.
+    pub reduction: Reduction,
+    /// Report infinite losses as 0, with zero gradients.
+    pub zero_infinity: bool,
+    /// What the output view receives.
+    pub output: GradOutput,
+    /// Threading across the batch.
+    pub parallelism: Parallelism,
+}
+
+impl Default for CtcOptions {
+    /// Blank 0, logits, mean reduction, `zero_infinity` off, gradient output, rayon.
+    fn default() -> Self {
+        CtcOptions {
+            blank: 0,
+            input: InputKind::Logits,
+            reduction: Reduction::Mean,
+            zero_infinity: false,
+            output: GradOutput::Gradient,
+            parallelism: Parallelism::Rayon,
+        }
+    }
+}
+
+/// Per-sequence losses and their reduction, as returned by the allocating calls.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CtcLoss<F> {
+    /// `-ln p(target_b | x_b)` for each sequence (`+inf` if infeasible, 0 then with `zero_infinity`).
+    pub losses: Vec<F>,
+    /// The reduction of `losses` chosen in the options.
+    pub reduced: F,
+}
+
+/// One sequence's plan: validated lengths and where its pieces live.
+#[derive(Clone, Debug, Default)]
+struct SeqPlan<F> {
+    /// Index in the batch.
+    b: usize,
+    /// Input length `T_b`.
+    time: usize,
+    /// Start of its labels in [`Workspace::labels`].
+    label_start: usize,
+    /// Target length `L_b`.
+    label_len: usize,
+    /// Start of its region in [`Workspace::floats`].
+    offset: usize,
+    /// Length of its region.
+    len: usize,
+    /// Result of the forward pass.
+    log_likelihood: F,
+    /// An error found by the forward pass.
+    error: Option<CtcError>,
+}
+
+/// Scratch memory for the kernel, reusable across calls.
+///
+/// Its size is a pure function of the input and target lengths ([`Workspace::required_len`]); it grows
+/// when a call needs more and never shrinks, so a loop over batches of bounded size allocates only in
+/// its first call. Its contents between calls are irrelevant (each call overwrites what it reads).
+#[derive(Clone, Debug, Default)]
+pub struct Workspace<F> {
+    floats: Vec<F>,
+    labels: Vec<u32>,
+    plans: Vec<SeqPlan<F>>,
+}
+
+impl<F: Float> Workspace<F> {
+    /// An empty workspace; the first call sizes it.
+    pub fn new() -> Self {
+        Workspace { floats: Vec::new(), labels: Vec::new(), plans: Vec::new() }
+    }
+
+    /// A workspace already large enough for a batch with these lengths (so no call on such a batch
+    /// allocates).
+    pub fn with_capacity_for<L: Index>(input_lengths: &[L], target_lengths: &[L]) -> Result<Self, CtcError> {
+        let n = Self::required_len(input_lengths, target_lengths)?;
+        let labels = target_lengths
+            .iter()
+            .try_fold(0usize, |acc, l| acc.checked_add(l.to_usize().unwrap_or(0)))
+            .ok_or(CtcError::LayoutOverflow { buffer: "workspace" })?;
+        Ok(Workspace {
+            floats: vec![F::ZERO; n],
+            labels: Vec::with_capacity(labels),
+            plans: Vec::with_capacity(input_lengths.len()),
+        })
+    }
+
+    /// Elements of `F` the kernel needs for a batch with these lengths:
+    /// `sum_b T_b * (2 L_b + 1)` (alpha) plus `T_b + 5 L_b + 4` per sequence (normalisers, two beta
+    /// rows, one frame of label emissions, the skip terms).
+    pub fn required_len<L: Index>(input_lengths: &[L], target_lengths: &[L]) -> Result<usize, CtcError> {
+        if input_lengths.len() != target_lengths.len() {
+            return Err(CtcError::ShapeMismatch {
+                what: "target lengths vs input lengths",
+                expected: input_lengths.len(),
+                got: target_lengths.len(),
+            });
+        }
+        let mut total = 0usize;
+        for (b, (t, l)) in input_lengths.iter().zip(target_lengths).enumerate() {
+            let t = length(*t, "input length", b)?;
+            let l = length(*l, "target length", b)?;
+            let lay = SeqLayout::new(t, l).ok_or(CtcError::LayoutOverflow { buffer: "workspace" })?;
+            total = total.checked_add(lay.len).ok_or(CtcError::LayoutOverflow { buffer: "workspace" })?;
+        }
+        Ok(total)
+    }
+
+    /// Elements of `F` currently held.
+    pub fn capacity(&self) -> usize {
+        self.floats.len()
+    }
+}
+
+fn length<L: Index>(x: L, what: &'static str, sequence: usize) -> Result<usize, CtcError> {
+    x.to_usize().ok_or_else(|| CtcError::InvalidValue { what, sequence, value: x.to_i128() })
+}
+
+/// Per-sequence losses and the reduced loss, without gradients. Allocates its workspace.
+pub fn ctc_loss<F: Float, L: Index>(
+    acts: &ActsView<'_, F>,
+    targets: &Targets<'_, L>,
+    input_lengths: &[L],
+    opts: &CtcOptions,
+) -> Result<CtcLoss<F>, CtcError> {
+    let mut losses = vec![F::ZERO; input_lengths.len()];
+    let mut ws = Workspace::new();
+    let reduced = ctc_compute(acts, targets, input_lengths, &mut losses, None, opts, &mut ws)?;
+    Ok(CtcLoss { losses, reduced })
+}
+
+/// Per-sequence losses, the reduced loss, and the output `opts.output` written through `grad` (same
+/// `T`, `B`, `V` as `acts`; its strides may differ). Allocates its workspace.
+pub fn ctc_loss_and_grad<F: Float, L: Index>(
+    acts: &ActsView<'_, F>,
+    targets: &Targets<'_, L>,
+    input_lengths: &[L],
+    grad: &mut ActsViewMut<'_, F>,
+    opts: &CtcOptions,
+) -> Result<CtcLoss<F>, CtcError> {
+    let mut losses = vec![F::ZERO; input_lengths.len()];
+    let mut ws = Workspace::new();
+    let reduced = ctc_compute(acts, targets, input_lengths, &mut losses, Some(grad), opts, &mut ws)?;
+    Ok(CtcLoss { losses, reduced })
+}
+
+/// The full call: per-sequence losses into `losses` (`B` of them), the optional output view, scratch
+/// from `ws`. Returns the reduced loss. Allocates nothing when `ws` is large enough
+/// ([`Workspace::with_capacity_for`]).
+pub fn ctc_compute<F: Float, L: Index>(
+    acts: &ActsView<'_, F>,
+    targets: &Targets<'_, L>,
+    input_lengths: &[L],
+    losses: &mut [F],
+    grad: Option<&mut ActsViewMut<'_, F>>,
+    opts: &CtcOptions,
+    ws: &mut Workspace<F>,
+) -> Result<F, CtcError> {
+    ctc_compute_with(&Scalar, acts, targets, input_lengths, losses, grad, opts, ws)
+}
+
+/// [`ctc_compute`] on a chosen implementation of the inner loops.
+#[allow(clippy::too_many_arguments)]
+pub fn ctc_compute_with<F: Float, L: Index, K: Kernels<F>>(
+    k: &K,
+    acts: &ActsView<'_, F>,
+    targets: &Targets<'_, L>,
+    input_lengths: &[L],
+    losses: &mut [F],
+    mut grad: Option<&mut ActsViewMut<'_, F>>,
+    opts: &CtcOptions,
+    ws: &mut Workspace<F>,
+) -> Result<F, CtcError> {
+    let layout = acts.layout();
+    validate(&layout, targets, input_lengths, losses.len(), grad.as_deref(), opts, ws)?;
+
+    let acts_data = acts.data();
+    let run_forward = |plan: &mut SeqPlan<F>, region: &mut [F], labels: &[u32]| {
+        let sa = seq_acts(acts_data, &layout, plan.b);
+        match lattice::forward(k, &sa, opts.input, labels, opts.blank, plan.time, plan.b, region) {
+            Ok(ll) => plan.log_likelihood = ll,
+            Err(e) => plan.error = Some(e),
+        }
+    };
+    for_each_sequence(opts.parallelism, &mut ws.plans, &mut ws.floats, &ws.labels, &run_forward);
+
+    // Report the first error in batch order, so the message does not depend on scheduling.
+    if let Some(e) = ws.plans.iter().filter_map(|p| p.error.clone().map(|e| (p.b, e))).min_by_key(|x| x.0) {
+        return Err(e.1);
+    }
+
+    let batch = layout.batch;
+    let mut reduced = F::ZERO;
+    for p in &ws.plans {
+        let mut loss = -p.log_likelihood;
+        if opts.zero_infinity && loss == F::INFINITY {
+            loss = F::ZERO;
+        }
+        losses[p.b] = loss;
+        reduced += match opts.reduction {
+            Reduction::Mean => loss / F::from_usize(p.label_len.max(1)),
+            Reduction::Sum | Reduction::None => loss,
+        };
+    }
+    if opts.reduction == Reduction::Mean && batch > 0 {
+        reduced = reduced / F::from_usize(batch);
+    }
+
+    if let Some(g) = grad.as_deref_mut() {
+        let glay = g.layout();
+        let gptr = SendPtr(g.as_mut_ptr());
+        let run_backward = |plan: &mut SeqPlan<F>, region: &mut [F], labels: &[u32]| {
+            let sa = seq_acts(acts_data, &layout, plan.b);
+            let scale = match opts.reduction {
+                Reduction::Mean => F::ONE / (F::from_usize(batch) * F::from_usize(plan.label_len.max(1))),
+                Reduction::Sum | Reduction::None => F::ONE,
+            };
+            let feasible = plan.log_likelihood > F::NEG_INFINITY;
+            let mut sg = SeqGrad {
+                ptr: gptr.get(),
+                base: plan.b * glay.stride_b,
+                stride_t: glay.stride_t,
+                stride_v: glay.stride_v,
+                classes: glay.classes,
+                max_time: glay.max_time,
+            };
+            lattice::backward(
+                k,
+                &sa,
+                opts.input,
+                opts.output,
+                labels,
+                opts.blank,
+                plan.time,
+                plan.log_likelihood,
+                feasible,
+                scale,
+                region,
+                &mut sg,
+            );
+        };
+        for_each_sequence(opts.parallelism, &mut ws.plans, &mut ws.floats, &ws.labels, &run_backward);
+    }
+    Ok(reduced)
+}
+
+/// A raw pointer that may cross threads. Only the gradient writers use it, each within the rows of
+/// its own sequence (see the SAFETY comments in `lattice`).
+#[derive(Clone, Copy)]
+struct SendPtr<F>(*mut F);
+// SAFETY: the pointee is a validated, non-aliasing view, and every task writes a disjoint set of
+// elements (the rows of its own sequence b).
+unsafe impl<F: Send> Send for SendPtr<F> {}
+// SAFETY: as above; the pointer is only read (copied) through a shared reference.
+unsafe impl<F: Send> Sync for SendPtr<F> {}
+impl<F> SendPtr<F> {
+    fn get(self) -> *mut F {
+        self.0
+    }
+}
+
+fn seq_acts<'a, F: Float>(data: &'a [F], layout: &Layout, b: usize) -> SeqActs<'a, F> {
+    SeqActs {
+        data,
+        base: b * layout.stride_b,
+        stride_t: layout.stride_t,
+        stride_v: layout.stride_v,
+        classes: layout.classes,
+    }
+}
+
+/// Runs `f` on every sequence with its plan and its own region of the workspace. The plans are in
+/// schedule order (most lattice cells first) and the regions laid out in the same order, so the
+/// recursion splits plans and regions together with `split_at_mut`: no task can touch another's data.
+fn for_each_sequence<F: Float, G>(
+    par: Parallelism,
+    plans: &mut [SeqPlan<F>],
+    floats: &mut [F],
+    labels: &[u32],
+    f: &G,
+) where
+    G: Fn(&mut SeqPlan<F>, &mut [F], &[u32]) + Sync,
+{
+    fn go<F: Float, G>(
+        parallel: bool,
+        plans: &mut [SeqPlan<F>],
+        floats: &mut [F],
+        base: usize,
+        labels: &[u32],
+        f: &G,
+    ) where
+        G: Fn(&mut SeqPlan<F>, &mut [F], &[u32]) + Sync,
+    {
+        match plans.len() {
+            0 => {}
+            1 => {
+                let p = &mut plans[0];
+                let region = &mut floats[p.offset - base..p.offset - base + p.len];
+                let lab = &labels[p.label_start..p.label_start + p.label_len];
+                f(p, region, lab);
+            }
+            n => {
+                let mid = n / 2;
+                let (lp, rp) = plans.split_at_mut(mid);
+                let split = rp[0].offset - base;
+                let (lf, rf) = floats.split_at_mut(split);
+                let rbase = base + split;
+                if parallel {
+                    join(|| go(true, lp, lf, base, labels, f), || go(true, rp, rf, rbase, labels, f));
+                } else {
+                    go(false, lp, lf, base, labels, f);
+                    go(false, rp, rf, rbase, labels, f);
+                }
+            }
+        }
+    }
+    go(par == Parallelism::Rayon, plans, floats, 0, labels, f)
+}
+
+#[cfg(feature = "rayon")]
+fn join<A: FnOnce() + Send, B: FnOnce() + Send>(a: A, b: B) {
+    rayon::join(a, b);
+}
+
+#[cfg(not(feature = "rayon"))]
+fn join<A: FnOnce() + Send, B: FnOnce() + Send>(a: A, b: B) {
+    a();
+    b();
+}
+
+/// Checks every argument and fills the workspace's plans and labels. Writes nothing else.
+#[allow(clippy::too_many_arguments)]
+fn validate<F: Float, L: Index>(
+    layout: &Layout,
+    targets: &Targets<'_, L>,
+    input_lengths: &[L],
+    losses_len: usize,
+    grad: Option<&ActsViewMut<'_, F>>,
+    opts: &CtcOptions,
+    ws: &mut Workspace<F>,
+) -> Result<(), CtcError> {
+    let batch = layout.batch;
+    let check_len = |what, got| {
+        if got != batch {
+            Err(CtcError::ShapeMismatch { what, expected: batch, got })
+        } else {
+            Ok(())
+        }
+    };
+    check_len("input lengths vs batch", input_lengths.len())?;
+    check_len("target lengths vs batch", targets.lengths().len())?;
+    check_len("losses vs batch", losses_len)?;
+    if let Some(g) = grad {
+        let gl = g.layout();
+        for (what, expected, got) in [
+            ("gradient frames vs activations", layout.max_time, gl.max_time),
+            ("gradient batch vs activations", layout.batch, gl.batch),
+            ("gradient classes vs activations", layout.classes, gl.classes),
+        ] {
+            if expected != got {
+                return Err(CtcError::ShapeMismatch { what, expected, got });
+            }
+        }
+    }
+    if batch > 0 && opts.blank >= layout.classes {
+        return Err(CtcError::BlankOutOfRange { blank: opts.blank, classes: layout.classes });
+    }
+
+    ws.plans.clear();
+    ws.labels.clear();
+    let mut concat_pos = 0usize;
+    for b in 0..batch {
+        let time = length(input_lengths[b], "input length", b)?;
+        if time > layout.max_time {
+            return Err(CtcError::InputLengthTooLong {
+                sequence: b,
+                length: time,
+                max_time: layout.max_time,
+            });
+        }
+        let label_len = length(targets.lengths()[b], "target length", b)?;
+        let seq_labels = match *targets {
+            Targets::Concatenated { labels, .. } => {
+                let end = concat_pos.checked_add(label_len).filter(|&e| e <= labels.len()).ok_or(
+                    CtcError::BufferTooShort {
+                        buffer: "labels",
+                        needed: concat_pos.saturating_add(label_len),
+                        got: labels.len(),
+                    },
+                )?;
+                let s = &labels[concat_pos..end];
+                concat_pos = end;
+                s
+            }
+            Targets::Padded { labels, max_len, .. } => {
+                if label_len > max_len {
+                    return Err(CtcError::TargetLengthTooLong { sequence: b, length: label_len, max_len });
+                }
+                let start = b.checked_mul(max_len).ok_or(CtcError::LayoutOverflow { buffer: "labels" })?;
+                let end = start + label_len;
+                if end > labels.len() {
+                    return Err(CtcError::BufferTooShort {
+                        buffer: "labels",
+                        needed: end,
+                        got: labels.len(),
+                    });
+                }
+                &labels[start..end]
+            }
+        };
+        let label_start = ws.labels.len();
+        for (position, &raw) in seq_labels.iter().enumerate() {
+            let label = raw.to_usize().ok_or(CtcError::InvalidValue {
+                what: "label",
+                sequence: b,
+                value: raw.to_i128(),
+            })?;
+            if label == opts.blank {
+                return Err(CtcError::LabelIsBlank { sequence: b, position });
+            }
+            if label >= layout.classes {
+                return Err(CtcError::LabelOutOfRange {
+                    sequence: b,
+                    position,
+                    label,
+                    classes: layout.classes,
+                });
+            }
+            ws.labels.push(label as u32);
+        }
+        let seq = SeqLayout::new(time, label_len).ok_or(CtcError::LayoutOverflow { buffer: "workspace" })?;
+        ws.plans.push(SeqPlan {
+            b,
+            time,
+            label_start,
+            label_len,
+            offset: 0,
+            len: seq.len,
+            log_likelihood: F::ZERO,
+            error: None,
+        });
+    }
+    // Longest first: the last tasks to start are the shortest, so threads finish together.
+    ws.plans.sort_by_key(|p| (core::cmp::Reverse(p.time.saturating_mul(2 * p.label_len + 1)), p.b));
+    let mut offset = 0usize;
+    for p in ws.plans.iter_mut() {
+        p.offset = offset;
+        offset = offset.checked_add(p.len).ok_or(CtcError::LayoutOverflow { buffer: "workspace" })?;
+    }
+    if ws.floats.len() < offset {
+        ws.floats.resize(offset, F::ZERO);
+    }
+    Ok(())
+}
