@@ -53,7 +53,11 @@ fn check_against_reference(p: &Problem, kind: InputKind, seed: u64) {
     let bsz = p.batch();
     for b in 0..bsz {
         let (want, rows) = expected_grad(p, b, kind);
-        assert!(close(losses[b], want, F64_REL), "seed {seed} seq {b}: loss {} vs reference {want}", losses[b]);
+        assert!(
+            close(losses[b], want, F64_REL),
+            "seed {seed} seq {b}: loss {} vs reference {want}",
+            losses[b]
+        );
         for t in 0..p.max_time {
             for k in 0..p.classes {
                 let got = grad[(t * bsz + b) * p.classes + k];
@@ -93,7 +97,11 @@ fn reference_and_kernel_match_brute_force_on_tiny_cases() {
         let lp = p.ref_log_probs(0, InputKind::LogProbs);
         let brute = reference::brute_force_log_likelihood(&lp, &p.targets[0], p.blank).unwrap();
         let lat = reference::forward_backward(&lp, &p.targets[0], p.blank);
-        assert!(close(lat.log_likelihood, brute, 1e-12), "seed {seed}: reference {} vs brute {brute}", lat.log_likelihood);
+        assert!(
+            close(lat.log_likelihood, brute, 1e-12),
+            "seed {seed}: reference {} vs brute {brute}",
+            lat.log_likelihood
+        );
         let (losses, _, _) = p.run::<f64>(&opts(InputKind::LogProbs, p.blank)).unwrap();
         assert!(close(-losses[0], brute, 1e-12), "seed {seed}: kernel {} vs brute {brute}", -losses[0]);
         let feasible = p.input_lengths[0] >= p.targets[0].len() + repeats(&p.targets[0]);
@@ -125,7 +133,10 @@ fn posterior_rows_sum_to_one_and_invariant_holds() {
             if lat.log_likelihood.is_finite() {
                 for t in 0..lp.len() {
                     let sum: Vec<f64> = lat.alpha[t].iter().zip(&lat.beta[t]).map(|(a, b)| a + b).collect();
-                    assert!(close(reference::logsumexp(&sum), lat.log_likelihood, 1e-12), "seed {seed} t {t}");
+                    assert!(
+                        close(reference::logsumexp(&sum), lat.log_likelihood, 1e-12),
+                        "seed {seed} t {t}"
+                    );
                 }
             }
         }

@@ -27,14 +27,18 @@ use crate::Float;
 /// This is the only place the per-sequence workspace is laid out; [`SeqLayout::len`] is the size.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SeqLayout {
-    /// `T` rows of `S = 2L + 1`: `[blank_0..=blank_L | label_0..label_{L-1}]`.
+    /// `T` rows of `S = 2L + 1`: `[blank_0..=blank_L | label_0..label_{L-1}]`, each row rescaled.
     pub alpha: usize,
     /// `T` per-frame log-normalisers (log-sum-exp of the logits; 0 for log-probs).
     pub norm: usize,
+    /// `2T`: each alpha row's offset `C_t` as a pair `(hi, lo)` of `F` with `C_t = hi + lo`.
+    pub offsets: usize,
     /// Two beta rows of `S`.
     pub beta: usize,
     /// Gathered label emissions of one frame, `L` (plus one `-inf` sentinel).
     pub emit: usize,
+    /// One row of `S` posterior weights.
+    pub post: usize,
     /// `skip[j]` for `j = 0..=L` (the last is a `-inf` sentinel).
     pub skip: usize,
     /// Total elements.
@@ -47,12 +51,21 @@ impl SeqLayout {
         let s = labels.checked_mul(2)?.checked_add(1)?;
         let alpha = 0;
         let norm = time.checked_mul(s)?;
-        let beta = norm.checked_add(time)?;
+        let offsets = norm.checked_add(time)?;
+        let beta = offsets.checked_add(time.checked_mul(2)?)?;
         let emit = beta.checked_add(s.checked_mul(2)?)?;
-        let skip = emit.checked_add(labels + 1)?;
+        let post = emit.checked_add(labels + 1)?;
+        let skip = post.checked_add(s)?;
         let len = skip.checked_add(labels + 1)?;
-        Some(SeqLayout { alpha, norm, beta, emit, skip, len })
+        Some(SeqLayout { alpha, norm, offsets, beta, emit, post, skip, len })
     }
+}
+
+/// Splits an `f64` into two `F` whose sum (in `f64`) is the value to within `F`'s precision squared.
+#[inline(always)]
+fn split_f64<F: Float>(x: f64) -> (F, F) {
+    let hi = F::from_f64(x);
+    (hi, F::from_f64(x - hi.to_f64()))
 }
 
 /// Read access to one sequence's activations: element `(t, k)` at `data[base + t*st + k*sv]`.
@@ -134,6 +147,12 @@ impl<F: Float> SeqGrad<F> {
 
 /// Phase 1 for one sequence: the per-frame normalisers (validating every frame read), then alpha.
 /// Returns `ln p(target)` (`-inf` when no alignment has positive probability).
+///
+/// Rescaling: row `t` is stored as `alpha_t - C_t`, where `C_t` (kept in `f64`) is the sum of the
+/// previous rows' maxima. Without it, `alpha` grows to `-T * (mean emission)` and an `f32` lattice of
+/// 10^4 frames loses two or three digits of every posterior to the magnitude of its operands; with it,
+/// every stored value is within a few units of 0 and the rounding per step is that of `O(1)` numbers.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward<F: Float, K: Kernels<F>>(
     k: &K,
     acts: &SeqActs<'_, F>,
@@ -143,7 +162,7 @@ pub(crate) fn forward<F: Float, K: Kernels<F>>(
     time: usize,
     sequence: usize,
     ws: &mut [F],
-) -> Result<F, CtcError> {
+) -> Result<f64, CtcError> {
     let lay = SeqLayout::new(time, labels.len()).expect("workspace layout was checked at validation");
     let l_len = labels.len();
     let s_len = 2 * l_len + 1;
@@ -171,43 +190,54 @@ pub(crate) fn forward<F: Float, K: Kernels<F>>(
     }
 
     if time == 0 {
-        return Ok(if l_len == 0 { F::ZERO } else { ninf });
+        return Ok(if l_len == 0 { 0.0 } else { f64::NEG_INFINITY });
     }
-
-    let e = |t: usize, c: usize, ws: &[F]| acts.at(t, c) - ws[lay.norm + t];
 
     // Frame 0: only the first blank and the first label can start a path.
-    {
-        let row0 = &mut ws[lay.alpha..lay.alpha + s_len];
-        row0.fill(ninf);
-    }
-    ws[lay.alpha] = e(0, blank, ws);
+    ws[lay.alpha..lay.alpha + s_len].fill(ninf);
+    ws[lay.alpha] = acts.at(0, blank) - ws[lay.norm];
     if l_len > 0 {
-        ws[lay.alpha + l_len + 1] = e(0, labels[0] as usize, ws);
+        ws[lay.alpha + l_len + 1] = acts.at(0, labels[0] as usize) - ws[lay.norm];
     }
+    let mut shift = ws[lay.alpha].max(if l_len > 0 { ws[lay.alpha + l_len + 1] } else { ninf });
+    let mut offset = 0.0f64;
+    ws[lay.offsets] = F::ZERO;
+    ws[lay.offsets + 1] = F::ZERO;
 
     for t in 1..time {
-        let eb = e(t, blank, ws);
-        for j in 0..l_len {
-            ws[lay.emit + j] = e(t, labels[j] as usize, ws);
+        if shift == ninf {
+            // Every state is unreachable: so is the end. Rows past here are never read.
+            return Ok(f64::NEG_INFINITY);
         }
+        let base = ws[lay.norm + t] + shift;
+        let eb = acts.at(t, blank) - base;
+        for j in 0..l_len {
+            ws[lay.emit + j] = acts.at(t, labels[j] as usize) - base;
+        }
+        offset += shift.to_f64();
+        let (hi, lo) = split_f64::<F>(offset);
+        ws[lay.offsets + 2 * t] = hi;
+        ws[lay.offsets + 2 * t + 1] = lo;
         let (before, after) = ws.split_at_mut(lay.alpha + t * s_len);
         let prev = &before[lay.alpha + (t - 1) * s_len..];
         let (cur, rest) = after.split_at_mut(s_len);
         let emit = &rest[lay.emit - lay.alpha - (t + 1) * s_len..][..l_len];
         let skip = &rest[lay.skip - lay.alpha - (t + 1) * s_len..][..l_len];
-        k.alpha_step(prev, cur, eb, emit, skip, l_len);
+        shift = k.alpha_step(prev, cur, eb, emit, skip, l_len);
     }
 
     let last = &ws[lay.alpha + (time - 1) * s_len..][..s_len];
-    Ok(if l_len == 0 { last[0] } else { k.lse2(last[l_len], last[s_len - 1]) })
+    let end = if l_len == 0 { last[0] } else { k.lse2(last[l_len], last[s_len - 1]) };
+    Ok(if end == ninf { f64::NEG_INFINITY } else { end.to_f64() + offset })
 }
 
 /// Phase 2 for one sequence: beta, one row at a time from the last frame back, and for every frame
 /// the requested output row written through `grad`, then zeros for the frames past the input length.
 ///
-/// `log_likelihood` is what [`forward`] returned; `scale` multiplies the gradient (reduction).
-/// `feasible == false` writes zero rows everywhere.
+/// `log_likelihood` is what [`forward`] returned; `scale` multiplies the gradient (reduction). An
+/// infeasible sequence (`log_likelihood = -inf`) gets zero rows everywhere. Beta rows are rescaled like
+/// alpha's, by offsets `D_t`; the posterior of state `s` at `t` is then
+/// `exp(alpha'_t(s) + beta'_t(s) - (ln p - C_t - D_t))`, with the bracket computed in `f64`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<F: Float, K: Kernels<F>>(
     k: &K,
@@ -217,8 +247,7 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
     labels: &[u32],
     blank: usize,
     time: usize,
-    log_likelihood: F,
-    feasible: bool,
+    log_likelihood: f64,
     scale: F,
     ws: &mut [F],
     grad: &mut SeqGrad<F>,
@@ -233,7 +262,7 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
         // SAFETY: t < max_time; this task owns the sequence's rows.
         unsafe { zero_row(grad, t) };
     }
-    if !feasible {
+    if log_likelihood == f64::NEG_INFINITY {
         for t in 0..time {
             // SAFETY: as above.
             unsafe { zero_row(grad, t) };
@@ -243,10 +272,12 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
 
     let (head, tail) = ws.split_at_mut(lay.beta);
     let alpha = &head[lay.alpha..lay.norm];
-    let norm = &head[lay.norm..lay.beta];
+    let norm = &head[lay.norm..lay.offsets];
+    let offsets = &head[lay.offsets..lay.beta];
     let (beta_rows, tail) = tail.split_at_mut(2 * s_len);
     let (cur_b, next_b) = beta_rows.split_at_mut(s_len);
-    let (emit, skip_all) = tail.split_at_mut(l_len + 1);
+    let (emit, tail) = tail.split_at_mut(l_len + 1);
+    let (post, skip_all) = tail.split_at_mut(s_len);
     let skip = &skip_all[..l_len + 1];
     let (mut cur, mut next) = (cur_b, next_b);
 
@@ -256,18 +287,28 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
     if l_len > 0 {
         cur[s_len - 1] = F::ZERO;
     }
+    let mut shift = F::ZERO;
+    let mut beta_offset = 0.0f64;
     let mut t = time;
     while t > 0 {
         t -= 1;
         if t + 1 < time {
-            // `next` holds beta_{t+1}; turn it into beta_t in `cur`.
-            let eb = acts.at(t + 1, blank) - norm[t + 1];
+            // `next` holds beta'_{t+1}; turn it into beta'_t in `cur`, rescaled by its maximum.
+            let base = norm[t + 1] + shift;
+            let eb = acts.at(t + 1, blank) - base;
             for j in 0..l_len {
-                emit[j] = acts.at(t + 1, labels[j] as usize) - norm[t + 1];
+                emit[j] = acts.at(t + 1, labels[j] as usize) - base;
             }
             emit[l_len] = ninf;
-            k.beta_step(next, cur, eb, &emit[..l_len + 1], skip, l_len);
+            beta_offset += shift.to_f64();
+            shift = k.beta_step(next, cur, eb, &emit[..l_len + 1], skip, l_len);
+            if shift == ninf {
+                // Cannot happen on a feasible lattice; keeps a corrupted one from producing NaN.
+                shift = F::ZERO;
+            }
         }
+        let alpha_offset = offsets[2 * t].to_f64() + offsets[2 * t + 1].to_f64();
+        let rel = F::from_f64(log_likelihood - alpha_offset - beta_offset);
         write_output_row(
             k,
             acts,
@@ -279,8 +320,9 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
             norm[t],
             &alpha[t * s_len..(t + 1) * s_len],
             cur,
-            log_likelihood,
+            rel,
             scale,
+            post,
             grad,
         );
         core::mem::swap(&mut cur, &mut next);
@@ -304,6 +346,12 @@ unsafe fn zero_row<F: Float>(grad: &mut SeqGrad<F>, t: usize) {
 
 /// Writes one frame's output row: the dense part (softmax, `exp(lp)` or zeros, scaled), then the
 /// posterior mass of every state subtracted (or added) at its class.
+///
+/// The posteriors of a frame are normalised by their own sum, which in exact arithmetic is 1. In
+/// floating point it is not: the forward and backward passes round differently, and over thousands of
+/// frames their disagreement (a drift of `ln p` between the two) grows to parts in 10^3 in `f32`.
+/// Dividing by the frame's own sum removes that drift from every row; the rows of a logits gradient
+/// then sum to zero to rounding.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn write_output_row<F: Float, K: Kernels<F>>(
@@ -317,8 +365,9 @@ fn write_output_row<F: Float, K: Kernels<F>>(
     norm: F,
     alpha: &[F],
     beta: &[F],
-    log_likelihood: F,
+    shift: F,
     scale: F,
+    post: &mut [F],
     grad: &mut SeqGrad<F>,
 ) {
     let l_len = labels.len();
@@ -345,15 +394,18 @@ fn write_output_row<F: Float, K: Kernels<F>>(
             }
         }
     }
-    let blank_mass = k.posterior_sum(&alpha[..=l_len], &beta[..=l_len], log_likelihood);
+    let total = k.posterior_weights(alpha, beta, shift, post);
+    if !(total > F::ZERO && total.is_finite()) {
+        // Unreachable on a feasible lattice (some state carries the mass); never divide by it.
+        return;
+    }
+    let norm = sign_scale / total;
+    let blank_mass: F = post[..=l_len].iter().copied().sum();
     // SAFETY: blank < classes (validated); as above.
-    unsafe { grad.sub(t, blank, blank_mass * sign_scale) };
-    for j in 0..l_len {
-        let lg = alpha[l_len + 1 + j] + beta[l_len + 1 + j] - log_likelihood;
-        if lg > F::NEG_INFINITY {
-            // SAFETY: labels are validated < classes; as above.
-            unsafe { grad.sub(t, labels[j] as usize, lg.exp() * sign_scale) };
-        }
+    unsafe { grad.sub(t, blank, blank_mass * norm) };
+    for (j, &w) in post[l_len + 1..].iter().enumerate() {
+        // SAFETY: labels are validated < classes; as above.
+        unsafe { grad.sub(t, labels[j] as usize, w * norm) };
     }
 }
 

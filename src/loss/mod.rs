@@ -136,7 +136,7 @@ pub struct CtcLoss<F> {
 
 /// One sequence's plan: validated lengths and where its pieces live.
 #[derive(Clone, Debug, Default)]
-struct SeqPlan<F> {
+struct SeqPlan {
     /// Index in the batch.
     b: usize,
     /// Input length `T_b`.
@@ -149,8 +149,8 @@ struct SeqPlan<F> {
     offset: usize,
     /// Length of its region.
     len: usize,
-    /// Result of the forward pass.
-    log_likelihood: F,
+    /// Result of the forward pass, `ln p`, in `f64` (the rescaling offsets are accumulated in `f64`).
+    log_likelihood: f64,
     /// An error found by the forward pass.
     error: Option<CtcError>,
 }
@@ -164,7 +164,7 @@ struct SeqPlan<F> {
 pub struct Workspace<F> {
     floats: Vec<F>,
     labels: Vec<u32>,
-    plans: Vec<SeqPlan<F>>,
+    plans: Vec<SeqPlan>,
 }
 
 impl<F: Float> Workspace<F> {
@@ -270,7 +270,7 @@ pub fn ctc_compute_with<F: Float, L: Index, K: Kernels<F>>(
     targets: &Targets<'_, L>,
     input_lengths: &[L],
     losses: &mut [F],
-    mut grad: Option<&mut ActsViewMut<'_, F>>,
+    grad: Option<&mut ActsViewMut<'_, F>>,
     opts: &CtcOptions,
     ws: &mut Workspace<F>,
 ) -> Result<F, CtcError> {
@@ -278,7 +278,7 @@ pub fn ctc_compute_with<F: Float, L: Index, K: Kernels<F>>(
     validate(&layout, targets, input_lengths, losses.len(), grad.as_deref(), opts, ws)?;
 
     let acts_data = acts.data();
-    let run_forward = |plan: &mut SeqPlan<F>, region: &mut [F], labels: &[u32]| {
+    let run_forward = |plan: &mut SeqPlan, region: &mut [F], labels: &[u32]| {
         let sa = seq_acts(acts_data, &layout, plan.b);
         match lattice::forward(k, &sa, opts.input, labels, opts.blank, plan.time, plan.b, region) {
             Ok(ll) => plan.log_likelihood = ll,
@@ -295,7 +295,7 @@ pub fn ctc_compute_with<F: Float, L: Index, K: Kernels<F>>(
     let batch = layout.batch;
     let mut reduced = F::ZERO;
     for p in &ws.plans {
-        let mut loss = -p.log_likelihood;
+        let mut loss = F::from_f64(-p.log_likelihood);
         if opts.zero_infinity && loss == F::INFINITY {
             loss = F::ZERO;
         }
@@ -309,16 +309,15 @@ pub fn ctc_compute_with<F: Float, L: Index, K: Kernels<F>>(
         reduced = reduced / F::from_usize(batch);
     }
 
-    if let Some(g) = grad.as_deref_mut() {
+    if let Some(g) = grad {
         let glay = g.layout();
         let gptr = SendPtr(g.as_mut_ptr());
-        let run_backward = |plan: &mut SeqPlan<F>, region: &mut [F], labels: &[u32]| {
+        let run_backward = |plan: &mut SeqPlan, region: &mut [F], labels: &[u32]| {
             let sa = seq_acts(acts_data, &layout, plan.b);
             let scale = match opts.reduction {
                 Reduction::Mean => F::ONE / (F::from_usize(batch) * F::from_usize(plan.label_len.max(1))),
                 Reduction::Sum | Reduction::None => F::ONE,
             };
-            let feasible = plan.log_likelihood > F::NEG_INFINITY;
             let mut sg = SeqGrad {
                 ptr: gptr.get(),
                 base: plan.b * glay.stride_b,
@@ -336,7 +335,6 @@ pub fn ctc_compute_with<F: Float, L: Index, K: Kernels<F>>(
                 opts.blank,
                 plan.time,
                 plan.log_likelihood,
-                feasible,
                 scale,
                 region,
                 &mut sg,
@@ -377,22 +375,22 @@ fn seq_acts<'a, F: Float>(data: &'a [F], layout: &Layout, b: usize) -> SeqActs<'
 /// recursion splits plans and regions together with `split_at_mut`: no task can touch another's data.
 fn for_each_sequence<F: Float, G>(
     par: Parallelism,
-    plans: &mut [SeqPlan<F>],
+    plans: &mut [SeqPlan],
     floats: &mut [F],
     labels: &[u32],
     f: &G,
 ) where
-    G: Fn(&mut SeqPlan<F>, &mut [F], &[u32]) + Sync,
+    G: Fn(&mut SeqPlan, &mut [F], &[u32]) + Sync,
 {
     fn go<F: Float, G>(
         parallel: bool,
-        plans: &mut [SeqPlan<F>],
+        plans: &mut [SeqPlan],
         floats: &mut [F],
         base: usize,
         labels: &[u32],
         f: &G,
     ) where
-        G: Fn(&mut SeqPlan<F>, &mut [F], &[u32]) + Sync,
+        G: Fn(&mut SeqPlan, &mut [F], &[u32]) + Sync,
     {
         match plans.len() {
             0 => {}
@@ -539,7 +537,7 @@ fn validate<F: Float, L: Index>(
             label_len,
             offset: 0,
             len: seq.len,
-            log_likelihood: F::ZERO,
+            log_likelihood: 0.0,
             error: None,
         });
     }

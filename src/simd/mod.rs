@@ -25,16 +25,18 @@ pub trait Kernels<F: Float>: Sync {
     fn all_valid_log_probs(&self, row: &[F]) -> bool;
 
     /// One alpha step: `cur` from `prev` (both `2L + 1`), the blank's emission `eb`, the labels'
-    /// emissions `emit[..L]` and the skip terms `skip[..L]` (0 or `-inf`).
-    fn alpha_step(&self, prev: &[F], cur: &mut [F], eb: F, emit: &[F], skip: &[F], l_len: usize);
+    /// emissions `emit[..L]` and the skip terms `skip[..L]` (0 or `-inf`). Returns the largest value
+    /// written to `cur` (`-inf` if all are), which the caller uses to rescale the next step.
+    fn alpha_step(&self, prev: &[F], cur: &mut [F], eb: F, emit: &[F], skip: &[F], l_len: usize) -> F;
 
     /// One beta step: `cur` (beta at `t`) from `next` (beta at `t + 1`), with frame `t + 1`'s blank
     /// emission `eb`, label emissions `emit[..=L]` (`emit[L] = -inf`) and `skip[..=L]` (`skip[L] = -inf`).
-    fn beta_step(&self, next: &[F], cur: &mut [F], eb: F, emit: &[F], skip: &[F], l_len: usize);
+    /// Returns the largest value written to `cur`.
+    fn beta_step(&self, next: &[F], cur: &mut [F], eb: F, emit: &[F], skip: &[F], l_len: usize) -> F;
 
     /// `dst[k] = exp(src[k] - shift) * scale`.
     fn exp_shifted_scaled(&self, src: &[F], shift: F, scale: F, dst: &mut [F]);
 
-    /// `sum_i exp(alpha[i] + beta[i] - log_likelihood)`.
-    fn posterior_sum(&self, alpha: &[F], beta: &[F], log_likelihood: F) -> F;
+    /// `out[i] = exp(alpha[i] + beta[i] - shift)` for every state; returns `sum_i out[i]`.
+    fn posterior_weights(&self, alpha: &[F], beta: &[F], shift: F, out: &mut [F]) -> F;
 }

@@ -51,7 +51,7 @@ impl<F: Float> Kernels<F> for Scalar {
         row.iter().all(|&x| !(x.is_nan() || x == F::INFINITY))
     }
 
-    fn alpha_step(&self, prev: &[F], cur: &mut [F], eb: F, emit: &[F], skip: &[F], l_len: usize) {
+    fn alpha_step(&self, prev: &[F], cur: &mut [F], eb: F, emit: &[F], skip: &[F], l_len: usize) -> F {
         let (pb, pl) = prev.split_at(l_len + 1);
         let (cb, cl) = cur.split_at_mut(l_len + 1);
         cb[0] = eb + pb[0];
@@ -64,9 +64,10 @@ impl<F: Float> Kernels<F> for Scalar {
         for j in 1..l_len {
             cl[j] = emit[j] + lse3(pl[j], pb[j], pl[j - 1] + skip[j]);
         }
+        cur.iter().fold(F::NEG_INFINITY, |m, &x| m.max(x))
     }
 
-    fn beta_step(&self, next: &[F], cur: &mut [F], eb: F, emit: &[F], skip: &[F], l_len: usize) {
+    fn beta_step(&self, next: &[F], cur: &mut [F], eb: F, emit: &[F], skip: &[F], l_len: usize) -> F {
         let (nb, nl) = next.split_at(l_len + 1);
         let (cb, cl) = cur.split_at_mut(l_len + 1);
         let qb = |i: usize| eb + nb[i];
@@ -77,6 +78,7 @@ impl<F: Float> Kernels<F> for Scalar {
         for (j, c) in cl.iter_mut().enumerate() {
             *c = lse3(ql(j), qb(j + 1), ql(j + 1) + skip[j + 1]);
         }
+        cur.iter().fold(F::NEG_INFINITY, |m, &x| m.max(x))
     }
 
     fn exp_shifted_scaled(&self, src: &[F], shift: F, scale: F, dst: &mut [F]) {
@@ -85,7 +87,12 @@ impl<F: Float> Kernels<F> for Scalar {
         }
     }
 
-    fn posterior_sum(&self, alpha: &[F], beta: &[F], log_likelihood: F) -> F {
-        alpha.iter().zip(beta).map(|(&a, &b)| (a + b - log_likelihood).exp()).sum()
+    fn posterior_weights(&self, alpha: &[F], beta: &[F], shift: F, out: &mut [F]) -> F {
+        let mut sum = F::ZERO;
+        for ((o, &a), &b) in out.iter_mut().zip(alpha).zip(beta) {
+            *o = (a + b - shift).exp();
+            sum += *o;
+        }
+        sum
     }
 }

@@ -54,7 +54,14 @@ impl Problem {
 
     /// Random problem. `scale` is the logits' standard deviation (large = peaked). Targets may be
     /// infeasible when `allow_infeasible`; labels repeat often when `v` is small.
-    pub fn random(rng: &mut Rng, batch: usize, max_time: usize, max_label: usize, v: usize, scale: f64) -> Self {
+    pub fn random(
+        rng: &mut Rng,
+        batch: usize,
+        max_time: usize,
+        max_label: usize,
+        v: usize,
+        scale: f64,
+    ) -> Self {
         let blank = rng.below(v);
         let mut input_lengths = Vec::new();
         let mut targets = Vec::new();
@@ -81,7 +88,9 @@ impl Problem {
     /// The frames of sequence `b` as reference rows (only its first `T_b` frames).
     pub fn rows(&self, b: usize) -> Vec<Vec<f64>> {
         let (bsz, v) = (self.batch(), self.classes);
-        (0..self.input_lengths[b]).map(|t| self.acts[(t * bsz + b) * v..(t * bsz + b + 1) * v].to_vec()).collect()
+        (0..self.input_lengths[b])
+            .map(|t| self.acts[(t * bsz + b) * v..(t * bsz + b + 1) * v].to_vec())
+            .collect()
     }
 
     /// Reference log-probs of sequence `b` given how the activations are to be read.
@@ -113,7 +122,10 @@ impl Problem {
 
     /// Runs the kernel in `F` (time-major, concatenated targets) and returns losses, reduced value and
     /// the time-major output, all widened to f64.
-    pub fn run<F: fastctc::Float>(&self, opts: &CtcOptions) -> Result<(Vec<f64>, f64, Vec<f64>), fastctc::CtcError> {
+    pub fn run<F: fastctc::Float>(
+        &self,
+        opts: &CtcOptions,
+    ) -> Result<(Vec<f64>, f64, Vec<f64>), fastctc::CtcError> {
         let acts: Vec<F> = self.acts.iter().map(|&x| F::from_f64(x)).collect();
         let (labels, lengths) = self.concat_labels();
         let il = self.lengths_u32();
