@@ -36,6 +36,9 @@ pub trait Float:
     + bytemuck::Pod
     + 'static
 {
+    /// The vector row kernels for this type (`f32x8` or `f64x4` lanes).
+    type Simd: crate::simd::Kernels<Self> + Default + Copy + Send + Sync;
+
     /// `0`.
     const ZERO: Self;
     /// `1`.
@@ -74,8 +77,10 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ident) => {
+    ($t:ident, $v:ty) => {
         impl Float for $t {
+            type Simd = crate::simd::Vector<$v>;
+
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const INFINITY: Self = $t::INFINITY;
@@ -131,5 +136,5 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32);
-impl_float!(f64);
+impl_float!(f32, wide::f32x8);
+impl_float!(f64, wide::f64x4);

@@ -328,6 +328,7 @@ fn strided_subviews_poison_and_dirty_workspace() {
     let il = p.lengths_u32();
     let mut ws = Workspace::<f64>::new();
     let mut losses = vec![0.0; bsz];
+    let mut first_round = None;
     for round in 0..2 {
         ctc_compute(
             &view,
@@ -339,14 +340,19 @@ fn strided_subviews_poison_and_dirty_workspace() {
             &mut ws,
         )
         .unwrap();
-        assert_eq!(losses, want_losses, "round {round}");
-        for tt in 0..t {
-            for b in 0..bsz {
-                for k in 0..v {
-                    assert_eq!(gview.get(tt, b, k).unwrap(), want_grad[(tt * bsz + b) * v + k]);
-                }
-            }
+        // A class stride of 2 takes the strided path (scalar exp/ln): equal to rounding.
+        for (l, w) in losses.iter().zip(&want_losses) {
+            assert!(close(*l, *w, 1e-14), "round {round}: {l} vs {w}");
         }
+        let snapshot: Vec<f64> = (0..t * bsz * v).map(|i| gview.get(i / (bsz * v), (i / v) % bsz, i % v).unwrap()).collect();
+        for (i, (g, w)) in snapshot.iter().zip(&want_grad).enumerate() {
+            assert!((g - w).abs() < 1e-14, "round {round} element {i}: {g} vs {w}");
+        }
+        // A dirty workspace changes nothing, bit for bit.
+        if let Some(first) = &first_round {
+            assert_eq!(&(losses.clone(), snapshot.clone()), first, "round {round}");
+        }
+        first_round = Some((losses.clone(), snapshot));
         // Dirty the workspace for the next round by running an unrelated batch through it.
         let junk = Problem::random(&mut rng, 4, 30, 10, 7, 3.0);
         let _ = junk.run::<f64>(&opts(junk.blank));

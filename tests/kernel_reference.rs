@@ -4,7 +4,7 @@ mod common;
 
 use common::{close, repeats, Problem, Rng};
 use fastctc::loss::reference;
-use fastctc::{CtcOptions, GradOutput, InputKind, Parallelism, Reduction};
+use fastctc::{Backend, CtcOptions, GradOutput, InputKind, Parallelism, Reduction};
 
 /// f64 kernel and f64 reference compute the same sums in different orders; 1e-12 relative is the
 /// issue's bar and leaves ~4 orders of magnitude above the rounding of lattices this size.
@@ -18,8 +18,12 @@ fn opts(kind: InputKind, blank: usize) -> CtcOptions {
         zero_infinity: false,
         output: GradOutput::Gradient,
         parallelism: Parallelism::Sequential,
+        backend: Backend::Auto,
     }
 }
+
+/// Every implementation of the inner loops; each test runs on all of them.
+const BACKENDS: [Backend; 2] = [Backend::Scalar, Backend::Vector];
 
 /// Expected output row for frame t of sequence b under each input kind.
 fn expected_grad(p: &Problem, b: usize, kind: InputKind) -> (f64, Vec<Vec<f64>>) {
@@ -49,7 +53,16 @@ fn expected_grad(p: &Problem, b: usize, kind: InputKind) -> (f64, Vec<Vec<f64>>)
 }
 
 fn check_against_reference(p: &Problem, kind: InputKind, seed: u64) {
-    let (losses, _, grad) = p.run::<f64>(&opts(kind, p.blank)).unwrap();
+    for backend in BACKENDS {
+        let mut o = opts(kind, p.blank);
+        o.backend = backend;
+        check_backend(p, &o, seed);
+    }
+}
+
+fn check_backend(p: &Problem, o: &CtcOptions, seed: u64) {
+    let kind = o.input;
+    let (losses, _, grad) = p.run::<f64>(o).unwrap();
     let bsz = p.batch();
     for b in 0..bsz {
         let (want, rows) = expected_grad(p, b, kind);
@@ -64,7 +77,7 @@ fn check_against_reference(p: &Problem, kind: InputKind, seed: u64) {
                 let want = if t < p.input_lengths[b] { rows[t][k] } else { 0.0 };
                 assert!(
                     (got - want).abs() <= F64_REL * 10.0,
-                    "seed {seed} seq {b} t {t} k {k}: grad {got} vs reference {want}"
+                    "{:?} seed {seed} seq {b} t {t} k {k}: grad {got} vs reference {want}", o.backend
                 );
             }
         }
@@ -102,8 +115,11 @@ fn reference_and_kernel_match_brute_force_on_tiny_cases() {
             "seed {seed}: reference {} vs brute {brute}",
             lat.log_likelihood
         );
-        let (losses, _, _) = p.run::<f64>(&opts(InputKind::LogProbs, p.blank)).unwrap();
-        assert!(close(-losses[0], brute, 1e-12), "seed {seed}: kernel {} vs brute {brute}", -losses[0]);
+        for backend in BACKENDS {
+            let o = CtcOptions { backend, ..opts(InputKind::LogProbs, p.blank) };
+            let (losses, _, _) = p.run::<f64>(&o).unwrap();
+            assert!(close(-losses[0], brute, 1e-12), "{backend:?} seed {seed}: kernel {} vs brute {brute}", -losses[0]);
+        }
         let feasible = p.input_lengths[0] >= p.targets[0].len() + repeats(&p.targets[0]);
         assert_eq!(brute.is_finite(), feasible, "seed {seed}");
         checked += 1;

@@ -94,6 +94,18 @@ pub enum Parallelism {
     Rayon,
 }
 
+/// Which implementation of the lattice's inner loops runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// The fastest available: the vector kernels.
+    #[default]
+    Auto,
+    /// Plain scalar code with the standard library's `exp`/`ln` (the readable reference of the fast path).
+    Scalar,
+    /// The `wide` vector kernels with their own `exp`/`ln` (see [`crate::simd`]).
+    Vector,
+}
+
 /// Options of a CTC computation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CtcOptions {
@@ -109,6 +121,8 @@ pub struct CtcOptions {
     pub output: GradOutput,
     /// Threading across the batch.
     pub parallelism: Parallelism,
+    /// Inner-loop implementation.
+    pub backend: Backend,
 }
 
 impl Default for CtcOptions {
@@ -121,6 +135,7 @@ impl Default for CtcOptions {
             zero_infinity: false,
             output: GradOutput::Gradient,
             parallelism: Parallelism::Rayon,
+            backend: Backend::Auto,
         }
     }
 }
@@ -259,7 +274,12 @@ pub fn ctc_compute<F: Float, L: Index>(
     opts: &CtcOptions,
     ws: &mut Workspace<F>,
 ) -> Result<F, CtcError> {
-    ctc_compute_with(&Scalar, acts, targets, input_lengths, losses, grad, opts, ws)
+    match opts.backend {
+        Backend::Scalar => ctc_compute_with(&Scalar, acts, targets, input_lengths, losses, grad, opts, ws),
+        Backend::Auto | Backend::Vector => {
+            ctc_compute_with(&F::Simd::default(), acts, targets, input_lengths, losses, grad, opts, ws)
+        }
+    }
 }
 
 /// [`ctc_compute`] on a chosen implementation of the inner loops.

@@ -3,7 +3,13 @@
 //! Every implementation computes the same functions; the scalar one is the readable statement of what
 //! they are, and the tests run every implementation through the same properties.
 
+mod math;
 mod scalar;
+mod vector;
+
+pub use vector::{Lanes, Vector};
+
+pub use math::{exp_f32x8, exp_f64x4, ln_f32x8, ln_f64x4};
 
 pub use scalar::Scalar;
 
