@@ -42,6 +42,7 @@
 
 mod lattice;
 pub mod reference;
+pub mod shapes;
 
 use crate::buffer::{ActsView, ActsViewMut, Index, Layout, Targets};
 use crate::error::CtcError;
@@ -490,8 +491,8 @@ fn validate<F: Float, L: Index>(
     ws.plans.clear();
     ws.labels.clear();
     let mut concat_pos = 0usize;
-    for b in 0..batch {
-        let time = length(input_lengths[b], "input length", b)?;
+    for (b, &raw_time) in input_lengths.iter().enumerate() {
+        let time = length(raw_time, "input length", b)?;
         if time > layout.max_time {
             return Err(CtcError::InputLengthTooLong {
                 sequence: b,

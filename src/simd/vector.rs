@@ -193,13 +193,13 @@ macro_rules! vector_kernels {
                 let mut s1 = s0;
                 let mut i = 0;
                 while i + 2 * $n <= row.len() {
-                    s0 = s0 + ($v::load(&row[i..]) - mv).exp();
-                    s1 = s1 + ($v::load(&row[i + $n..]) - mv).exp();
+                    s0 += ($v::load(&row[i..]) - mv).exp();
+                    s1 += ($v::load(&row[i + $n..]) - mv).exp();
                     i += 2 * $n;
                 }
                 chunks::<$n>(row.len() - i, |at, count| {
                     let a: $v = ld::<$f, $v>(row, i + at, count);
-                    s0 = s0 + (a - mv).exp();
+                    s0 += (a - mv).exp();
                 });
                 (m + (s0 + s1).reduce_add().ln(), false)
             }
@@ -313,7 +313,7 @@ macro_rules! vector_kernels {
                 let n = alpha.len().min(beta.len()).min(out.len());
                 chunks::<$n>(n, |at, count| {
                     let w = (ld::<$f, $v>(alpha, at, count) + ld::<$f, $v>(beta, at, count) - sv).exp();
-                    acc = acc + w;
+                    acc += w;
                     w.store(&mut out[at..at + count]);
                 });
                 acc.reduce_add()

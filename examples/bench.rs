@@ -1,0 +1,55 @@
+//! Times loss + logits gradient (f32) on the standard shapes and prints ms and lattice cells per second,
+//! per backend and thread count. `cargo run --release --example bench [-- ROUNDS]`.
+
+use fastctc::loss::shapes::standard_shapes;
+use fastctc::{ctc_compute, ActsView, ActsViewMut, Backend, CtcOptions, Reduction, Targets, Workspace};
+use std::time::Instant;
+
+fn main() {
+    let rounds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(20);
+    println!("{:<11} {:>8} {:>7} {:>10} {:>12}", "shape", "backend", "threads", "median ms", "Mcells/s");
+    for shape in standard_shapes() {
+        let (logits, labels) = shape.generate(1);
+        let (t, b, v) = (shape.max_time(), shape.batch(), shape.classes);
+        let il: Vec<u32> = shape.input_lengths.iter().map(|&x| x as u32).collect();
+        let tl: Vec<u32> = shape.target_lengths.iter().map(|&x| x as u32).collect();
+        let acts = ActsView::time_major(&logits, t, b, v).unwrap();
+        let mut grad = vec![0.0f32; logits.len()];
+        for backend in [Backend::Scalar, Backend::Vector] {
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let opts = CtcOptions { reduction: Reduction::Sum, backend, ..Default::default() };
+                let mut ws = Workspace::new();
+                let mut losses = vec![0.0f32; b];
+                let mut times = Vec::new();
+                for _ in 0..rounds.max(3) {
+                    let mut g = ActsViewMut::time_major(&mut grad, t, b, v).unwrap();
+                    let start = Instant::now();
+                    pool.install(|| {
+                        ctc_compute(
+                            &acts,
+                            &Targets::Concatenated { labels: &labels, lengths: &tl },
+                            &il,
+                            &mut losses,
+                            Some(&mut g),
+                            &opts,
+                            &mut ws,
+                        )
+                        .unwrap()
+                    });
+                    times.push(start.elapsed().as_secs_f64());
+                }
+                times.sort_by(f64::total_cmp);
+                let med = times[times.len() / 2];
+                println!(
+                    "{:<11} {:>8} {:>7} {:>10.3} {:>12.1}",
+                    shape.name,
+                    format!("{backend:?}"),
+                    threads,
+                    med * 1e3,
+                    shape.cells() as f64 / med / 1e6
+                );
+            }
+        }
+    }
+}
