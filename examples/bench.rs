@@ -1,5 +1,6 @@
 //! Times loss + logits gradient (f32) on the standard shapes and prints ms and lattice cells per second,
-//! per backend and thread count. `cargo run --release --example bench [-- ROUNDS]`.
+//! per backend and thread count.
+//! `cargo run --release --example bench [-- ROUNDS [SHAPE|all [scalar|vector [THREADS]]]]`.
 
 use fastctc::loss::shapes::standard_shapes;
 use fastctc::{ctc_compute, ActsView, ActsViewMut, Backend, CtcOptions, Reduction, Targets, Workspace};
@@ -7,22 +8,32 @@ use std::time::Instant;
 
 fn main() {
     let rounds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let only: Option<String> = std::env::args().nth(2);
+    let backends: Vec<Backend> = match std::env::args().nth(3).as_deref() {
+        Some("scalar") => vec![Backend::Scalar],
+        Some("vector") => vec![Backend::Vector],
+        _ => vec![Backend::Scalar, Backend::Vector],
+    };
+    let thread_counts: Vec<usize> = match std::env::args().nth(4) {
+        Some(n) => vec![n.parse().expect("thread count")],
+        None => vec![1, 2],
+    };
     println!("{:<11} {:>8} {:>7} {:>10} {:>12}", "shape", "backend", "threads", "median ms", "Mcells/s");
-    for shape in standard_shapes() {
+    for shape in standard_shapes().into_iter().filter(|s| only.as_deref().is_none_or(|o| o == "all" || o == s.name)) {
         let (logits, labels) = shape.generate(1);
         let (t, b, v) = (shape.max_time(), shape.batch(), shape.classes);
         let il: Vec<u32> = shape.input_lengths.iter().map(|&x| x as u32).collect();
         let tl: Vec<u32> = shape.target_lengths.iter().map(|&x| x as u32).collect();
         let acts = ActsView::time_major(&logits, t, b, v).unwrap();
         let mut grad = vec![0.0f32; logits.len()];
-        for backend in [Backend::Scalar, Backend::Vector] {
-            for threads in [1, 2] {
+        for &backend in &backends {
+            for &threads in &thread_counts {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let opts = CtcOptions { reduction: Reduction::Sum, backend, ..Default::default() };
                 let mut ws = Workspace::new();
                 let mut losses = vec![0.0f32; b];
                 let mut times = Vec::new();
-                for _ in 0..rounds.max(3) {
+                for _ in 0..rounds.max(1) {
                     let mut g = ActsViewMut::time_major(&mut grad, t, b, v).unwrap();
                     let start = Instant::now();
                     pool.install(|| {
