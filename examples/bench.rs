@@ -19,7 +19,9 @@ fn main() {
         None => vec![1, 2],
     };
     println!("{:<11} {:>8} {:>7} {:>10} {:>12}", "shape", "backend", "threads", "median ms", "Mcells/s");
-    for shape in standard_shapes().into_iter().filter(|s| only.as_deref().is_none_or(|o| o == "all" || o == s.name)) {
+    for shape in
+        standard_shapes().into_iter().filter(|s| only.as_deref().is_none_or(|o| o == "all" || o == s.name))
+    {
         let (logits, labels) = shape.generate(1);
         let (t, b, v) = (shape.max_time(), shape.batch(), shape.classes);
         let il: Vec<u32> = shape.input_lengths.iter().map(|&x| x as u32).collect();

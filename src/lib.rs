@@ -75,6 +75,8 @@
 
 pub mod buffer;
 pub mod error;
+#[cfg(feature = "ffi")]
+pub mod ffi;
 pub mod float;
 pub mod loss;
 pub mod simd;
@@ -83,6 +85,6 @@ pub use buffer::{ActsView, ActsViewMut, Index, Layout, Targets};
 pub use error::CtcError;
 pub use float::Float;
 pub use loss::{
-    ctc_compute, ctc_loss, ctc_loss_and_grad, Backend, CtcLoss, CtcOptions, GradOutput, InputKind, Parallelism,
-    Reduction, Workspace,
+    ctc_compute, ctc_loss, ctc_loss_and_grad, Backend, CtcLoss, CtcOptions, GradOutput, InputKind,
+    Parallelism, Reduction, Workspace,
 };
