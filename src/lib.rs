@@ -4,3 +4,7 @@
 pub mod float;
 
 pub use float::Float;
+#[cfg(feature = "nn")]
+pub mod nn;
+#[cfg(feature = "nn")]
+pub mod optim;
