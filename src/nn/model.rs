@@ -489,3 +489,23 @@ impl<F: NnFloat> AcousticModel<F> {
         }
     }
 }
+
+/// The model as one [`Layer`] (features in, logits out), so generic code and tests can treat it like
+/// any layer; the inherent methods of the same names do the same.
+impl<F: NnFloat> Layer<F> for AcousticModel<F> {
+    fn forward(&mut self, input: &Batch<F>, mode: Mode) -> Result<Batch<F>, NnError> {
+        AcousticModel::forward(self, input, mode)
+    }
+
+    fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError> {
+        AcousticModel::backward(self, grad_output)
+    }
+
+    fn visit_params<'a>(&'a self, f: &mut dyn FnMut(&'a Param<F>)) {
+        AcousticModel::visit_params(self, f);
+    }
+
+    fn visit_params_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<F>)) {
+        AcousticModel::visit_params_mut(self, f);
+    }
+}
