@@ -459,3 +459,37 @@ fn f32_layers_agree_with_f64() {
         }
     }
 }
+
+#[test]
+fn gelu_f32_kernel_matches_f64() {
+    // 2 x 5 x 13 = 130 elements: sixteen 8-lane blocks and a 2-element scalar tail, over [-6, 6].
+    let lengths = [5, 4];
+    let x64 = ragged(&mut rng(90), 5, 13, &lengths, 0.0);
+    let scaled: Vec<f64> = x64.data().iter().map(|v| v * 6.0).collect();
+    let x64 = Batch::new(scaled, 2, 5, 13, lengths.to_vec()).unwrap();
+    let x32 = Batch::new(
+        x64.data().iter().map(|&v| v as f32).collect(),
+        2,
+        5,
+        13,
+        lengths.to_vec(),
+    )
+    .unwrap();
+    let mut a64 = ActivationLayer::<f64>::new(Activation::Gelu);
+    let mut a32 = ActivationLayer::<f32>::new(Activation::Gelu);
+    let y64 = a64.forward(&x64, Mode::Eval).unwrap();
+    let y32 = a32.forward(&x32, Mode::Eval).unwrap();
+    for (a, b) in y64.data().iter().zip(y32.data()) {
+        assert!(
+            (a - *b as f64).abs() < 1e-5 * a.abs().max(1.0),
+            "{a} vs {b}"
+        );
+    }
+    let g64 = uniform(&mut rng(91), y64.data().len(), 1.0);
+    let g32: Vec<f32> = g64.iter().map(|&v| v as f32).collect();
+    let d64 = a64.backward(&g64).unwrap();
+    let d32 = a32.backward(&g32).unwrap();
+    for (a, b) in d64.iter().zip(&d32) {
+        assert!((a - *b as f64).abs() < 1e-5, "{a} vs {b}");
+    }
+}

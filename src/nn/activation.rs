@@ -116,7 +116,13 @@ impl<F: NnFloat> Layer<F> for ActivationLayer<F> {
         self.input.clear();
         self.input.extend_from_slice(input.data());
         zero_padded_rows(&mut self.input, t, c, input.lengths());
-        let mut out: Vec<F> = self.input.iter().map(|&x| kind.apply(x)).collect();
+        let mut out: Vec<F> = if kind == Activation::Gelu {
+            let mut out = vec![F::ZERO; self.input.len()];
+            F::gelu_forward(&self.input, &mut out);
+            out
+        } else {
+            self.input.iter().map(|&x| kind.apply(x)).collect()
+        };
         // f(0) need not be 0 (e.g. hardtanh with min > 0).
         zero_padded_rows(&mut out, t, c, input.lengths());
         self.shape = Some((t, c, input.lengths().to_vec()));

@@ -65,6 +65,7 @@ impl_nn_float!(f64);
 
 mod kernels {
     use super::NnFloat;
+    use crate::nn::Activation;
 
     /// Hot element-wise loops with a SIMD version for `f32` (the training type) and the plain scalar
     /// loop for `f64` (the finite-difference checks). Public inside a private module, so `NnFloat`
@@ -80,6 +81,24 @@ mod kernels {
             gates: &mut [Self],
             out: &mut [Self],
         );
+
+        /// `out[i] = gelu(x[i])` (tanh form), `out.len() == x.len()`.
+        fn gelu_forward(x: &[Self], out: &mut [Self]);
+
+        /// `out[i] = g[i] * gelu'(x[i])`, all three of one length.
+        fn gelu_backward(x: &[Self], g: &[Self], out: &mut [Self]);
+    }
+
+    fn gelu_forward_scalar<F: NnFloat>(x: &[F], out: &mut [F]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = Activation::Gelu.apply(v);
+        }
+    }
+
+    fn gelu_backward_scalar<F: NnFloat>(x: &[F], g: &[F], out: &mut [F]) {
+        for ((o, &v), &d) in out.iter_mut().zip(x).zip(g) {
+            *o = d * Activation::Gelu.derivative(v);
+        }
     }
 
     /// The reference loop, exactly PyTorch's equations.
@@ -125,7 +144,19 @@ mod kernels {
         ) {
             gru_cell_scalar(xp, hp, state, gates, out);
         }
+
+        fn gelu_forward(x: &[Self], out: &mut [Self]) {
+            gelu_forward_scalar(x, out);
+        }
+
+        fn gelu_backward(x: &[Self], g: &[Self], out: &mut [Self]) {
+            gelu_backward_scalar(x, g, out);
+        }
     }
+
+    /// `sqrt(2 / pi)` and the cubic coefficient of the tanh-form GELU, as in [`Activation::Gelu`].
+    const GELU_C: f32 = 0.797_884_6;
+    const GELU_A: f32 = 0.044_715;
 
     impl Kernels for f32 {
         /// Eight lanes at a time with `wide`'s `exp` and `tanh` (a few ulp from the standard library's;
@@ -173,6 +204,45 @@ mod kernels {
                     out[k] = new;
                 }
             }
+        }
+
+        fn gelu_forward(x: &[Self], out: &mut [Self]) {
+            use wide::f32x8;
+            let (c, a, half) = (
+                f32x8::splat(GELU_C),
+                f32x8::splat(GELU_A),
+                f32x8::splat(0.5),
+            );
+            let mut xs = x.chunks_exact(8);
+            let mut os = out.chunks_exact_mut(8);
+            for (xc, oc) in (&mut xs).zip(&mut os) {
+                let v = f32x8::new(xc.try_into().expect("8 lanes"));
+                let th = (c * (v + a * v * v * v)).tanh();
+                oc.copy_from_slice(&(half * v * (f32x8::ONE + th)).to_array());
+            }
+            gelu_forward_scalar(xs.remainder(), os.into_remainder());
+        }
+
+        fn gelu_backward(x: &[Self], g: &[Self], out: &mut [Self]) {
+            use wide::f32x8;
+            let (c, a, half) = (
+                f32x8::splat(GELU_C),
+                f32x8::splat(GELU_A),
+                f32x8::splat(0.5),
+            );
+            let three_a = f32x8::splat(3.0 * GELU_A);
+            let mut xs = x.chunks_exact(8);
+            let mut gs = g.chunks_exact(8);
+            let mut os = out.chunks_exact_mut(8);
+            for ((xc, gc), oc) in (&mut xs).zip(&mut gs).zip(&mut os) {
+                let v = f32x8::new(xc.try_into().expect("8 lanes"));
+                let d = f32x8::new(gc.try_into().expect("8 lanes"));
+                let th = (c * (v + a * v * v * v)).tanh();
+                let deriv = half * (f32x8::ONE + th)
+                    + half * v * (f32x8::ONE - th * th) * c * (f32x8::ONE + three_a * v * v);
+                oc.copy_from_slice(&(d * deriv).to_array());
+            }
+            gelu_backward_scalar(xs.remainder(), gs.remainder(), os.into_remainder());
         }
     }
 }
