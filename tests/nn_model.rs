@@ -263,3 +263,24 @@ fn invalid_configs_are_rejected() {
         Err(NnError::NoForwardCache { .. })
     ));
 }
+
+/// Empty batches, zero-length padded time and all-empty sequences go through without panicking and
+/// give correctly shaped, all-zero outputs and gradients.
+#[test]
+fn empty_shapes() {
+    for config in [tiny_gru(2), tiny_conv()] {
+        let mut model = AcousticModel::<f32>::new(&config, 150).unwrap();
+        for (b, t, lengths) in [(0, 5, vec![]), (2, 0, vec![0, 0]), (2, 4, vec![0, 0]), (1, 1, vec![1])] {
+            let x = Batch::<f32>::zeros(b, t, 3, lengths.clone()).unwrap();
+            let y = model.forward(&x, Mode::Train).unwrap();
+            assert_eq!(y.shape(), (b, config.output_length(t), 4));
+            assert_eq!(y.lengths(), model.output_lengths(&lengths).as_slice());
+            let g = model.backward(&vec![1.0; y.data().len()]).unwrap();
+            assert_eq!(g.len(), b * t * 3);
+            if lengths.iter().all(|&l| l == 0) {
+                assert!(y.data().iter().all(|&v| v == 0.0));
+                assert!(g.iter().all(|&v| v == 0.0));
+            }
+        }
+    }
+}

@@ -198,7 +198,9 @@ impl<F: NnFloat> Direction<F> {
         reset(&mut self.xp, rows * g);
         reset(&mut self.dhp, rows * g);
         reset(&mut self.h, b * h);
-        for step in (0..t).rev() {
+        // With no sequences there is no recurrence (and no row `ti` to view below).
+        let steps = if b == 0 { 0 } else { t };
+        for step in (0..steps).rev() {
             let ti = self.frame(step, t);
             for (bi, &len) in lengths.iter().enumerate() {
                 if ti >= len {
