@@ -270,7 +270,12 @@ fn invalid_configs_are_rejected() {
 fn empty_shapes() {
     for config in [tiny_gru(2), tiny_conv()] {
         let mut model = AcousticModel::<f32>::new(&config, 150).unwrap();
-        for (b, t, lengths) in [(0, 5, vec![]), (2, 0, vec![0, 0]), (2, 4, vec![0, 0]), (1, 1, vec![1])] {
+        for (b, t, lengths) in [
+            (0, 5, vec![]),
+            (2, 0, vec![0, 0]),
+            (2, 4, vec![0, 0]),
+            (1, 1, vec![1]),
+        ] {
             let x = Batch::<f32>::zeros(b, t, 3, lengths.clone()).unwrap();
             let y = model.forward(&x, Mode::Train).unwrap();
             assert_eq!(y.shape(), (b, config.output_length(t), 4));
@@ -283,4 +288,30 @@ fn empty_shapes() {
             }
         }
     }
+}
+
+#[test]
+fn parameters_by_name() {
+    let mut model = AcousticModel::<f32>::new(&tiny_gru(1), 160).unwrap();
+    let shape = model.param("output.weight").unwrap().shape().to_vec();
+    assert_eq!(shape, vec![4, 4]);
+    model.set_param("output.weight", &[0.5; 16]).unwrap();
+    assert!(model
+        .param("output.weight")
+        .unwrap()
+        .value()
+        .iter()
+        .all(|&v| v == 0.5));
+    assert!(matches!(
+        model.set_param("nope", &[0.0]),
+        Err(NnError::UnknownParam { .. })
+    ));
+    assert!(matches!(
+        model.set_param("output.bias", &[0.0; 3]),
+        Err(NnError::ShapeMismatch {
+            expected: 4,
+            got: 3,
+            ..
+        })
+    ));
 }

@@ -38,6 +38,11 @@ pub enum NnError {
         /// The layer.
         layer: &'static str,
     },
+    /// No parameter has this name.
+    UnknownParam {
+        /// The name looked up.
+        name: String,
+    },
     /// A configuration value is out of range.
     InvalidConfig {
         /// The field.
@@ -75,6 +80,7 @@ impl fmt::Display for NnError {
             Self::NoForwardCache { layer } => {
                 write!(f, "{layer}: backward called before forward")
             }
+            Self::UnknownParam { name } => write!(f, "no parameter named `{name}`"),
             Self::InvalidConfig {
                 field,
                 value,

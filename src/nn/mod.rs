@@ -16,6 +16,33 @@
 //! [`Layer::visit_params`] / [`Layer::visit_params_mut`], or collected with
 //! [`AcousticModel::params`] / [`AcousticModel::params_mut`].
 //!
+//! # A training step
+//!
+//! ```
+//! use fastctc::nn::{AcousticModel, Batch, GruModelConfig, Mode, ModelConfig};
+//! use fastctc::optim::{clip_grad_norm, Adam, AdamConfig, LrSchedule};
+//!
+//! let config = ModelConfig::Gru(GruModelConfig { gru_layers: 1, hidden: 16, conv_channels: 16, ..Default::default() });
+//! let mut model = AcousticModel::<f32>::new(&config, 42)?;
+//! // Two utterances of 40 and 31 frames of 80 log-mel features, padded to 40.
+//! let features = Batch::new(vec![0.1; 2 * 40 * 80], 2, 40, 80, vec![40, 31])?;
+//! let logits = model.forward(&features, Mode::Train)?; // (2, 10, 29), x4 subsampling
+//! assert_eq!(logits.shape(), (2, 10, 29));
+//! assert_eq!(logits.lengths(), &[10, 8]);
+//! // In the trainer this is the CTC loss's gradient with respect to the logits, (B, T', V) flat.
+//! let grad_logits = vec![0.01f32; logits.data().len()];
+//! model.zero_grad();
+//! model.backward(&grad_logits)?;
+//! let schedule = LrSchedule::WarmupCosine { peak_lr: 1e-3, warmup_steps: 100, total_steps: 2000, min_lr: 1e-5 };
+//! let mut adam = Adam::<f32>::new(AdamConfig::default())?;
+//! let mut params = model.params_mut();
+//! let norm = clip_grad_norm(&mut params, 5.0)?;
+//! if norm.is_finite() {
+//!     adam.step(&mut params, schedule.lr(adam.step_count()))?;
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Everything is generic over [`NnFloat`] (`f32` to train, `f64` for the finite-difference tests).
 //! Matrix products go through the `gemm` crate with single-threaded calls; with the `rayon` feature the
 //! two directions of a recurrent layer run in parallel, and large products are split by rows.

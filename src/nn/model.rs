@@ -498,6 +498,36 @@ impl<F: NnFloat> AcousticModel<F> {
         out
     }
 
+    /// The parameter named `name`, if any.
+    pub fn param(&self, name: &str) -> Option<&Param<F>> {
+        self.params().into_iter().find(|p| p.name() == name)
+    }
+
+    /// Overwrites the values of the parameter named `name` (e.g. from a checkpoint), leaving its
+    /// gradient alone.
+    ///
+    /// # Errors
+    /// [`NnError::UnknownParam`] if no parameter has that name; [`NnError::ShapeMismatch`] if `values`
+    /// does not have the parameter's number of elements.
+    pub fn set_param(&mut self, name: &str, values: &[F]) -> Result<(), NnError> {
+        let p = self
+            .params_mut()
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| NnError::UnknownParam {
+                name: name.to_string(),
+            })?;
+        if p.len() != values.len() {
+            return Err(NnError::ShapeMismatch {
+                what: "parameter values",
+                expected: p.len(),
+                got: values.len(),
+            });
+        }
+        p.value_mut().copy_from_slice(values);
+        Ok(())
+    }
+
     /// Total number of scalar parameters.
     pub fn num_params(&self) -> usize {
         let mut n = 0;
