@@ -29,7 +29,7 @@ fn configs() -> Vec<(&'static str, ModelConfig)> {
     };
     vec![
         ("gru3x192", ModelConfig::Gru(GruModelConfig::default())),
-        ("gru2x128", ModelConfig::Gru(small)),
+        ("gru2x128", ModelConfig::Gru(GruModelConfig::small())),
         ("conv6x256", ModelConfig::Conv(ConvModelConfig::default())),
     ]
 }
