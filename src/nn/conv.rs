@@ -63,8 +63,12 @@ pub struct Conv1d<F> {
     spec: Conv1dSpec,
     weight: Param<F>,
     bias: Param<F>,
-    /// im2col matrix of the last forward: `(B * T_out, in_channels * kernel)`, column `ci * kernel + j`.
+    /// im2col matrix of the last forward: `(B * T_out, kernel * in_channels)`, column `j * in_channels + ci`
+    /// (tap-major, so each tap is one contiguous copy of an input frame).
     cols: Vec<F>,
+    /// The weight of the last forward reordered to match `cols`: `(out_channels, kernel * in_channels)`,
+    /// `w_tap[co, j * in_channels + ci] = weight[co, ci, j]`.
+    w_tap: Vec<F>,
     /// Scratch for the masked input and gradient copies.
     scratch: Vec<F>,
     /// `(B, T, T_out, input lengths, output lengths)` of the last forward.
@@ -122,6 +126,7 @@ impl<F: NnFloat> Conv1d<F> {
             ),
             spec,
             cols: Vec::new(),
+            w_tap: Vec::new(),
             scratch: Vec::new(),
             shape: None,
         })
@@ -158,20 +163,31 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
                     let Some(ti) = source(&s, to, j, len) else {
                         continue;
                     };
-                    let src = &x[(bi * t + ti) * c..(bi * t + ti + 1) * c];
-                    for (ci, &v) in src.iter().enumerate() {
-                        row[ci * s.kernel + j] = v;
-                    }
+                    row[j * c..(j + 1) * c]
+                        .copy_from_slice(&x[(bi * t + ti) * c..(bi * t + ti + 1) * c]);
                 }
             }
         }
         let co = s.out_channels;
+        self.w_tap.clear();
+        self.w_tap.resize(co * ck, F::ZERO);
+        for (wo, w) in self
+            .w_tap
+            .chunks_exact_mut(ck)
+            .zip(self.weight.value().chunks_exact(ck))
+        {
+            for ci in 0..c {
+                for j in 0..s.kernel {
+                    wo[j * c + ci] = w[ci * s.kernel + j];
+                }
+            }
+        }
         let mut out = vec![F::ZERO; rows * co];
         fill_rows(&mut out, self.bias.value(), co);
         matmul_par(
             true,
             View::rm(&self.cols, rows, ck),
-            View::tr(self.weight.value(), co, ck),
+            View::tr(&self.w_tap, co, ck),
             &mut out,
             co,
         );
@@ -198,21 +214,35 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
         check_grad_len("conv1d grad_output length", rows * co, grad_output.len())?;
         let mut g = std::mem::take(&mut self.scratch);
         masked_copy(&mut g, grad_output, sh.time_out, co, &sh.lengths_out);
-        // dW (co, ck) += g^T (co, rows) x cols (rows, ck); db += column sums of g.
+        // dW_tap (co, ck) = g^T (co, rows) x cols (rows, ck), added to dW in PyTorch's order;
+        // db += column sums of g.
+        let mut dw_tap = vec![F::ZERO; co * ck];
         matmul_par(
-            true,
+            false,
             View::tr(&g, rows, co),
             View::rm(&self.cols, rows, ck),
-            self.weight.grad_mut(),
+            &mut dw_tap,
             ck,
         );
+        for (dw, dt) in self
+            .weight
+            .grad_mut()
+            .chunks_exact_mut(ck)
+            .zip(dw_tap.chunks_exact(ck))
+        {
+            for ci in 0..c {
+                for j in 0..s.kernel {
+                    dw[ci * s.kernel + j] += dt[j * c + ci];
+                }
+            }
+        }
         add_col_sums(self.bias.grad_mut(), &g, co);
         // dcols (rows, ck) = g (rows, co) x W (co, ck), then scattered back onto the frames they came from.
         let mut dcols = vec![F::ZERO; rows * ck];
         matmul_par(
             false,
             View::rm(&g, rows, co),
-            View::rm(self.weight.value(), co, ck),
+            View::rm(&self.w_tap, co, ck),
             &mut dcols,
             ck,
         );
@@ -232,8 +262,8 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
                         continue;
                     };
                     let dst = &mut gin[(bi * t + ti) * c..(bi * t + ti + 1) * c];
-                    for (ci, d) in dst.iter_mut().enumerate() {
-                        *d += row[ci * s.kernel + j];
+                    for (d, &v) in dst.iter_mut().zip(&row[j * c..(j + 1) * c]) {
+                        *d += v;
                     }
                 }
             }
