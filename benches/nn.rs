@@ -21,12 +21,6 @@ fn batch() -> Batch<f32> {
 }
 
 fn configs() -> Vec<(&'static str, ModelConfig)> {
-    let small = GruModelConfig {
-        gru_layers: 2,
-        hidden: 128,
-        conv_channels: 192,
-        ..GruModelConfig::default()
-    };
     vec![
         ("gru3x192", ModelConfig::Gru(GruModelConfig::default())),
         ("gru2x128", ModelConfig::Gru(GruModelConfig::small())),
