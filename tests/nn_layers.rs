@@ -408,6 +408,36 @@ fn errors_are_typed() {
         })
     ));
     assert!(BiGru::<f32>::new("g", 0, 3, &mut r).is_err());
+    let huge = Conv1dSpec {
+        in_channels: 1,
+        out_channels: 1,
+        kernel: 3,
+        stride: 1,
+        padding: usize::MAX,
+        dilation: 1,
+    };
+    assert!(matches!(
+        Conv1d::<f32>::new("c", huge, &mut r),
+        Err(NnError::InvalidConfig {
+            field: "padding",
+            ..
+        })
+    ));
+    let huge = Conv1dSpec {
+        in_channels: 1,
+        out_channels: 1,
+        kernel: 3,
+        stride: 1,
+        padding: 0,
+        dilation: usize::MAX,
+    };
+    assert!(matches!(
+        Conv1d::<f32>::new("c", huge, &mut r),
+        Err(NnError::InvalidConfig {
+            field: "dilation",
+            ..
+        })
+    ));
     let e = NnError::LengthTooLong {
         index: 2,
         length: 9,

@@ -248,6 +248,34 @@ fn invalid_configs_are_rejected() {
             ..
         })
     ));
+    // Absurd sizes are refused up front instead of overflowing or exhausting memory.
+    let huge = GruModelConfig {
+        hidden: usize::MAX / 2,
+        ..GruModelConfig::default()
+    };
+    assert!(matches!(
+        AcousticModel::<f32>::new(&ModelConfig::Gru(huge), 0),
+        Err(NnError::InvalidConfig { .. })
+    ));
+    let huge = GruModelConfig {
+        vocab: 1 << 40,
+        ..GruModelConfig::default()
+    };
+    assert!(matches!(
+        AcousticModel::<f32>::new(&ModelConfig::Gru(huge), 0),
+        Err(NnError::InvalidConfig { .. })
+    ));
+    let huge = GruModelConfig {
+        gru_layers: 1 << 40,
+        ..GruModelConfig::default()
+    };
+    assert!(matches!(
+        ModelConfig::Gru(huge).validate(),
+        Err(NnError::InvalidConfig {
+            field: "gru_layers",
+            ..
+        })
+    ));
     let mut model = AcousticModel::<f32>::new(&ModelConfig::default(), 0).unwrap();
     let x = Batch::<f32>::zeros(1, 4, 40, vec![4]).unwrap();
     assert!(matches!(

@@ -109,6 +109,39 @@ impl<F: NnFloat> Conv1d<F> {
                 });
             }
         }
+        // Bounded so that `len + 2 padding` and the kernel's span can never overflow for any length
+        // that fits in memory, and the weight's size is representable.
+        const LIMIT: usize = u32::MAX as usize;
+        let span = spec
+            .dilation
+            .checked_mul(spec.kernel - 1)
+            .filter(|&v| v <= LIMIT);
+        if span.is_none() {
+            return Err(NnError::InvalidConfig {
+                field: "dilation",
+                value: spec.dilation as f64,
+                requirement: "such that dilation * (kernel - 1) <= 2^32 - 1",
+            });
+        }
+        if spec.padding > LIMIT {
+            return Err(NnError::InvalidConfig {
+                field: "padding",
+                value: spec.padding as f64,
+                requirement: "at most 2^32 - 1",
+            });
+        }
+        let weight_len = spec
+            .out_channels
+            .checked_mul(spec.in_channels)
+            .and_then(|v| v.checked_mul(spec.kernel))
+            .filter(|&v| v <= isize::MAX as usize / 8);
+        if weight_len.is_none() {
+            return Err(NnError::InvalidConfig {
+                field: "out_channels",
+                value: spec.out_channels as f64,
+                requirement: "such that out_channels * in_channels * kernel fits in memory",
+            });
+        }
         let fan_in = spec.in_channels * spec.kernel;
         let bound = default_bound(fan_in);
         Ok(Self {
@@ -117,13 +150,13 @@ impl<F: NnFloat> Conv1d<F> {
                 vec![spec.out_channels, spec.in_channels, spec.kernel],
                 ParamInit::Uniform(bound),
                 rng,
-            ),
+            )?,
             bias: Param::new(
                 format!("{prefix}.bias"),
                 vec![spec.out_channels],
                 ParamInit::Uniform(bound),
                 rng,
-            ),
+            )?,
             spec,
             cols: Vec::new(),
             w_tap: Vec::new(),

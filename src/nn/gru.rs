@@ -81,10 +81,10 @@ impl<F: NnFloat> Direction<F> {
         hidden: usize,
         reverse: bool,
         rng: &mut Xoshiro256PlusPlus,
-    ) -> Self {
+    ) -> Result<Self, NnError> {
         let init = ParamInit::Uniform(default_bound(hidden));
         let g = 3 * hidden;
-        Self {
+        Ok(Self {
             reverse,
             hidden,
             w_ih: Param::new(
@@ -92,15 +92,15 @@ impl<F: NnFloat> Direction<F> {
                 vec![g, input_size],
                 init,
                 rng,
-            ),
+            )?,
             w_hh: Param::new(
                 format!("{prefix}.weight_hh_l0{suffix}"),
                 vec![g, hidden],
                 init,
                 rng,
-            ),
-            b_ih: Param::new(format!("{prefix}.bias_ih_l0{suffix}"), vec![g], init, rng),
-            b_hh: Param::new(format!("{prefix}.bias_hh_l0{suffix}"), vec![g], init, rng),
+            )?,
+            b_ih: Param::new(format!("{prefix}.bias_ih_l0{suffix}"), vec![g], init, rng)?,
+            b_hh: Param::new(format!("{prefix}.bias_hh_l0{suffix}"), vec![g], init, rng)?,
             xp: Vec::new(),
             gates: Vec::new(),
             hprev: Vec::new(),
@@ -109,7 +109,7 @@ impl<F: NnFloat> Direction<F> {
             hp: Vec::new(),
             w_hh_t: Vec::new(),
             dhp: Vec::new(),
-        }
+        })
     }
 
     #[inline]
@@ -265,6 +265,9 @@ impl<F: NnFloat> Direction<F> {
     }
 }
 
+/// Largest hidden size accepted (keeps `3 * hidden` and the state buffers far from overflow).
+const MAX_HIDDEN: usize = 1 << 20;
+
 /// Batch geometry of one recurrence: `B` sequences padded to `T` frames of `input_size` channels.
 #[derive(Clone, Copy)]
 struct Dims<'a> {
@@ -302,8 +305,15 @@ impl<F: NnFloat> BiGru<F> {
                 });
             }
         }
-        let fwd = Direction::new(prefix, "", input_size, hidden, false, rng);
-        let rev = Direction::new(prefix, "_reverse", input_size, hidden, true, rng);
+        if hidden > MAX_HIDDEN {
+            return Err(NnError::InvalidConfig {
+                field: "hidden",
+                value: hidden as f64,
+                requirement: "at most 2^20",
+            });
+        }
+        let fwd = Direction::new(prefix, "", input_size, hidden, false, rng)?;
+        let rev = Direction::new(prefix, "_reverse", input_size, hidden, true, rng)?;
         Ok(Self {
             input_size,
             hidden,

@@ -135,6 +135,20 @@ fn positive(field: &'static str, v: usize) -> Result<(), NnError> {
     Ok(())
 }
 
+/// Most layers of one kind a config may ask for.
+const MAX_LAYERS: usize = 1024;
+
+fn at_most(field: &'static str, v: usize, max: usize) -> Result<(), NnError> {
+    if v > max {
+        return Err(NnError::InvalidConfig {
+            field,
+            value: v as f64,
+            requirement: "at most 1024",
+        });
+    }
+    Ok(())
+}
+
 fn dropout_p(p: f64) -> Result<(), NnError> {
     if !(0.0..1.0).contains(&p) {
         return Err(NnError::InvalidConfig {
@@ -157,6 +171,8 @@ impl ModelConfig {
                 positive("input_dim", c.input_dim)?;
                 positive("vocab", c.vocab)?;
                 positive("gru_layers", c.gru_layers)?;
+                at_most("gru_layers", c.gru_layers, MAX_LAYERS)?;
+                at_most("conv_layers", c.conv_layers, MAX_LAYERS)?;
                 positive("hidden", c.hidden)?;
                 if c.conv_layers > 0 {
                     positive("conv_channels", c.conv_channels)?;
@@ -178,6 +194,8 @@ impl ModelConfig {
                 positive("input_dim", c.input_dim)?;
                 positive("vocab", c.vocab)?;
                 positive("channels", c.channels)?;
+                at_most("blocks", c.blocks, MAX_LAYERS)?;
+                at_most("subsample_layers", c.subsample_layers, MAX_LAYERS)?;
                 positive("kernel", c.kernel)?;
                 if c.kernel % 2 == 0 {
                     return Err(NnError::InvalidConfig {

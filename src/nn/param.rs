@@ -26,20 +26,29 @@ impl<F: NnFloat> Param<F> {
         shape: Vec<usize>,
         init: ParamInit,
         rng: &mut Xoshiro256PlusPlus,
-    ) -> Self {
-        let n: usize = shape.iter().product();
+    ) -> Result<Self, NnError> {
+        // Sizes come from configs: refuse (rather than overflow or abort on) absurd shapes.
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&n| n <= MAX_PARAM_ELEMENTS)
+            .ok_or_else(|| NnError::InvalidConfig {
+                field: "parameter shape",
+                value: shape.iter().map(|&d| d as f64).product(),
+                requirement: "at most 2^31 elements per tensor",
+            })?;
         let value = match init {
             ParamInit::Constant(c) => vec![F::from_f64(c); n],
             ParamInit::Uniform(bound) => (0..n)
                 .map(|_| F::from_f64((rng.random::<f64>() * 2.0 - 1.0) * bound))
                 .collect(),
         };
-        Self {
+        Ok(Self {
             name,
             shape,
             grad: vec![F::ZERO; n],
             value,
-        }
+        })
     }
 
     /// A parameter with the given values (row-major, `shape.iter().product()` of them) and a zero
@@ -121,6 +130,9 @@ impl<F: NnFloat> Param<F> {
         self.grad.fill(F::ZERO);
     }
 }
+
+/// Largest tensor a layer constructor accepts, in elements (8 GiB of f32 values plus as much gradient).
+const MAX_PARAM_ELEMENTS: usize = 1 << 31;
 
 /// How a parameter is initialised.
 #[derive(Clone, Copy, Debug, PartialEq)]
