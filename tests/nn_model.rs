@@ -343,3 +343,66 @@ fn parameters_by_name() {
         })
     ));
 }
+
+/// End to end in f32: the model, its backward pass, clipping and AdamW fit a fixed random target
+/// (squared error on valid frames), i.e. the gradients point downhill and the optimizer follows.
+#[test]
+fn adamw_fits_a_small_regression() {
+    use fastctc::optim::{clip_grad_norm, Adam, AdamConfig, LrSchedule};
+    for config in [tiny_gru(2), tiny_conv()] {
+        let mut model = AcousticModel::<f32>::new(&config, 170).unwrap();
+        let x64 = ragged(&mut rng(171), T, 3, &LENGTHS, 0.0);
+        let x = Batch::new(
+            x64.data().iter().map(|&v| v as f32).collect(),
+            3,
+            T,
+            3,
+            LENGTHS.to_vec(),
+        )
+        .unwrap();
+        let y0 = model.forward(&x, Mode::Eval).unwrap();
+        let target: Vec<f32> = nn_util::uniform(&mut rng(172), y0.data().len(), 1.0)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let loss_and_grad = |y: &Batch<f32>| {
+            let mut g = vec![0.0f32; y.data().len()];
+            let mut loss = 0.0f64;
+            for (row, valid) in nn_util::valid_rows(y.time(), y.lengths()) {
+                if valid {
+                    for i in row * 4..(row + 1) * 4 {
+                        let d = y.data()[i] - target[i];
+                        loss += 0.5 * (d as f64) * (d as f64);
+                        g[i] = d;
+                    }
+                }
+            }
+            (loss, g)
+        };
+        let initial = loss_and_grad(&y0).0;
+        let schedule = LrSchedule::WarmupCosine {
+            peak_lr: 2e-2,
+            warmup_steps: 10,
+            total_steps: 300,
+            min_lr: 1e-3,
+        };
+        let mut adam = Adam::<f32>::new(AdamConfig {
+            weight_decay: 1e-4,
+            ..AdamConfig::default()
+        })
+        .unwrap();
+        let mut last = initial;
+        for step in 0..300 {
+            let y = model.forward(&x, Mode::Eval).unwrap();
+            let (loss, g) = loss_and_grad(&y);
+            last = loss;
+            model.zero_grad();
+            model.backward(&g).unwrap();
+            let mut params = model.params_mut();
+            let norm = clip_grad_norm(&mut params, 10.0).unwrap();
+            assert!(norm.is_finite());
+            adam.step(&mut params, schedule.lr(step)).unwrap();
+        }
+        assert!(last < 0.2 * initial, "{config:?}: loss {initial} -> {last}");
+    }
+}
