@@ -152,14 +152,17 @@ impl<F: NnFloat> Direction<F> {
             &mut self.xp,
             g,
         );
+        let sorted = lengths.windows(2).all(|w| w[0] >= w[1]);
         for step in 0..t {
             let ti = self.frame(step, t);
-            fill_rows(&mut self.hp, self.b_hh.value(), g);
+            let rows_now = active_rows(lengths, sorted, ti);
+            let hp = &mut self.hp[..rows_now * g];
+            fill_rows(hp, self.b_hh.value(), g);
             matmul(
                 true,
-                View::rm(&self.h, b, h),
-                View::tr(self.w_hh.value(), g, h),
-                &mut self.hp,
+                View::rm(&self.h, rows_now, h),
+                View::rm(&self.w_hh_t, h, g),
+                hp,
                 g,
             );
             for (bi, &len) in lengths.iter().enumerate() {
@@ -200,6 +203,7 @@ impl<F: NnFloat> Direction<F> {
         reset(&mut self.h, b * h);
         // With no sequences there is no recurrence (and no row `ti` to view below).
         let steps = if b == 0 { 0 } else { t };
+        let sorted = lengths.windows(2).all(|w| w[0] >= w[1]);
         for step in (0..steps).rev() {
             let ti = self.frame(step, t);
             for (bi, &len) in lengths.iter().enumerate() {
@@ -237,7 +241,8 @@ impl<F: NnFloat> Direction<F> {
             }
             // dstate += dhp_t (B, 3H) x W_hh (3H, H); frame ti of every sequence is row ti of a view with
             // row stride T * 3H. Rows of inactive sequences are zero, so their carried gradient is kept.
-            let dhp_t = View::with_ld(&self.dhp[ti * g..], b, g, t * g);
+            let rows_now = active_rows(lengths, sorted, ti);
+            let dhp_t = View::with_ld(&self.dhp[ti * g..], rows_now, g, t * g);
             matmul(
                 true,
                 dhp_t,
@@ -275,6 +280,18 @@ struct Dims<'a> {
     t: usize,
     input_size: usize,
     lengths: &'a [usize],
+}
+
+/// How many leading sequences the step product at frame `ti` must cover: all `B` in general, but
+/// when the lengths are sorted longest first (as length-bucketed batches usually are) the sequences
+/// still running at `ti` are a prefix, and the rest need no product (their rows would be discarded).
+#[inline]
+fn active_rows(lengths: &[usize], sorted_desc: bool, ti: usize) -> usize {
+    if sorted_desc {
+        lengths.partition_point(|&l| l > ti)
+    } else {
+        lengths.len()
+    }
 }
 
 /// Resizes to `n` zeros, keeping the allocation.
