@@ -79,6 +79,10 @@ pub mod error;
 pub mod ffi;
 pub mod float;
 pub mod loss;
+#[cfg(feature = "nn")]
+pub mod nn;
+#[cfg(feature = "nn")]
+pub mod optim;
 pub mod simd;
 
 pub use buffer::{ActsView, ActsViewMut, Index, Layout, Targets};
