@@ -38,11 +38,11 @@ pub struct SpecAugmentConfig {
     /// `T`: largest time-mask width, in frames.
     pub max_time_width: usize,
     /// `p`: a time mask covers at most `floor(p * frames)` frames; in `[0, 1]`.
-    pub max_time_ratio: f32,
+    pub max_time_ratio: f64,
     /// `p_M` (adaptive multiplicity): use `min(time_masks, floor(p_M * frames))` time masks.
-    pub adaptive_masks_per_frame: Option<f32>,
+    pub adaptive_masks_per_frame: Option<f64>,
     /// `p_S` (adaptive size): time masks are also at most `floor(p_S * frames)` wide.
-    pub adaptive_width_ratio: Option<f32>,
+    pub adaptive_width_ratio: Option<f64>,
     /// Value written into masked cells.
     pub mask_value: MaskValue,
 }
@@ -78,7 +78,7 @@ impl SpecAugmentConfig {
         }
     }
 
-    fn fixed(m_f: usize, f: usize, m_t: usize, t: usize, p: f32) -> Self {
+    fn fixed(m_f: usize, f: usize, m_t: usize, t: usize, p: f64) -> Self {
         SpecAugmentConfig {
             freq_masks: m_f,
             max_freq_width: f,
@@ -93,7 +93,7 @@ impl SpecAugmentConfig {
 
     /// Checks that the ratios are finite and in `[0, 1]`.
     pub fn validate(&self) -> Result<(), AudioError> {
-        let ratio = |field: &'static str, v: f32| {
+        let ratio = |field: &'static str, v: f64| {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
@@ -112,7 +112,9 @@ impl SpecAugmentConfig {
 
     /// Number of time masks and largest time-mask width for an utterance of `frames` frames.
     pub fn time_policy(&self, frames: usize) -> (usize, usize) {
-        let of = |r: f32| (f64::from(r) * frames as f64).floor() as usize;
+        // Ratios are decimal fractions (0.04, 0.2) that binary floats hold slightly off: without the
+        // 1e-9 nudge, floor(0.29 * 100) would be 28.
+        let of = |r: f64| (r * frames as f64 + 1e-9).floor() as usize;
         let count = match self.adaptive_masks_per_frame {
             Some(p_m) => self.time_masks.min(of(p_m)),
             None => self.time_masks,
