@@ -30,7 +30,8 @@ pub const MAX_CHANNELS: usize = 8;
 /// Decoded audio: mono samples in `[-1, 1]`, one per sampling instant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Audio {
-    /// Mono samples, nominally in `[-1, 1]` (full scale of the source format maps to 1).
+    /// Mono samples in `[-1, 1]` (full scale of the source format maps to 1; anything beyond, from
+    /// float WAV, lossy codecs or resampling overshoot, is clipped).
     pub samples: Vec<f32>,
     /// Samples per second, in Hz.
     pub sample_rate: u32,
@@ -148,10 +149,18 @@ pub fn decode_audio_bytes_with(
         return Err(AudioError::Empty);
     }
     match options.target_rate {
-        Some(rate) if rate != audio.sample_rate => Ok(Audio {
-            samples: resample(&audio.samples, audio.sample_rate, rate)?,
-            sample_rate: rate,
-        }),
+        Some(rate) if rate != audio.sample_rate => {
+            let mut samples = resample(&audio.samples, audio.sample_rate, rate)?;
+            // A band-limited filter overshoots on clipped input (Gibbs, up to ~9%); keep the
+            // documented range, as a converter to integer PCM would.
+            for v in &mut samples {
+                *v = v.clamp(-1.0, 1.0);
+            }
+            Ok(Audio {
+                samples,
+                sample_rate: rate,
+            })
+        }
         _ => Ok(audio),
     }
 }
