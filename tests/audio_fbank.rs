@@ -317,3 +317,20 @@ fn rejects_bad_configs() {
     })
     .is_ok());
 }
+
+#[test]
+fn config_round_trips_through_json_with_defaults() {
+    let config = FbankConfig {
+        num_mel_bins: 40,
+        window: WindowType::Hamming,
+        snip_edges: false,
+        ..FbankConfig::default()
+    };
+    let text = serde_json::to_string(&config).unwrap();
+    assert!(text.contains("\"window\":\"hamming\""), "{text}");
+    assert_eq!(serde_json::from_str::<FbankConfig>(&text).unwrap(), config);
+    let partial: FbankConfig = serde_json::from_str(r#"{"num_mel_bins": 64}"#).unwrap();
+    assert_eq!(partial.num_mel_bins, 64);
+    assert_eq!(partial.sample_scale, 32768.0);
+    assert!(serde_json::from_str::<FbankConfig>(r#"{"num_mel_binz": 64}"#).is_err());
+}

@@ -127,7 +127,7 @@ pub fn decode_audio_bytes_with(
     hint: FormatHint,
     options: &DecodeOptions,
 ) -> Result<Audio, AudioError> {
-    if !(options.max_duration_s > 0.0) {
+    if options.max_duration_s.is_nan() || options.max_duration_s <= 0.0 {
         return Err(AudioError::config(
             "max_duration_s",
             format!("{} (must be > 0)", options.max_duration_s),

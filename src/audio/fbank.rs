@@ -39,11 +39,14 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
+use serde::{Deserialize, Serialize};
 
 use super::error::AudioError;
 
-/// The window applied to each frame before the FFT (Kaldi's `--window-type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The window applied to each frame before the FFT (Kaldi's `--window-type`); serialised in lower
+/// case, as Kaldi spells it (`"povey"`, `"hamming"`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum WindowType {
     /// Hann window raised to the power 0.85 (Kaldi's default).
@@ -62,7 +65,11 @@ pub enum WindowType {
 
 /// Filterbank options; the defaults are Kaldi's and torchaudio's except `num_mel_bins` (80, not 23)
 /// and [`FbankConfig::sample_scale`] (see the module docs).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serialisable (serde, field names as below), so a model's checkpoint can record exactly how its
+/// features were made; missing fields take their defaults, unknown fields are an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FbankConfig {
     /// Rate of the input samples, in Hz. Default 16000.
     pub sample_rate: u32,
@@ -471,7 +478,7 @@ fn make_window(kind: WindowType, n: usize, blackman_coeff: f64) -> Vec<f64> {
     (0..n)
         .map(|i| {
             let i = i as f64;
-            let v = match kind {
+            match kind {
                 WindowType::Povey => (0.5 - 0.5 * (a * i).cos()).powf(0.85),
                 WindowType::Hamming => 0.54 - 0.46 * (a * i).cos(),
                 WindowType::Hanning => 0.5 - 0.5 * (a * i).cos(),
@@ -480,8 +487,7 @@ fn make_window(kind: WindowType, n: usize, blackman_coeff: f64) -> Vec<f64> {
                     blackman_coeff - 0.5 * (a * i).cos()
                         + (0.5 - blackman_coeff) * (2.0 * a * i).cos()
                 }
-            };
-            v
+            }
         })
         .collect()
 }

@@ -75,7 +75,9 @@ pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, A
         *i += (*p / up) as usize;
         *p %= up;
     };
-    if up <= MAX_TABLE_PHASES {
+    // Tabulating costs `up * taps` filter evaluations; it pays only when there are more outputs
+    // than phases (otherwise a short input at an odd rate would pay for the whole table).
+    if up <= MAX_TABLE_PHASES && up <= out_len as u64 {
         let mut table = vec![0.0f32; up as usize * taps];
         for (phase, row) in table.chunks_exact_mut(taps).enumerate() {
             filter.fill(phase as f64 / up as f64, row);

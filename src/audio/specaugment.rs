@@ -9,12 +9,14 @@
 //! are drawn first, then time masks, all from the caller's RNG, so a seeded RNG reproduces them.
 
 use rand::{Rng, RngExt};
+use serde::{Deserialize, Serialize};
 
 use super::error::AudioError;
 use super::fbank::Features;
 
-/// What masked cells are set to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What masked cells are set to (serialised as `"zero"` / `"mean"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum MaskValue {
     /// 0: the mean after mean normalisation, so use this on CMVN-normalised features (the paper's
@@ -26,8 +28,9 @@ pub enum MaskValue {
 }
 
 /// Masking policy. The presets reproduce the policies of the papers; the fields are public for
-/// custom ones.
-#[derive(Debug, Clone, PartialEq)]
+/// custom ones. Serialisable (serde) for training configs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SpecAugmentConfig {
     /// `m_F`: number of frequency masks.
     pub freq_masks: usize,
