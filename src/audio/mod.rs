@@ -12,6 +12,16 @@
 //! ```
 //!
 //! Every fallible step returns [`AudioError`]; none panics on bad input.
+//!
+//! Decisions worth knowing:
+//! - Streams at rates other than 16 kHz are resampled on read with our own windowed-sinc
+//!   [`resample`] (Kaiser window, ~80 dB stop band), not refused; the same function drives
+//!   [`speed_perturb`]. `DecodeOptions { target_rate: None, .. }` keeps the native rate.
+//! - Multi-channel audio (up to [`MAX_CHANNELS`]) is down-mixed by averaging the channels.
+//! - Features use Kaldi's integer sample scale by default (see [`FbankConfig::sample_scale`]), so
+//!   they equal `torchaudio.compliance.kaldi.fbank(waveform * 32768, num_mel_bins=80)`.
+//! - SpecAugment writes 0 into masked cells by default, which is the mean after normalisation:
+//!   normalise first, then augment.
 
 mod cmvn;
 mod decode;
