@@ -73,6 +73,8 @@
 //! | mean reduction without `1 / max(L, 1)` in the gradient | `kernel_edge_cases::reductions_scale_losses_and_gradients` |
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "audio")]
+pub mod audio;
 pub mod buffer;
 pub mod error;
 #[cfg(feature = "ffi")]
@@ -84,6 +86,9 @@ pub mod nn;
 #[cfg(feature = "nn")]
 pub mod optim;
 pub mod simd;
+#[cfg(feature = "audio")]
+pub mod train;
+
 
 pub use buffer::{ActsView, ActsViewMut, Index, Layout, Targets};
 pub use error::CtcError;
