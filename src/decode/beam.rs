@@ -27,8 +27,8 @@
 //! beta`; at the end of the utterance it also gains `alpha * ln P_LM(</s> | words)`. The LM history
 //! starts at `<s>`. A word the lexicon does not contain is scored as `<unk>`. Partial words are checked
 //! against the lexicon trie token by token: the moment a partial word stops being the prefix of any
-//! lexicon word, the prefix is penalised once by [`OovPolicy::Penalize`]'s amount, or dropped with
-//! [`OovPolicy::Prune`].
+//! lexicon word (or a word ends that is only a prefix of lexicon words), the prefix is penalised once by
+//! [`OovPolicy::Penalize`]'s amount, or dropped with [`OovPolicy::Prune`].
 //!
 //! Hotwords: when a word boundary (as above) completes a hotword phrase — the tokens just before the
 //! boundary spell the phrase, and the phrase starts at the utterance start or after a separator — its
@@ -302,6 +302,11 @@ impl SearchCtx<'_> {
         }
         if let Some(lm) = &self.lm {
             let word = if node.lex == OFF_LEXICON { None } else { lm.lexicon.word_at(node.lex) };
+            if word.is_none() && node.lex != OFF_LEXICON {
+                // A lexicon prefix that is not itself a word: out of lexicon after all, and not yet
+                // penalised (that happens when a partial word leaves the trie).
+                self.apply_oov(node, lm);
+            }
             let word = word.unwrap_or(lm.model.unk());
             let h = &node.history[..node.history_len as usize];
             node.lm += lm.alpha_ln10 * lm.model.log10_prob(h, word);
@@ -311,6 +316,13 @@ impl SearchCtx<'_> {
         node.bonus += self.hotword_bonus(arena, last_node);
         node.word_len = 0;
         node.lex = 0;
+    }
+
+    fn apply_oov(&self, node: &mut Node, lm: &LmCtx<'_>) {
+        match lm.lm.oov {
+            OovPolicy::Penalize(p) => node.bonus += p,
+            OovPolicy::Prune => node.dead = true,
+        }
     }
 
     /// The boosts of the hotwords that the tokens ending at `last_node` complete.
@@ -349,10 +361,7 @@ impl SearchCtx<'_> {
                         Some(next) => node.lex = next,
                         None => {
                             node.lex = OFF_LEXICON;
-                            match lm.lm.oov {
-                                OovPolicy::Penalize(p) => node.bonus += p,
-                                OovPolicy::Prune => node.dead = true,
-                            }
+                            self.apply_oov(&mut node, lm);
                         }
                     }
                 }
@@ -365,14 +374,17 @@ impl SearchCtx<'_> {
     }
 
     /// Final score parts of a prefix: completes a trailing word and adds `</s>`.
-    fn finish(&self, arena: &Arena, node_id: u32) -> (f64, f64) {
+    fn finish(&self, arena: &Arena, node_id: u32) -> Option<(f64, f64)> {
         let mut node = arena.nodes[node_id as usize];
         self.complete_word(arena, &mut node, node_id);
+        if node.dead {
+            return None;
+        }
         if let Some(lm) = &self.lm {
             let h = &node.history[..node.history_len as usize];
             node.lm += lm.alpha_ln10 * lm.model.log10_prob(h, lm.model.eos());
         }
-        (node.lm, node.bonus)
+        Some((node.lm, node.bonus))
     }
 
     fn search<F: Float>(&self, seq: &SeqView<'_, F>) -> Result<Vec<Hypothesis>, DecodeError> {
@@ -451,9 +463,9 @@ impl SearchCtx<'_> {
 
         let mut finals: Vec<(f64, f64, f64, u32)> = beam
             .iter()
-            .map(|e| {
-                let (lm, bonus) = self.finish(&arena, e.node);
-                (e.acoustic(), lm, bonus, e.node)
+            .filter_map(|e| {
+                let (lm, bonus) = self.finish(&arena, e.node)?;
+                Some((e.acoustic(), lm, bonus, e.node))
             })
             .filter(|f| f.0 + f.1 + f.2 > f64::NEG_INFINITY)
             .collect();
