@@ -305,7 +305,12 @@ fn align_one<F: Float>(
             }
             None => {
                 cur = Some((
-                    AlignedWord { word: vocab.token(t.token).to_string(), start: t.start, end: t.end, confidence: 0.0 },
+                    AlignedWord {
+                        word: vocab.token(t.token).to_string(),
+                        start: t.start,
+                        end: t.end,
+                        confidence: 0.0,
+                    },
                     sum,
                     t.end - t.start,
                 ))

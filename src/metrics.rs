@@ -184,7 +184,10 @@ fn pooled<S: AsRef<str>>(
     count: impl Fn(&str, &str) -> EditCounts,
 ) -> Result<ErrorRate, MetricsError> {
     if references.len() != hypotheses.len() {
-        return Err(MetricsError::LengthMismatch { references: references.len(), hypotheses: hypotheses.len() });
+        return Err(MetricsError::LengthMismatch {
+            references: references.len(),
+            hypotheses: hypotheses.len(),
+        });
     }
     let mut total = EditCounts::default();
     let per_utterance: Vec<EditCounts> = references

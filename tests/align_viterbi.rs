@@ -23,7 +23,9 @@ impl Rng {
 }
 
 fn random_log_probs(rng: &mut Rng, t: usize, v: usize, scale: f64) -> Vec<Vec<f64>> {
-    log_softmax(&(0..t).map(|_| (0..v).map(|_| scale * (rng.unit() * 2.0 - 1.0)).collect()).collect::<Vec<_>>())
+    log_softmax(
+        &(0..t).map(|_| (0..v).map(|_| scale * (rng.unit() * 2.0 - 1.0)).collect()).collect::<Vec<_>>(),
+    )
 }
 
 fn vocab(v: usize, blank: usize, separator: Option<usize>) -> Vocabulary {
@@ -123,11 +125,14 @@ fn aligning_greedy_output_reproduces_the_peaks() {
         let g = greedy_decode(&view, &[t], &voc).unwrap().remove(0);
         let a = forced_align(&view, &[t], &[g.tokens.clone()], &voc).unwrap().remove(0);
         let spans: Vec<(usize, usize, usize)> = a.tokens.iter().map(|s| (s.token, s.start, s.end)).collect();
-        let peaks: Vec<(usize, usize, usize)> = g.token_spans.iter().map(|s| (s.token, s.start, s.end)).collect();
+        let peaks: Vec<(usize, usize, usize)> =
+            g.token_spans.iter().map(|s| (s.token, s.start, s.end)).collect();
         assert_eq!(spans, peaks, "seed {seed}");
         assert!((a.score - g.acoustic).abs() < 1e-4, "seed {seed}");
-        let words: Vec<(&str, usize, usize)> = a.words.iter().map(|w| (w.word.as_str(), w.start, w.end)).collect();
-        let gw: Vec<(&str, usize, usize)> = g.word_spans.iter().map(|w| (w.word.as_str(), w.start, w.end)).collect();
+        let words: Vec<(&str, usize, usize)> =
+            a.words.iter().map(|w| (w.word.as_str(), w.start, w.end)).collect();
+        let gw: Vec<(&str, usize, usize)> =
+            g.word_spans.iter().map(|w| (w.word.as_str(), w.start, w.end)).collect();
         assert_eq!(words, gw, "seed {seed}");
     }
 }
@@ -145,7 +150,7 @@ fn clean(voc: &Vocabulary, path: &[usize], p: f64) -> Vec<f64> {
 #[test]
 fn text_alignment_words_json_and_ctm() {
     let voc = Vocabulary::from_chars(" ab").unwrap(); // 0 blank, 1 ' ', 2 a, 3 b
-    // Frames: a a _ b ' ' b b _ a  →  "ab ba"
+                                                      // Frames: a a _ b ' ' b b _ a  →  "ab ba"
     let path = [2, 2, 0, 3, 1, 3, 3, 0, 2];
     let data = clean(&voc, &path, 0.8);
     let view = ActsView::time_major(&data, path.len(), 1, voc.len()).unwrap();
@@ -201,7 +206,10 @@ fn batched_alignment_and_typed_errors() {
     bad[v + 2] = f64::NAN;
     let bview = ActsView::batch_major(&bad, t, 2, v).unwrap();
     let e = forced_align(&bview, &[4, 4], &[vec![2], vec![3]], &voc).unwrap_err();
-    assert!(matches!(e, AlignError::Input(DecodeError::NonFinite { sequence: 0, frame: 1, class: 2, .. })), "{e}");
+    assert!(
+        matches!(e, AlignError::Input(DecodeError::NonFinite { sequence: 0, frame: 1, class: 2, .. })),
+        "{e}"
+    );
     // A zero-probability token everywhere leaves no path.
     let mut zero = lp.clone();
     for tt in 0..t {
@@ -212,6 +220,8 @@ fn batched_alignment_and_typed_errors() {
     assert!(matches!(e, AlignError::NoPath { sequence: 0 }), "{e}");
     // Empty transcript: all blank; empty input with empty transcript: score 0.
     let out = forced_align(&view, &[4, 0], &[vec![], vec![]], &voc).unwrap();
-    assert!(out[0].tokens.is_empty() && (out[0].score - (0..4).map(|tt| lp[tt * v]).sum::<f64>()).abs() < 1e-12);
+    assert!(
+        out[0].tokens.is_empty() && (out[0].score - (0..4).map(|tt| lp[tt * v]).sum::<f64>()).abs() < 1e-12
+    );
     assert_eq!(out[1].score, 0.0);
 }

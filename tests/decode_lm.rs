@@ -1,8 +1,8 @@
 //! The ARPA reader, back-off queries, the Witten-Bell estimator, and the LM inside the beam.
 
 use fastctc::decode::{
-    beam_search, estimate_ngram, estimate_ngram_file, BeamOptions, DecodeError, EstimateOptions, Hotword, Lexicon,
-    LmOptions, NgramModel, OovPolicy, Vocabulary,
+    beam_search, estimate_ngram, estimate_ngram_file, BeamOptions, DecodeError, EstimateOptions, Hotword,
+    Lexicon, LmOptions, NgramModel, OovPolicy, Vocabulary,
 };
 use fastctc::ActsView;
 
@@ -106,7 +106,11 @@ fn malformed_arpa_reports_the_line() {
     assert_eq!(arpa_err(&replace("-0.4\ta b", "-0.4\ta q")).0, 18);
     assert_eq!(arpa_err(&replace("-0.4\ta b", "0.4\ta b")).0, 18);
     assert_eq!(arpa_err(&replace("-0.4\ta b\t-0.05", "-0.4\ta")).0, 18);
-    assert_eq!(arpa_err(&replace("ngram 2=4", "ngram 2=5")).0, 22, "count mismatch found at the next section");
+    assert_eq!(
+        arpa_err(&replace("ngram 2=4", "ngram 2=5")).0,
+        22,
+        "count mismatch found at the next section"
+    );
     assert_eq!(arpa_err(&replace("ngram 2=4", "ngram 3=4")).0, 5);
     assert_eq!(arpa_err(&replace("-0.9\tc\n", "-0.9\tc\n-0.1\tc\n")).0, 14);
     assert_eq!(arpa_err(&replace("-0.3\tb </s>", "nan\tb </s>")).0, 19);
@@ -198,13 +202,25 @@ fn arpa_round_trips_what_the_estimator_writes() {
     assert_eq!(names, vec!["corpus.txt", "lm.arpa"]);
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(matches!(estimate_ngram("", &EstimateOptions::default()), Err(DecodeError::Estimate { .. })));
-    assert!(matches!(estimate_ngram("a b", &EstimateOptions { order: 4 }), Err(DecodeError::Estimate { .. })));
-    assert!(matches!(estimate_ngram("a <s> b", &EstimateOptions::default()), Err(DecodeError::Estimate { .. })));
+    assert!(matches!(
+        estimate_ngram("a b", &EstimateOptions { order: 4 }),
+        Err(DecodeError::Estimate { .. })
+    ));
+    assert!(matches!(
+        estimate_ngram("a <s> b", &EstimateOptions::default()),
+        Err(DecodeError::Estimate { .. })
+    ));
 }
 
 /// Log-probs spelling `word` one letter per frame, blanks between, where at `ambiguous` position the
 /// frame puts `p_first` on the letter written and `1 - p_first - rest` on `alt`.
-fn posteriorgram(voc: &Vocabulary, word: &str, ambiguous: usize, alt: char, p_first: f64) -> (Vec<f64>, usize) {
+fn posteriorgram(
+    voc: &Vocabulary,
+    word: &str,
+    ambiguous: usize,
+    alt: char,
+    p_first: f64,
+) -> (Vec<f64>, usize) {
     let v = voc.len();
     let floor = 1e-4;
     let mut rows: Vec<Vec<f64>> = Vec::new();
@@ -242,7 +258,8 @@ fn language_model_lexicon_and_hotwords_steer_the_beam() {
     let best = |o: &BeamOptions| beam_search(&view, &[t], &voc, o).unwrap()[0][0].clone();
     assert_eq!(best(&plain).text, "cot");
 
-    let lm = LmOptions { model: &model, lexicon: None, alpha: 0.5, beta: 1.0, oov: OovPolicy::Penalize(-2.0) };
+    let lm =
+        LmOptions { model: &model, lexicon: None, alpha: 0.5, beta: 1.0, oov: OovPolicy::Penalize(-2.0) };
     let with_lm = BeamOptions { lm: Some(lm), ..plain.clone() };
     let h = best(&with_lm);
     assert_eq!(h.text, "cat");
@@ -260,8 +277,10 @@ fn language_model_lexicon_and_hotwords_steer_the_beam() {
     // Lexicon alone (alpha 0, no bonus), pruning words outside it.
     let lex = Lexicon::from_words(["cat", "sat"], &voc, &model).unwrap();
     assert_eq!(lex.num_words(), 2);
-    let prune = LmOptions { model: &model, lexicon: Some(&lex), alpha: 0.0, beta: 0.0, oov: OovPolicy::Prune };
-    let all = beam_search(&view, &[t], &voc, &BeamOptions { lm: Some(prune), ..plain.clone() }).unwrap().remove(0);
+    let prune =
+        LmOptions { model: &model, lexicon: Some(&lex), alpha: 0.0, beta: 0.0, oov: OovPolicy::Prune };
+    let all =
+        beam_search(&view, &[t], &voc, &BeamOptions { lm: Some(prune), ..plain.clone() }).unwrap().remove(0);
     assert!(all.iter().all(|h| h.text.is_empty() || h.text == "cat" || h.text == "sat"), "{all:?}");
     assert_eq!(all[0].text, "cat");
 
@@ -273,7 +292,10 @@ fn language_model_lexicon_and_hotwords_steer_the_beam() {
     // A phrase must start at a word boundary: "at" is not completed inside "cat".
     let inner = [Hotword::new("at", 5.0, &voc).unwrap()];
     assert_eq!(best(&BeamOptions { hotwords: &inner, ..plain.clone() }).text, "cot");
-    assert!(matches!(Hotword::new("cab!", 1.0, &voc), Err(DecodeError::UnknownWord { context: "hotword", .. })));
+    assert!(matches!(
+        Hotword::new("cab!", 1.0, &voc),
+        Err(DecodeError::UnknownWord { context: "hotword", .. })
+    ));
     assert!(matches!(Lexicon::from_words(["x y"], &voc, &model), Err(DecodeError::UnknownWord { .. })));
     let bad_alpha = LmOptions { model: &model, lexicon: None, alpha: -1.0, beta: 0.0, oov: OovPolicy::Prune };
     assert!(matches!(
@@ -299,7 +321,8 @@ fn multi_word_hypotheses_carry_word_history() {
     }
     let t = rows.len() / v;
     let view = ActsView::time_major(&rows, t, 1, v).unwrap();
-    let lm = LmOptions { model: &model, lexicon: None, alpha: 0.8, beta: 0.5, oov: OovPolicy::Penalize(-3.0) };
+    let lm =
+        LmOptions { model: &model, lexicon: None, alpha: 0.8, beta: 0.5, oov: OovPolicy::Penalize(-3.0) };
     let h = beam_search(&view, &[t], &voc, &BeamOptions { lm: Some(lm), ..BeamOptions::default() }).unwrap();
     let h = &h[0][0];
     assert_eq!(h.text, "the cat");

@@ -24,12 +24,14 @@ impl Rng {
 
 /// `t` rows of `v` log-probabilities; `scale` sets how peaked they are.
 fn random_log_probs(rng: &mut Rng, t: usize, v: usize, scale: f64) -> Vec<Vec<f64>> {
-    let logits: Vec<Vec<f64>> = (0..t).map(|_| (0..v).map(|_| scale * (rng.unit() * 2.0 - 1.0)).collect()).collect();
+    let logits: Vec<Vec<f64>> =
+        (0..t).map(|_| (0..v).map(|_| scale * (rng.unit() * 2.0 - 1.0)).collect()).collect();
     log_softmax(&logits)
 }
 
 fn vocab(v: usize, blank: usize) -> Vocabulary {
-    let tokens = (0..v).map(|i| if i == blank { "_".to_string() } else { char::from(b'a' + i as u8).to_string() });
+    let tokens =
+        (0..v).map(|i| if i == blank { "_".to_string() } else { char::from(b'a' + i as u8).to_string() });
     Vocabulary::new(tokens.collect(), blank, None).unwrap()
 }
 
@@ -91,7 +93,12 @@ fn beam_without_pruning_finds_the_most_probable_labelling() {
         for h in hyps {
             // Nothing was pruned, so each prefix's probability is the exact sum over its alignments.
             let exact = forward_backward(&lp, &h.tokens, blank).log_likelihood;
-            assert!((h.acoustic - exact).abs() < TOL, "seed {seed}: {:?} {} vs {exact}", h.tokens, h.acoustic);
+            assert!(
+                (h.acoustic - exact).abs() < TOL,
+                "seed {seed}: {:?} {} vs {exact}",
+                h.tokens,
+                h.acoustic
+            );
             assert_eq!(h.total, h.acoustic);
             check_spans(h, t, seed);
         }
@@ -121,12 +128,17 @@ fn pruned_beam_never_overestimates_a_labelling() {
         let lp = random_log_probs(&mut rng, t, v, 3.0);
         let data = flat(&lp);
         let view = ActsView::time_major(&data, t, 1, v).unwrap();
-        let opts = BeamOptions { beam_width: 2, n_best: 2, top_k: 2, prune_gap: 2.0, ..BeamOptions::default() };
+        let opts =
+            BeamOptions { beam_width: 2, n_best: 2, top_k: 2, prune_gap: 2.0, ..BeamOptions::default() };
         let hyps = &beam_search(&view, &[t], &vocab(v, blank), &opts).unwrap()[0];
         assert!(!hyps.is_empty() && hyps.len() <= 2);
         for h in hyps {
             let exact = forward_backward(&lp, &h.tokens, blank).log_likelihood;
-            assert!(h.acoustic <= exact + TOL, "seed {seed}: kept mass {} above the full sum {exact}", h.acoustic);
+            assert!(
+                h.acoustic <= exact + TOL,
+                "seed {seed}: kept mass {} above the full sum {exact}",
+                h.acoustic
+            );
         }
     }
 }
@@ -234,7 +246,10 @@ fn bad_input_is_a_typed_error() {
         bad(BeamOptions { n_best: 0, ..BeamOptions::default() }),
         DecodeError::InvalidOption { option: "n_best", .. }
     ));
-    assert!(matches!(bad(BeamOptions { top_k: 0, ..BeamOptions::default() }), DecodeError::InvalidOption { .. }));
+    assert!(matches!(
+        bad(BeamOptions { top_k: 0, ..BeamOptions::default() }),
+        DecodeError::InvalidOption { .. }
+    ));
     assert!(matches!(
         bad(BeamOptions { prune_gap: f64::NAN, ..BeamOptions::default() }),
         DecodeError::InvalidOption { option: "prune_gap", .. }
@@ -277,7 +292,9 @@ fn bad_input_is_a_typed_error() {
 
 #[test]
 fn vocabulary_checks_and_round_trips() {
-    let voc = Vocabulary::new(vec!["<b>".into(), "|".into(), "a".into(), "ab".into(), "c".into()], 0, Some(1)).unwrap();
+    let voc =
+        Vocabulary::new(vec!["<b>".into(), "|".into(), "a".into(), "ab".into(), "c".into()], 0, Some(1))
+            .unwrap();
     // Longest match: "ab" is one token; whitespace and the separator's own string both map to it.
     assert_eq!(voc.encode("  abc a|c ").unwrap(), vec![3, 4, 1, 2, 1, 4]);
     assert_eq!(voc.decode_text(&[1, 3, 4, 1, 1, 2, 1]), "abc a");

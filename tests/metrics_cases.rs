@@ -95,7 +95,10 @@ fn cer_counts_characters_with_normalised_spaces() {
 
 #[test]
 fn mismatched_corpus_sizes_are_an_error() {
-    assert_eq!(wer(&["a", "b"], &["a"]).unwrap_err(), MetricsError::LengthMismatch { references: 2, hypotheses: 1 });
+    assert_eq!(
+        wer(&["a", "b"], &["a"]).unwrap_err(),
+        MetricsError::LengthMismatch { references: 2, hypotheses: 1 }
+    );
     assert!(cer::<&str>(&[], &["a"]).is_err());
     let r = cer::<&str>(&[], &[]).unwrap();
     assert_eq!(r.rate, 0.0);

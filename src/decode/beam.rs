@@ -34,13 +34,13 @@
 //! boundary spell the phrase, and the phrase starts at the utterance start or after a separator — its
 //! weight is added. Boosts apply on completion only (no partial credit while the phrase is being spelled).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use rayon::prelude::*;
 
 use super::lm::{Lexicon, NgramModel, WordId, MAX_ORDER};
-use super::{log_add, validate_batch, words_from_spans, DecodeError, Hypothesis, SeqView, TokenSpan, Vocabulary};
+use super::{
+    log_add, validate_batch, words_from_spans, DecodeError, FastMap, Hypothesis, SeqView, TokenSpan,
+    Vocabulary,
+};
 use crate::align::viterbi;
 use crate::buffer::{ActsView, Index};
 use crate::float::Float;
@@ -185,7 +185,14 @@ pub fn beam_search<F: Float, L: Index>(
         }
         None => None,
     };
-    let ctx = SearchCtx { vocab, options, lm };
+    let max_word_gain = options.lm.as_ref().map_or(0.0, |lm| lm.beta.max(0.0))
+        + options.hotwords.iter().map(|h| h.weight.max(0.0)).sum::<f64>();
+    let char_lower_offset = match &options.lm {
+        None => Some(0.0),
+        Some(LmOptions { oov: OovPolicy::Penalize(p), .. }) => Some(*p),
+        Some(LmOptions { oov: OovPolicy::Prune, .. }) => None,
+    };
+    let ctx = SearchCtx { max_word_gain, char_lower_offset, vocab, options, lm };
     seqs.par_iter().map(|s| ctx.search(s)).collect()
 }
 
@@ -198,34 +205,16 @@ struct LmCtx<'a> {
 }
 
 struct SearchCtx<'a> {
+    /// The most a word boundary can add to a prefix's score: a positive `beta` plus every positive
+    /// hotword weight (LM log-probabilities and penalties only subtract).
+    max_word_gain: f64,
+    /// The least a non-separator token can change a prefix's LM score and bonuses by (the
+    /// out-of-lexicon penalty, or 0), or `None` when such a prefix may be pruned outright.
+    char_lower_offset: Option<f64>,
     vocab: &'a Vocabulary,
     options: &'a BeamOptions<'a>,
     lm: Option<LmCtx<'a>>,
 }
-
-/// Multiplicative hashing for small integer keys: the arena lookups are the search's hottest path and
-/// need no protection against adversarial keys.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn write_u32(&mut self, x: u32) {
-        self.0 = (self.0.rotate_left(5) ^ x as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_u64(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 const ROOT: u32 = 0;
 const NO_TOKEN: u32 = u32::MAX;
@@ -258,11 +247,25 @@ struct Arena {
     children: FastMap<(u32, u32), u32>,
 }
 
+/// A scored extension of beam entry `entry` by `token`, before the arena is touched.
+struct Ext {
+    /// Upper bound on the new prefix's score; `+inf` for prefixes already in the beam.
+    upper: f64,
+    entry: u32,
+    token: u32,
+    /// Acoustic log-mass the extension brings.
+    ac: f64,
+    /// The prefix's node if it is already in the beam, else [`NO_TOKEN`].
+    existing: u32,
+}
+
 #[derive(Clone, Copy)]
 struct Entry {
     node: u32,
     pb: f64,
     pnb: f64,
+    /// `ln(e^pb + e^pnb) + lm + bonus`, set once the frame's mass has all arrived.
+    score: f64,
 }
 
 impl Entry {
@@ -392,11 +395,15 @@ impl SearchCtx<'_> {
         let blank = self.vocab.blank();
         let v = seq.classes;
         let mut arena = Arena { nodes: vec![self.root()], children: FastMap::default() };
-        let mut beam = vec![Entry { node: ROOT, pb: 0.0, pnb: f64::NEG_INFINITY }];
+        let mut beam = vec![Entry { node: ROOT, pb: 0.0, pnb: f64::NEG_INFINITY, score: 0.0 }];
         let mut next: Vec<Entry> = Vec::with_capacity(opts.beam_width * 4);
         let mut slot: FastMap<u32, usize> = FastMap::default();
         let mut frame: Vec<(f64, usize)> = Vec::with_capacity(v);
         let mut cands: Vec<(usize, f64)> = Vec::with_capacity(v);
+        let mut scratch: Vec<f64> = Vec::with_capacity(opts.beam_width * (v + 1));
+        let mut exts: Vec<Ext> = Vec::with_capacity(opts.beam_width * v);
+        let mut in_beam: FastMap<(u32, u32), u32> = FastMap::default();
+        let separator = self.vocab.separator();
         let k = opts.top_k.min(v);
 
         for t in 0..seq.len {
@@ -420,41 +427,91 @@ impl SearchCtx<'_> {
 
             next.clear();
             slot.clear();
-            let mut add = |next: &mut Vec<Entry>, node: u32, pb: f64, pnb: f64| match slot.get(&node) {
-                Some(&i) => {
-                    let e = &mut next[i];
-                    e.pb = log_add(e.pb, pb);
-                    e.pnb = log_add(e.pnb, pnb);
-                }
-                None => {
-                    slot.insert(node, next.len());
-                    next.push(Entry { node, pb, pnb });
-                }
-            };
+            scratch.clear();
+            // Beam prefixes by (parent, token): an extension that lands on one of them merges into a
+            // prefix that is already in the next beam. Small and cache-hot, unlike the arena's map.
+            in_beam.clear();
             for e in &beam {
-                let total = e.acoustic();
-                let last = arena.nodes[e.node as usize].token;
-                add(&mut next, e.node, total + lp_blank, f64::NEG_INFINITY);
-                if last != NO_TOKEN {
-                    add(&mut next, e.node, f64::NEG_INFINITY, e.pnb + seq.at(t, last as usize));
-                }
-                for &(c, lpc) in &cands {
-                    let child = self.child(&mut arena, e.node, c);
-                    if arena.nodes[child as usize].dead {
-                        continue;
-                    }
-                    let from = if c as u32 == last { e.pb } else { total };
-                    add(&mut next, child, f64::NEG_INFINITY, from + lpc);
+                let n = &arena.nodes[e.node as usize];
+                if n.token != NO_TOKEN {
+                    in_beam.insert((n.parent, n.token), e.node);
                 }
             }
-            next.retain(|e| e.acoustic() > f64::NEG_INFINITY);
-            let score = |e: &Entry| {
+            // Pass 1: every kept prefix stays, through the blank or by repeating its last token.
+            for e in &beam {
                 let n = &arena.nodes[e.node as usize];
-                e.acoustic() + n.lm + n.bonus
+                let pnb =
+                    if n.token != NO_TOKEN { e.pnb + seq.at(t, n.token as usize) } else { f64::NEG_INFINITY };
+                let pb = e.acoustic() + lp_blank;
+                scratch.push(log_add(pb, pnb) + n.lm + n.bonus);
+                add(&mut next, &mut slot, e.node, pb, pnb);
+            }
+            // Pass 2a: score every extension without touching the arena. New prefixes get an upper
+            // bound on their score (the most a word boundary can add) and, where known, a lower bound.
+            exts.clear();
+            for (i, e) in beam.iter().enumerate() {
+                let total = e.acoustic();
+                let parent = &arena.nodes[e.node as usize];
+                let (last, base) = (parent.token, parent.lm + parent.bonus);
+                for &(c, lpc) in &cands {
+                    let ac = if c as u32 == last { e.pb } else { total } + lpc;
+                    if ac == f64::NEG_INFINITY {
+                        continue;
+                    }
+                    if let Some(&id) = in_beam.get(&(e.node, c as u32)) {
+                        exts.push(Ext {
+                            upper: f64::INFINITY,
+                            entry: i as u32,
+                            token: c as u32,
+                            ac,
+                            existing: id,
+                        });
+                        continue;
+                    }
+                    let upper = if Some(c) == separator {
+                        ac + base + self.max_word_gain
+                    } else {
+                        if let Some(p) = self.char_lower_offset {
+                            scratch.push(ac + base + p);
+                        }
+                        ac + base
+                    };
+                    exts.push(Ext { upper, entry: i as u32, token: c as u32, ac, existing: NO_TOKEN });
+                }
+            }
+            // `scratch` holds lower bounds on the final scores of distinct prefixes (merging only adds
+            // mass), so its beam_width-th best value is a floor for the beam after this frame: a new
+            // prefix whose upper bound is below it would be pruned anyway, and is never created. The
+            // search stays exact while skipping most extensions of peaked posteriors.
+            let floor = if scratch.len() >= opts.beam_width {
+                *scratch.select_nth_unstable_by(opts.beam_width - 1, |a, b| b.total_cmp(a)).1
+            } else {
+                f64::NEG_INFINITY
             };
+            // Pass 2b: apply the extensions that can matter.
+            for x in &exts {
+                let child = if x.existing != NO_TOKEN {
+                    x.existing
+                } else if x.upper >= floor {
+                    self.child(&mut arena, beam[x.entry as usize].node, x.token as usize)
+                } else {
+                    continue;
+                };
+                if arena.nodes[child as usize].dead {
+                    continue;
+                }
+                add(&mut next, &mut slot, child, f64::NEG_INFINITY, x.ac);
+            }
+            // Each entry's score is computed once here: recomputing it inside the selection's
+            // comparisons (a log-add and two arena reads per call) dominated the search.
+            for e in next.iter_mut() {
+                let n = &arena.nodes[e.node as usize];
+                e.score = e.acoustic() + n.lm + n.bonus;
+            }
+            next.retain(|e| e.score > f64::NEG_INFINITY);
             if next.len() > opts.beam_width {
                 next.select_nth_unstable_by(opts.beam_width - 1, |a, b| {
-                    score(b).total_cmp(&score(a)).then(a.node.cmp(&b.node))
+                    b.score.total_cmp(&a.score).then(a.node.cmp(&b.node))
                 });
                 next.truncate(opts.beam_width);
             }
@@ -486,8 +543,11 @@ impl SearchCtx<'_> {
                 option: "internal",
                 reason: "a beam hypothesis could not be aligned".into(),
             })?;
-            let spans: Vec<TokenSpan> =
-                tokens.iter().zip(frames).map(|(&token, (start, end))| TokenSpan { token, start, end }).collect();
+            let spans: Vec<TokenSpan> = tokens
+                .iter()
+                .zip(frames)
+                .map(|(&token, (start, end))| TokenSpan { token, start, end })
+                .collect();
             out.push(Hypothesis {
                 text: self.vocab.decode_text(&tokens),
                 word_spans: words_from_spans(self.vocab, &spans),
@@ -500,6 +560,21 @@ impl SearchCtx<'_> {
             });
         }
         Ok(out)
+    }
+}
+
+/// Adds path mass to `node`'s entry of the next beam, creating the entry on first use.
+fn add(next: &mut Vec<Entry>, slot: &mut FastMap<u32, usize>, node: u32, pb: f64, pnb: f64) {
+    match slot.get(&node) {
+        Some(&i) => {
+            let e = &mut next[i];
+            e.pb = log_add(e.pb, pb);
+            e.pnb = log_add(e.pnb, pnb);
+        }
+        None => {
+            slot.insert(node, next.len());
+            next.push(Entry { node, pb, pnb, score: f64::NEG_INFINITY });
+        }
     }
 }
 

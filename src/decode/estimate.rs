@@ -110,8 +110,7 @@ pub fn estimate_ngram(corpus: &str, options: &EstimateOptions) -> Result<NgramMo
         names.push(w.to_string());
     }
     for line in corpus.lines() {
-        let ws: Vec<u32> =
-            line.split_whitespace().map(|w| if w == "<unk>" { UNK } else { ids[w] }).collect();
+        let ws: Vec<u32> = line.split_whitespace().map(|w| if w == "<unk>" { UNK } else { ids[w] }).collect();
         if ws.is_empty() {
             continue;
         }

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{DecodeError, Vocabulary};
+use super::{DecodeError, FastMap, Vocabulary};
 
 /// A word's index in an [`NgramModel`]'s vocabulary (its unigram list, in file order).
 pub type WordId = u32;
@@ -43,7 +43,7 @@ pub struct NgramModel {
     words: Vec<String>,
     ids: HashMap<String, WordId>,
     /// `tables[n - 1]`: the n-grams of order `n`, to `(log10 prob, log10 backoff)`.
-    tables: Vec<HashMap<Key, (f32, f32)>>,
+    tables: Vec<FastMap<Key, (f32, f32)>>,
     bos: WordId,
     eos: WordId,
     unk: WordId,
@@ -66,7 +66,8 @@ impl NgramModel {
     /// duplicates, the number of lines per section against its declared count, `<s>` and `</s>` present,
     /// and the closing `\end\`.
     pub fn from_arpa_str(text: &str, source: &str) -> Result<Self, DecodeError> {
-        let err = |line: usize, reason: String| DecodeError::Arpa { source: source.to_string(), line, reason };
+        let err =
+            |line: usize, reason: String| DecodeError::Arpa { source: source.to_string(), line, reason };
         let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim()));
         // Anything before `\data\` is commentary (SRILM and KenLM write none, some tools do).
         let mut last_line = 0;
@@ -90,9 +91,8 @@ impl NgramModel {
                 pending = Some((n, l));
                 break;
             };
-            let (o, c) = rest
-                .split_once('=')
-                .ok_or_else(|| err(n, format!("expected `ngram N=count`, got {l:?}")))?;
+            let (o, c) =
+                rest.split_once('=').ok_or_else(|| err(n, format!("expected `ngram N=count`, got {l:?}")))?;
             let o: usize = o.trim().parse().map_err(|_| err(n, format!("bad order in {l:?}")))?;
             let c: usize = c.trim().parse().map_err(|_| err(n, format!("bad count in {l:?}")))?;
             if o != counts.len() + 1 {
@@ -110,7 +110,7 @@ impl NgramModel {
         let mut model = NgramModel {
             words: Vec::new(),
             ids: HashMap::new(),
-            tables: vec![HashMap::new(); order],
+            tables: vec![FastMap::default(); order],
             bos: NO_WORD,
             eos: NO_WORD,
             unk: NO_WORD,
@@ -131,7 +131,10 @@ impl NgramModel {
                     if seen != counts[o - 1] {
                         return Err(err(
                             n,
-                            format!("section \\{o}-grams: has {seen} entries, header declared {}", counts[o - 1]),
+                            format!(
+                                "section \\{o}-grams: has {seen} entries, header declared {}",
+                                counts[o - 1]
+                            ),
                         ));
                     }
                 }
@@ -209,7 +212,10 @@ impl NgramModel {
 
     /// Builds a model from n-gram entries `(words, log10 prob, log10 backoff)` of orders `1..=order`.
     /// Used by the estimator; unigrams must come first. `<unk>` is added as the reader would.
-    pub(crate) fn from_entries(order: usize, entries: &[(Vec<String>, f32, f32)]) -> Result<Self, DecodeError> {
+    pub(crate) fn from_entries(
+        order: usize,
+        entries: &[(Vec<String>, f32, f32)],
+    ) -> Result<Self, DecodeError> {
         let mut text = String::new();
         let mut counts = vec![0usize; order];
         for (w, _, _) in entries {
@@ -244,7 +250,7 @@ impl NgramModel {
 
     /// Number of n-grams of each order, `[count_1, …, count_N]`.
     pub fn counts(&self) -> Vec<usize> {
-        self.tables.iter().map(HashMap::len).collect()
+        self.tables.iter().map(FastMap::len).collect()
     }
 
     /// Number of words (unigrams, `<s>`, `</s>` and `<unk>` included).
@@ -419,7 +425,7 @@ fn parse_log10(
 /// carries that word's model id.
 #[derive(Clone, Debug)]
 pub struct Lexicon {
-    children: HashMap<(u32, u32), u32>,
+    children: FastMap<(u32, u32), u32>,
     word_at: Vec<Option<WordId>>,
     words: usize,
 }
@@ -432,7 +438,8 @@ impl Lexicon {
         let mut lex = Lexicon::empty();
         for (id, w) in model.words().iter().enumerate() {
             let id = id as WordId;
-            if id == model.bos() || id == model.eos() || id == model.unk() || w.contains(char::is_whitespace) {
+            if id == model.bos() || id == model.eos() || id == model.unk() || w.contains(char::is_whitespace)
+            {
                 continue;
             }
             if let Ok(tokens) = vocab.encode(w) {
@@ -465,7 +472,7 @@ impl Lexicon {
     }
 
     fn empty() -> Self {
-        Lexicon { children: HashMap::new(), word_at: vec![None], words: 0 }
+        Lexicon { children: FastMap::default(), word_at: vec![None], words: 0 }
     }
 
     fn insert(&mut self, tokens: &[usize], id: WordId) {

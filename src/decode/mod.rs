@@ -253,7 +253,8 @@ pub(crate) fn words_from_spans(vocab: &Vocabulary, spans: &[TokenSpan]) -> Vec<W
                 w.end = s.end;
             }
             None => {
-                current = Some(WordSpan { word: vocab.token(s.token).to_string(), start: s.start, end: s.end })
+                current =
+                    Some(WordSpan { word: vocab.token(s.token).to_string(), start: s.start, end: s.end })
             }
         }
     }
@@ -362,3 +363,56 @@ pub(crate) fn log_add(a: f64, b: f64) -> f64 {
         hi + (lo - hi).exp().ln_1p()
     }
 }
+
+/// Multiplicative hashing for the small integer keys of the search's maps (arena children, lexicon
+/// trie, n-gram tables): they are the hottest lookups and need no protection against adversarial keys,
+/// which is what the standard library's SipHash pays for.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+const HASH_MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl IdHasher {
+    #[inline(always)]
+    fn mix(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(26) ^ x).wrapping_mul(HASH_MUL);
+    }
+}
+
+impl core::hash::Hasher for IdHasher {
+    #[inline(always)]
+    fn finish(&self) -> u64 {
+        // Fold the high bits down: hashbrown takes its bucket index from the low bits.
+        self.0 ^ (self.0 >> 29)
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.mix(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(w));
+        }
+    }
+    #[inline(always)]
+    fn write_u32(&mut self, x: u32) {
+        self.mix(x as u64);
+    }
+    #[inline(always)]
+    fn write_u64(&mut self, x: u64) {
+        self.mix(x);
+    }
+    #[inline(always)]
+    fn write_usize(&mut self, x: usize) {
+        self.mix(x as u64);
+    }
+}
+
+/// A hash map with [`IdHasher`].
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, core::hash::BuildHasherDefault<IdHasher>>;
