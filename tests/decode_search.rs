@@ -306,3 +306,74 @@ fn vocabulary_checks_and_round_trips() {
     let nosep = Vocabulary::from_chars("ab").unwrap();
     assert!(matches!(nosep.encode("a b").unwrap_err(), DecodeError::UnknownToken { byte_offset: 1, .. }));
 }
+
+/// A plain prefix beam search written for clarity: prefixes as vectors in a hash map, every
+/// extension created, the beam cut to `width` by score. The library's floor pruning and arena must
+/// return exactly what this returns.
+fn reference_beam(lp: &[Vec<f64>], blank: usize, width: usize) -> Vec<(Vec<usize>, f64)> {
+    use std::collections::HashMap;
+    let la = |a: f64, b: f64| fastctc::loss::reference::logsumexp(&[a, b]);
+    let mut beam: Vec<(Vec<usize>, f64, f64)> = vec![(vec![], 0.0, f64::NEG_INFINITY)];
+    for row in lp {
+        let mut next: HashMap<Vec<usize>, (f64, f64)> = HashMap::new();
+        for (prefix, pb, pnb) in &beam {
+            let total = la(*pb, *pnb);
+            let e = next.entry(prefix.clone()).or_insert((f64::NEG_INFINITY, f64::NEG_INFINITY));
+            e.0 = la(e.0, total + row[blank]);
+            if let Some(&last) = prefix.last() {
+                e.1 = la(e.1, pnb + row[last]);
+            }
+            for (c, &x) in row.iter().enumerate() {
+                if c == blank {
+                    continue;
+                }
+                let mut ext = prefix.clone();
+                ext.push(c);
+                let from = if prefix.last() == Some(&c) { *pb } else { total };
+                let e = next.entry(ext).or_insert((f64::NEG_INFINITY, f64::NEG_INFINITY));
+                e.1 = la(e.1, from + x);
+            }
+        }
+        // Prefixes of probability zero (more tokens than frames allow) are not hypotheses.
+        let mut all: Vec<(Vec<usize>, f64, f64)> = next
+            .into_iter()
+            .map(|(k, (b, n))| (k, b, n))
+            .filter(|e| la(e.1, e.2) > f64::NEG_INFINITY)
+            .collect();
+        all.sort_by(|a, b| la(b.1, b.2).total_cmp(&la(a.1, a.2)));
+        all.truncate(width);
+        beam = all;
+    }
+    let mut out: Vec<(Vec<usize>, f64)> = beam.into_iter().map(|(k, b, n)| (k, la(b, n))).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
+
+#[test]
+fn narrow_beam_matches_a_plain_reference_search() {
+    for seed in 0..300u64 {
+        let mut rng = Rng(20_000 + seed);
+        let t = 1 + rng.below(12);
+        let v = 2 + rng.below(5);
+        let blank = rng.below(v);
+        let width = 1 + rng.below(6);
+        let scale = [1.0, 4.0, 8.0][rng.below(3)];
+        let lp = random_log_probs(&mut rng, t, v, scale);
+        let data = flat(&lp);
+        let view = ActsView::time_major(&data, t, 1, v).unwrap();
+        let opts = BeamOptions {
+            beam_width: width,
+            n_best: width,
+            top_k: usize::MAX,
+            prune_gap: f64::INFINITY,
+            ..BeamOptions::default()
+        };
+        let got = &beam_search(&view, &[t], &vocab(v, blank), &opts).unwrap()[0];
+        let want = reference_beam(&lp, blank, width);
+        assert_eq!(got.len(), want.len(), "seed {seed}");
+        for (g, (tokens, score)) in got.iter().zip(&want) {
+            assert_eq!(&g.tokens, tokens, "seed {seed}");
+            assert!((g.acoustic - score).abs() < TOL, "seed {seed}");
+        }
+    }
+}
