@@ -98,8 +98,8 @@ pub fn levenshtein<T: PartialEq>(reference: &[T], hypothesis: &[T]) -> (EditCoun
     let w = m + 1;
     // d[i * w + j]: distance between reference[..i] and hypothesis[..j].
     let mut d = vec![0usize; (n + 1) * w];
-    for j in 0..=m {
-        d[j] = j;
+    for (j, cell) in d[..w].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=n {
         d[i * w] = i;

@@ -74,7 +74,7 @@ fn viterbi_score_is_the_best_alignment_by_brute_force() {
         }
         let data: Vec<f64> = lp.iter().flatten().copied().collect();
         let view = ActsView::time_major(&data, t, 1, v).unwrap();
-        let result = forced_align(&view, &[t], &[labels.clone()], &vocab(v, blank, None));
+        let result = forced_align(&view, &[t], std::slice::from_ref(&labels), &vocab(v, blank, None));
         if best == f64::NEG_INFINITY {
             assert!(
                 matches!(result, Err(AlignError::TooLong { sequence: 0, .. })),
@@ -123,7 +123,7 @@ fn aligning_greedy_output_reproduces_the_peaks() {
         let data: Vec<f32> = log_softmax(&logits).into_iter().flatten().map(|x| x as f32).collect();
         let view = ActsView::time_major(&data, t, 1, v).unwrap();
         let g = greedy_decode(&view, &[t], &voc).unwrap().remove(0);
-        let a = forced_align(&view, &[t], &[g.tokens.clone()], &voc).unwrap().remove(0);
+        let a = forced_align(&view, &[t], std::slice::from_ref(&g.tokens), &voc).unwrap().remove(0);
         let spans: Vec<(usize, usize, usize)> = a.tokens.iter().map(|s| (s.token, s.start, s.end)).collect();
         let peaks: Vec<(usize, usize, usize)> =
             g.token_spans.iter().map(|s| (s.token, s.start, s.end)).collect();
