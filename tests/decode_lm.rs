@@ -331,3 +331,72 @@ fn multi_word_hypotheses_carry_word_history() {
     assert!((h.bonus - 1.0).abs() < 1e-12);
     assert_eq!(h.word_spans.iter().map(|w| w.word.as_str()).collect::<Vec<_>>(), vec!["the", "cat"]);
 }
+
+#[test]
+fn reads_kenlm_formatting_from_a_file() {
+    // Hand-written in the layout `lmplz` uses: padded header counts, <unk> first with a 0 back-off,
+    // <s> with log10 probability 0.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lm/kenlm_style.arpa");
+    let m = NgramModel::from_arpa_file(path).unwrap();
+    assert_eq!(m.counts(), vec![5, 3]);
+    assert_eq!(m.unk(), 0);
+    let s = m.log10_sentence(&["hello", "world"]);
+    assert!((s - (-0.3 + -0.2 + -0.15)).abs() < EPS, "{s}");
+    // "world hello": P(world | <s>) backs off through <s> (-0.4); P(hello | world) through world (-0.1);
+    // P(</s> | hello) through hello (-0.25).
+    let s = m.log10_sentence(&["world", "hello"]);
+    let want = (-0.4 + -0.9) + (-0.1 + -0.6) + (-0.25 + -0.8);
+    assert!((s - want).abs() < EPS, "{s} vs {want}");
+    assert!((m.log10_sentence(&["hi"]) - (-0.4 + -1.5 + -0.8)).abs() < EPS);
+}
+
+#[test]
+fn mutated_arpa_text_never_panics() {
+    // Deterministic mutations of a valid file: drop, duplicate, swap or garble lines and characters.
+    let lines: Vec<&str> = TOY.lines().collect();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let junk =
+        ["", "\\", "-", "x", "\t", "=", "-inf", "1e400", "nan", " ", "\\end\\", "\\2-grams:", "ngram 4=1"];
+    let mut parsed = 0;
+    for _ in 0..3000 {
+        let mut ls: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+        for _ in 0..1 + next(3) {
+            let i = next(ls.len());
+            match next(5) {
+                0 => {
+                    ls.remove(i);
+                }
+                1 => {
+                    let l = ls[i].clone();
+                    ls.insert(i, l);
+                }
+                2 => {
+                    let j = next(ls.len());
+                    ls.swap(i, j);
+                }
+                3 => {
+                    let cut = next(ls[i].len() + 1);
+                    if ls[i].is_char_boundary(cut) {
+                        ls[i].truncate(cut);
+                    }
+                }
+                _ => ls[i].push_str(junk[next(junk.len())]),
+            }
+            if ls.is_empty() {
+                break;
+            }
+        }
+        if let Ok(m) = NgramModel::from_arpa_str(&ls.join("\n"), "mutant") {
+            parsed += 1;
+            // Whatever parsed must answer queries.
+            let _ = m.log10_sentence(&["a", "b", "zzz"]);
+        }
+    }
+    assert!(parsed > 0 && parsed < 3000, "{parsed}");
+}

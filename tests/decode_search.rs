@@ -377,3 +377,45 @@ fn narrow_beam_matches_a_plain_reference_search() {
         }
     }
 }
+
+#[test]
+fn zero_probabilities_and_tight_pruning_never_panic() {
+    use fastctc::align::forced_align;
+    for seed in 0..300u64 {
+        let mut rng = Rng(40_000 + seed);
+        let t = rng.below(8);
+        let v = 2 + rng.below(4);
+        let blank = rng.below(v);
+        let mut lp = random_log_probs(&mut rng, t, v, 5.0);
+        for row in lp.iter_mut() {
+            for x in row.iter_mut() {
+                if rng.below(4) == 0 {
+                    *x = f64::NEG_INFINITY;
+                }
+            }
+        }
+        let data = flat(&lp);
+        let view = ActsView::time_major(&data, t, 1, v).unwrap();
+        let voc = vocab(v, blank);
+        let opts = BeamOptions {
+            beam_width: 1 + rng.below(4),
+            n_best: 1 + rng.below(4),
+            top_k: 1 + rng.below(v),
+            prune_gap: [0.0, 1.0, f64::INFINITY][rng.below(3)],
+            ..BeamOptions::default()
+        };
+        let hyps = &beam_search(&view, &[t], &voc, &opts).unwrap()[0];
+        for h in hyps {
+            assert!(h.acoustic.is_finite(), "seed {seed}");
+            let exact = forward_backward(&lp, &h.tokens, blank).log_likelihood;
+            assert!(h.acoustic <= exact + TOL, "seed {seed}");
+            check_spans(h, t, seed);
+        }
+        let g = &greedy_decode(&view, &[t], &voc).unwrap()[0];
+        // A row of only -inf makes every path impossible; otherwise the greedy labelling aligns.
+        match forced_align(&view, &[t], std::slice::from_ref(&g.tokens), &voc) {
+            Ok(a) => assert!((a[0].score - g.acoustic).abs() < TOL, "seed {seed}"),
+            Err(e) => assert!(g.acoustic == f64::NEG_INFINITY, "seed {seed}: {e}"),
+        }
+    }
+}

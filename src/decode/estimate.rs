@@ -16,9 +16,10 @@
 //! back-off weight of `h` is `T(h) / (c(h) + T(h))`, which makes the back-off query reproduce `Pn` for
 //! unseen words too, so every context's distribution sums to one.
 //!
-//! Conventions shared with KenLM: sentences are padded as `<s> w1 .. wk </s>`; `<s>` is listed as a
-//! unigram with log10 probability -99 (it is never predicted) and carries a back-off weight; `</s>` is
-//! predicted like a word; `<unk>` is always in the model; all numbers are log10. Unlike KenLM, n-grams
+//! Conventions shared with KenLM and SRILM: sentences are padded as `<s> w1 .. wk </s>`; `<s>` is a
+//! unigram that is never predicted but carries a back-off weight (its probability is written as -99,
+//! SRILM's way; KenLM writes 0); `</s>` is predicted like a word; `<unk>` is always in the model; all
+//! numbers are log10. Unlike KenLM (modified Kneser-Ney, `lmplz`), n-grams
 //! that start after `<s>` are not padded with extra `<s>` tokens (so the trigram context at the first
 //! word is just `<s>`), and no pruning is applied.
 

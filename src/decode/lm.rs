@@ -12,7 +12,8 @@
 //!
 //! `<unk>`: words outside the model's vocabulary are scored as `<unk>`. If the file lists no `<unk>`
 //! unigram, one is added with log10 probability -100, KenLM's convention for such models. `<s>` is only
-//! ever a context (its unigram probability, conventionally -99, is never used as a prediction).
+//! ever a context (its unigram probability, -99 in SRILM's files and 0 in KenLM's, is never used as a
+//! prediction).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

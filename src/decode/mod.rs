@@ -30,7 +30,7 @@ mod vocab;
 pub use beam::{beam_search, BeamOptions, Hotword, LmOptions, OovPolicy};
 pub use estimate::{estimate_ngram, estimate_ngram_file, EstimateOptions};
 pub use greedy::greedy_decode;
-pub use lm::{Lexicon, NgramModel, WordId};
+pub use lm::{Lexicon, NgramModel, WordId, MAX_ORDER};
 pub use vocab::Vocabulary;
 
 /// Everything that can go wrong while decoding, reading or estimating a language model.
