@@ -1,4 +1,5 @@
 //! Viterbi forced alignment against brute force over every path.
+#![cfg(feature = "decode")]
 
 use fastctc::align::{align_text, forced_align, AlignError, Alignment};
 use fastctc::decode::{greedy_decode, DecodeError, Vocabulary};

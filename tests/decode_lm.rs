@@ -1,4 +1,5 @@
 //! The ARPA reader, back-off queries, the Witten-Bell estimator, and the LM inside the beam.
+#![cfg(feature = "decode")]
 
 use fastctc::decode::{
     beam_search, estimate_ngram, estimate_ngram_file, BeamOptions, DecodeError, EstimateOptions, Hotword,

@@ -1,4 +1,5 @@
 //! Greedy and prefix beam search against brute force over every path and every labelling.
+#![cfg(feature = "decode")]
 
 use fastctc::decode::{beam_search, greedy_decode, BeamOptions, DecodeError, Hypothesis, Vocabulary};
 use fastctc::loss::reference::{collapse, forward_backward, log_softmax};

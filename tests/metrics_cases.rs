@@ -1,4 +1,5 @@
 //! Edit distance, CER and WER on hand-computed cases.
+#![cfg(feature = "decode")]
 
 use fastctc::metrics::{cer, chars, levenshtein, wer, EditCounts, EditOp, MetricsError};
 

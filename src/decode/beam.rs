@@ -157,7 +157,8 @@ impl BeamOptions<'_> {
 }
 
 /// Prefix beam search over every sequence of a batch; returns per sequence up to `n_best` hypotheses,
-/// best `total` first.
+/// best `total` first. Hypotheses are distinct labellings; two may still share a text (`"cat"` and
+/// `"cat "` differ by a trailing separator token).
 ///
 /// `log_probs`: `(T, B, V)` natural-log probabilities, `V == vocab.len()`; `input_lengths[b] <= T`.
 /// Token and word spans of each hypothesis come from the Viterbi alignment of its labelling (the best
