@@ -219,6 +219,8 @@ impl Alignment {
 ///
 /// `log_probs`: `(T, B, V)` natural-log probabilities, `V == vocab.len()`; `input_lengths[b] <= T`;
 /// `transcripts[b]`: the tokens of sequence `b`, none of them the blank. Sequences run in parallel.
+/// Each sequence keeps one byte of back-pointer per lattice cell, `T_b × (2 L_b + 1)` bytes, plus two
+/// rows of scores.
 pub fn forced_align<F: Float, L: Index, S: AsRef<[usize]> + Sync>(
     log_probs: &ActsView<'_, F>,
     input_lengths: &[L],
