@@ -84,6 +84,7 @@ fn beam_without_pruning_finds_the_most_probable_labelling() {
             n_best: 100_000,
             top_k: usize::MAX,
             prune_gap: f64::INFINITY,
+            beam_prune: f64::INFINITY,
             ..BeamOptions::default()
         };
         let hyps = &beam_search(&view, &[t], &voc, &opts).unwrap()[0];
@@ -129,10 +130,17 @@ fn pruned_beam_never_overestimates_a_labelling() {
         let lp = random_log_probs(&mut rng, t, v, 3.0);
         let data = flat(&lp);
         let view = ActsView::time_major(&data, t, 1, v).unwrap();
-        let opts =
-            BeamOptions { beam_width: 2, n_best: 2, top_k: 2, prune_gap: 2.0, ..BeamOptions::default() };
+        let opts = BeamOptions {
+            beam_width: 3,
+            n_best: 3,
+            top_k: 2,
+            prune_gap: 2.0,
+            beam_prune: 1.5,
+            ..BeamOptions::default()
+        };
         let hyps = &beam_search(&view, &[t], &vocab(v, blank), &opts).unwrap()[0];
-        assert!(!hyps.is_empty() && hyps.len() <= 2);
+        assert!(!hyps.is_empty() && hyps.len() <= 3);
+        assert!(hyps.iter().all(|h| h.total >= hyps[0].total - 1.5), "seed {seed}: beam prune not applied");
         for h in hyps {
             let exact = forward_backward(&lp, &h.tokens, blank).log_likelihood;
             assert!(
@@ -252,6 +260,10 @@ fn bad_input_is_a_typed_error() {
         DecodeError::InvalidOption { .. }
     ));
     assert!(matches!(
+        bad(BeamOptions { beam_prune: -1.0, ..BeamOptions::default() }),
+        DecodeError::InvalidOption { option: "beam_prune", .. }
+    ));
+    assert!(matches!(
         bad(BeamOptions { prune_gap: f64::NAN, ..BeamOptions::default() }),
         DecodeError::InvalidOption { option: "prune_gap", .. }
     ));
@@ -367,6 +379,7 @@ fn narrow_beam_matches_a_plain_reference_search() {
             n_best: width,
             top_k: usize::MAX,
             prune_gap: f64::INFINITY,
+            beam_prune: f64::INFINITY,
             ..BeamOptions::default()
         };
         let got = &beam_search(&view, &[t], &vocab(v, blank), &opts).unwrap()[0];

@@ -20,7 +20,10 @@
 //! Per-frame pruning: only the `top_k` most probable classes of the frame, and of those only the ones
 //! within `prune_gap` (natural log) of the frame's best, are tried as *new* tokens. Staying on a prefix
 //! (through the blank, or by repeating its last token) is always scored, so kept prefixes keep exact
-//! probabilities.
+//! probabilities. Beam pruning: after each frame, prefixes scoring more than `beam_prune` below the
+//! best prefix are dropped even if the beam has room (on peaked posteriors a wide beam otherwise fills
+//! up with prefixes of negligible probability, and every one of them is extended by every token).
+//! With `top_k = usize::MAX` and both gaps infinite the search is exact up to the beam width.
 //!
 //! Language model (natural-log units throughout): when a word is completed — a separator token follows a
 //! non-empty word, or the utterance ends — the prefix gains `alpha * ln P_LM(word | previous words) +
@@ -109,6 +112,9 @@ pub struct BeamOptions<'a> {
     /// Classes more than this below the frame's best log-probability are not tried as new tokens;
     /// `>= 0`, `f64::INFINITY` to disable.
     pub prune_gap: f64,
+    /// Prefixes whose score is more than this below the frame's best prefix are dropped; `>= 0`,
+    /// `f64::INFINITY` to keep every prefix the width allows.
+    pub beam_prune: f64,
     /// Optional language model.
     pub lm: Option<LmOptions<'a>>,
     /// Hotwords and phrases to boost.
@@ -116,9 +122,18 @@ pub struct BeamOptions<'a> {
 }
 
 impl Default for BeamOptions<'_> {
-    /// Width 32, 1-best, top 40 classes, gap 10 (a factor e^-10), no LM, no hotwords.
+    /// Width 32, 1-best, top 40 classes, token gap 10 (a factor e^-10), beam prune 10, no LM, no
+    /// hotwords.
     fn default() -> Self {
-        BeamOptions { beam_width: 32, n_best: 1, top_k: 40, prune_gap: 10.0, lm: None, hotwords: &[] }
+        BeamOptions {
+            beam_width: 32,
+            n_best: 1,
+            top_k: 40,
+            prune_gap: 10.0,
+            beam_prune: 10.0,
+            lm: None,
+            hotwords: &[],
+        }
     }
 }
 
@@ -138,6 +153,9 @@ impl BeamOptions<'_> {
         }
         if self.prune_gap.is_nan() || self.prune_gap < 0.0 {
             return bad("prune_gap", "must be >= 0 (use infinity to disable)");
+        }
+        if self.beam_prune.is_nan() || self.beam_prune < 0.0 {
+            return bad("beam_prune", "must be >= 0 (use infinity to disable)");
         }
         if let Some(lm) = &self.lm {
             if !(lm.alpha.is_finite() && lm.alpha >= 0.0) {
@@ -484,11 +502,15 @@ impl SearchCtx<'_> {
             // mass), so its beam_width-th best value is a floor for the beam after this frame: a new
             // prefix whose upper bound is below it would be pruned anyway, and is never created. The
             // search stays exact while skipping most extensions of peaked posteriors.
-            let floor = if scratch.len() >= opts.beam_width {
+            // The best lower bound also bounds the best final score from below, so anything more than
+            // `beam_prune` under it will be dropped by the beam prune.
+            let best_lower = scratch.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let width_floor = if scratch.len() >= opts.beam_width {
                 *scratch.select_nth_unstable_by(opts.beam_width - 1, |a, b| b.total_cmp(a)).1
             } else {
                 f64::NEG_INFINITY
             };
+            let floor = width_floor.max(best_lower - opts.beam_prune);
             // Pass 2b: apply the extensions that can matter.
             for x in &exts {
                 let child = if x.existing != NO_TOKEN {
@@ -509,7 +531,9 @@ impl SearchCtx<'_> {
                 let n = &arena.nodes[e.node as usize];
                 e.score = e.acoustic() + n.lm + n.bonus;
             }
-            next.retain(|e| e.score > f64::NEG_INFINITY);
+            let best_score = next.iter().map(|e| e.score).fold(f64::NEG_INFINITY, f64::max);
+            let keep_above = best_score - opts.beam_prune;
+            next.retain(|e| e.score > f64::NEG_INFINITY && e.score >= keep_above);
             if next.len() > opts.beam_width {
                 next.select_nth_unstable_by(opts.beam_width - 1, |a, b| {
                     b.score.total_cmp(&a.score).then(a.node.cmp(&b.node))
