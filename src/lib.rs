@@ -97,3 +97,10 @@ pub use loss::{
     ctc_compute, ctc_loss, ctc_loss_and_grad, Backend, CtcLoss, CtcOptions, GradOutput, InputKind,
     Parallelism, Reduction, Workspace,
 };
+
+#[cfg(feature = "decode")]
+pub mod align;
+#[cfg(feature = "decode")]
+pub mod decode;
+#[cfg(feature = "decode")]
+pub mod metrics;
