@@ -62,9 +62,15 @@ pub enum LayoutChoice {
     TimeMajor,
     BatchMajor,
     /// Arbitrary small strides (0 and interleaving included: an aliasing writable view must be rejected).
-    Strided { st: u8, sb: u8, sv: u8 },
+    Strided {
+        st: u8,
+        sb: u8,
+        sv: u8,
+    },
     /// One stride (`which % 3`) is `usize::MAX`: offsets overflow unless that dimension has extent 1.
-    Huge { which: u8 },
+    Huge {
+        which: u8,
+    },
 }
 
 /// A whole call: shapes, lengths, labels, activations, layouts and options.
@@ -105,7 +111,11 @@ impl CtcCase {
 }
 
 fn dims(case: &CtcCase) -> (usize, usize, usize) {
-    ((case.max_time % (MAX_T + 1)) as usize, (case.batch % (MAX_B + 1)) as usize, (case.classes % (MAX_V + 1)) as usize)
+    (
+        (case.max_time % (MAX_T + 1)) as usize,
+        (case.batch % (MAX_B + 1)) as usize,
+        (case.classes % (MAX_V + 1)) as usize,
+    )
 }
 
 fn make_layout(choice: LayoutChoice, t: usize, b: usize, v: usize) -> Layout {
@@ -249,7 +259,8 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) {
         input: if case.logprobs { InputKind::LogProbs } else { InputKind::Logits },
         reduction: [Reduction::None, Reduction::Sum, Reduction::Mean][(case.reduction % 3) as usize],
         zero_infinity: case.zero_infinity,
-        output: [GradOutput::Gradient, GradOutput::TorchLogProbs, GradOutput::Posterior][(case.output % 3) as usize],
+        output: [GradOutput::Gradient, GradOutput::TorchLogProbs, GradOutput::Posterior]
+            [(case.output % 3) as usize],
         parallelism: if case.parallel { Parallelism::Rayon } else { Parallelism::Sequential },
     };
 
@@ -369,7 +380,11 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) {
             }
             let start = b * padded_width;
             if start + tl > labels.len() {
-                faults.push(CtcError::BufferTooShort { buffer: "labels", needed: start + tl, got: labels.len() });
+                faults.push(CtcError::BufferTooShort {
+                    buffer: "labels",
+                    needed: start + tl,
+                    got: labels.len(),
+                });
                 break;
             }
             &labels[start..start + tl]
@@ -418,8 +433,12 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) {
                     break 'seqs;
                 }
                 if !case.logprobs && row.iter().all(|&x| x == f64::NEG_INFINITY) {
-                    non_finite =
-                        Some(CtcError::NonFinite { sequence: b, frame: t, class: 0, value: f64::NEG_INFINITY });
+                    non_finite = Some(CtcError::NonFinite {
+                        sequence: b,
+                        frame: t,
+                        class: 0,
+                        value: f64::NEG_INFINITY,
+                    });
                     break 'seqs;
                 }
             }
@@ -525,14 +544,18 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) {
         }
     }
     assert!(
-        reduced == want_reduced || (reduced - want_reduced).abs() <= red_tol.max(F64_TOL * want_reduced.abs()),
+        reduced == want_reduced
+            || (reduced - want_reduced).abs() <= red_tol.max(F64_TOL * want_reduced.abs()),
         "{ctx}: reduced {reduced} vs reference {want_reduced} (tol {red_tol})"
     );
     if case.with_grad {
         // Nothing outside the view was written.
         let inside: std::collections::HashSet<usize> = offsets(&glay).into_iter().collect();
         for (i, &x) in gbuf.iter().enumerate() {
-            assert!(inside.contains(&i) || x == sentinel, "{ctx}: element {i} outside the gradient view written");
+            assert!(
+                inside.contains(&i) || x == sentinel,
+                "{ctx}: element {i} outside the gradient view written"
+            );
         }
     }
 }
