@@ -16,9 +16,6 @@ const SENTINEL: f64 = -7.25;
 /// One call of the kernel, described by value so that each test changes one thing.
 #[derive(Clone, Debug)]
 struct Call<L> {
-    t: usize,
-    b: usize,
-    v: usize,
     acts: Vec<f64>,
     acts_layout: Layout,
     labels: Vec<L>,
@@ -39,9 +36,6 @@ impl<L: Index> Call<L> {
         let mut rng = Rng::new(42);
         let acts = (0..t * b * v).map(|_| rng.normal()).collect();
         Call {
-            t,
-            b,
-            v,
             acts,
             acts_layout: Layout::time_major(t, b, v),
             labels: [1, 2, 2, 3, 4, 1].map(&idx).to_vec(),
