@@ -69,6 +69,18 @@ impl Case {
     }
 }
 
+/// Prints the failing case's seed whatever assertion fired (quickcheck reports panics without the
+/// arguments), so that `Case::from_seed` reproduces it.
+struct SeedOnPanic(u64);
+
+impl Drop for SeedOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("failing case: Case::from_seed({})", self.0);
+        }
+    }
+}
+
 impl Arbitrary for Case {
     fn arbitrary(g: &mut Gen) -> Self {
         Case::from_seed(u64::arbitrary(g))
@@ -170,6 +182,8 @@ fn run<F: Float, K: Kernels<F>>(k: &K, p: &Problem, o: &CtcOptions, lay: Lay, pa
 /// a row in a different order depending on its alignment): each rounding differs by at most an ulp of
 /// the partial sums involved, and a lattice of `T` frames and `S` states chains about `T * S` of them,
 /// so `8 * eps * T * S` relative to `max(1, |x|)` covers any reordering and nothing like a real bug.
+/// (The scalar backend needs none of it: with this tolerance set to 0 every invariance holds bit for
+/// bit.)
 fn reassoc_tol<F: Float>(p: &Problem) -> f64 {
     let s = 2 * p.targets.iter().map(Vec::len).max().unwrap_or(0) + 1;
     8.0 * F::EPSILON.to_f64() * (p.max_time.max(1) * s) as f64
@@ -218,6 +232,7 @@ fn sub_batch(p: &Problem, order: &[usize]) -> Problem {
 /// A sequence's loss and gradient rows do not depend on its neighbours or on its place in the batch.
 /// (Sum reduction: Mean scales by `1/B`, which a sub-batch changes by design.)
 fn prop_batching<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
+    let _seed = SeedOnPanic(c.seed);
     let p = &c.problem;
     let mut o = c.opts();
     o.reduction = Reduction::Sum;
@@ -248,6 +263,7 @@ fn prop_batching<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
 /// Frames past a sequence's input length and padded target slots are never read: garbage there (NaN,
 /// infinities, invalid labels) changes nothing, bit for bit.
 fn prop_padding<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
+    let _seed = SeedOnPanic(c.seed);
     let p = &c.problem;
     let o = c.opts();
     let clean = run::<F, K>(k, p, &o, Lay::TimeMajor, false);
@@ -280,6 +296,7 @@ fn prop_padding<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
 /// Time-major, batch-major, a strided window of a larger buffer and class stride 2 give the same
 /// results (and the output lands in the same logical places).
 fn prop_layouts<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
+    let _seed = SeedOnPanic(c.seed);
     let p = &c.problem;
     let o = c.opts();
     let base = run::<F, K>(k, p, &o, Lay::TimeMajor, false);
@@ -315,6 +332,7 @@ fn rounding_budget<F: Float>(p: &Problem, extra_magnitude: &[f64]) -> f64 {
 /// Adding a constant `c_t` to every logit of frame `t` (of every sequence) changes no log-probability,
 /// so neither the loss nor the gradient, up to the rounding of the shifted values.
 fn prop_shift<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
+    let _seed = SeedOnPanic(c.seed);
     let p = &c.problem;
     let mut o = c.opts();
     o.input = InputKind::Logits;
@@ -336,6 +354,7 @@ fn prop_shift<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
 /// 0 (to a few eps per class); frames past the input length and infeasible sequences are exactly 0.
 /// With posterior output, the rows of feasible sequences sum to exactly 1 (to rounding).
 fn prop_row_sums<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
+    let _seed = SeedOnPanic(c.seed);
     let p = &c.problem;
     let (bsz, v) = (p.batch(), p.classes);
     let tol = 8.0 * F::EPSILON.to_f64() * v as f64;
@@ -373,6 +392,7 @@ fn prop_row_sums<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
 /// The Rayon schedule (longest sequence first, split across threads) gives bitwise the sequential
 /// results: each sequence is computed by exactly the same operations wherever it runs.
 fn prop_rayon<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
+    let _seed = SeedOnPanic(c.seed);
     let p = &c.problem;
     let o = c.opts();
     let seq = run::<F, K>(k, p, &o, Lay::TimeMajor, false);
@@ -399,6 +419,7 @@ static F32_WORST: Mutex<(f64, f64)> = Mutex::new((0.0, 0.0));
 /// <= 1). Derivation: every frame contributes its log-normaliser's rounding (`|x|`-sized operands) and
 /// a few roundings in the rescaled lattice; the worst case adds them up over the frames.
 fn prop_f32_vs_f64<K: Kernels<f32>>(k: &K, c: &Case) {
+    let _seed = SeedOnPanic(c.seed);
     let mut p = c.problem.clone();
     p.acts.iter_mut().for_each(|x| *x = *x as f32 as f64);
     let o = c.opts();
