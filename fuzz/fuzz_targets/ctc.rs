@@ -14,5 +14,5 @@ fuzz_target!(|case: ctc_case::CtcCase| {
     if ctc_case::hits_known_empty_view_overflow(&case) {
         return;
     }
-    ctc_case::check(&case)
+    ctc_case::check(&case);
 });

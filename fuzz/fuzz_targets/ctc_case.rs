@@ -194,15 +194,16 @@ pub fn hits_known_empty_view_overflow(case: &CtcCase) -> bool {
 }
 
 /// Runs the case through the public API in `f64` and in `f32`, with `i64` or `u32` indices, and
-/// panics (with the case) on any disagreement with the prediction or the reference.
-pub fn check(case: &CtcCase) {
+/// panics (with the case) on any disagreement with the prediction or the reference. Returns how many
+/// of the two runs were valid input compared against the reference (the others were rejected, as
+/// predicted).
+pub fn check(case: &CtcCase) -> usize {
     if case.signed {
-        run::<f64, i64>(case, |x| x);
-        run::<f32, i64>(case, |x| x);
+        run::<f64, i64>(case, |x| x) as usize + run::<f32, i64>(case, |x| x) as usize
     } else {
         // Negative bytes become large unsigned values: too long, or out of range.
-        run::<f64, u32>(case, |x| x as u8 as u32);
-        run::<f32, u32>(case, |x| x as u8 as u32);
+        run::<f64, u32>(case, |x| x as u8 as u32) as usize
+            + run::<f32, u32>(case, |x| x as u8 as u32) as usize
     }
 }
 
@@ -216,7 +217,8 @@ fn as_usize<L: Index>(x: L) -> Option<usize> {
     }
 }
 
-fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) {
+/// One run in `F` with index type `L`; true if the input was valid and the result was compared.
+fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) -> bool {
     let (t_max, batch, classes) = dims(case);
     let ctx = Ctx(case, F::NAME);
 
@@ -278,7 +280,7 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) {
         (Ok(v), None) => v,
         (Err(e), Some(want)) => {
             assert_eq!(e, want, "{ctx}");
-            return;
+            return false;
         }
         (got, want) => panic!("{ctx}: activations view {got:?}, predicted error {want:?}"),
     };
@@ -309,11 +311,11 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) {
             }
             (Err(e), Some(want)) => {
                 assert_eq!(e, want, "{ctx}");
-                return;
+                return false;
             }
             // The kernel's injectivity test is sufficient, not necessary: it may also reject exotic
             // layouts that happen not to overlap. It must never accept one that does.
-            (Err(CtcError::AliasingOutput { buffer: "gradients" }), None) => return,
+            (Err(CtcError::AliasingOutput { buffer: "gradients" }), None) => return false,
             (got, want) => panic!("{ctx}: gradient view {got:?}, predicted error {want:?}"),
         }
     } else {
@@ -458,14 +460,14 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) {
             Err(e) if faults.contains(e) => expect_err(e),
             _ => panic!("{ctx}: got {got:?}, predicted one of {faults:?}"),
         }
-        return;
+        return false;
     }
     if let Some(want) = non_finite {
         match &got {
             Err(e) if *e == want || (e_eq_nan(e, &want)) => expect_err(e),
             _ => panic!("{ctx}: got {got:?}, predicted {want:?}"),
         }
-        return;
+        return false;
     }
     let reduced = match got {
         Ok(r) => r.to_f64(),
@@ -556,6 +558,7 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) {
             );
         }
     }
+    true
 }
 
 /// `x` as the nearest `F`, widened back: a true value beyond `F`'s range (an `exp` of a large
