@@ -534,6 +534,12 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) -> bool {
                                 _ => dense - g,
                             }
                     };
+                    if cond >= 1.0 {
+                        // Ill-conditioned (see `cond`): the reference's own posteriors are noise, even
+                        // NaN (`inf - inf` in its sums). The kernel must still not produce NaN.
+                        assert!(!got.is_nan(), "{ctx}: seq {b} t {t} class {v}: NaN output");
+                        continue;
+                    }
                     let tol = grad_tol * want.abs().max(1.0);
                     assert!(
                         got == want || got == rounded::<F>(want) || (got - want).abs() <= tol,
