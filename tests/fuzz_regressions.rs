@@ -55,3 +55,25 @@ fn replay_valid_seed_batches_against_the_reference() {
         assert_eq!(valid, 2, "{name}: expected a valid batch in both f32 and f64");
     }
 }
+
+/// Found by the fuzzer (`fuzz/regressions/ctc/f32-mean-reduction-accumulator-overflows`): the mean
+/// reduction adds `loss_b / max(L_b, 1)` in `F` before dividing by `B`, so in f32 the partial sum
+/// overflows to infinity although the mean itself is representable. Here five sequences of four frames
+/// of unnormalised log-probabilities `-2e37`, with empty targets, each have loss `8e37`: their sum,
+/// `4e38`, exceeds `f32::MAX` (`3.4e38`); their mean, `8e37`, does not. (Fix: accumulate the reduction
+/// in f64, where the per-sequence log-likelihoods already are, and round once.)
+#[test]
+fn f32_mean_reduction_does_not_overflow_when_the_mean_fits() {
+    use fastctc::{ctc_loss, ActsView, CtcOptions, InputKind, Reduction, Targets};
+    let (t, b, v) = (4, 5, 2);
+    let acts = vec![-2e37f32; t * b * v];
+    let view = ActsView::time_major(&acts, t, b, v).unwrap();
+    let lengths = [0u32; 5];
+    let input_lengths = [4u32; 5];
+    let opts = CtcOptions { input: InputKind::LogProbs, reduction: Reduction::Mean, ..Default::default() };
+    let out =
+        ctc_loss(&view, &Targets::Concatenated { labels: &[], lengths: &lengths }, &input_lengths, &opts)
+            .unwrap();
+    assert!(out.losses.iter().all(|&l| l == 8e37), "{:?}", out.losses);
+    assert_eq!(out.reduced, 8e37, "the mean of five losses of 8e37");
+}
