@@ -21,8 +21,7 @@ fn audio() -> Vec<f32> {
     (0..SECONDS * RATE)
         .map(|i| {
             let t = i as f32 / RATE as f32;
-            0.3 * (std::f32::consts::TAU * (100.0 + 300.0 * t) * t).sin()
-                + 0.05 * (rng.random::<f32>() - 0.5)
+            0.3 * (std::f32::consts::TAU * (100.0 + 300.0 * t) * t).sin() + 0.05 * (rng.random::<f32>() - 0.5)
         })
         .collect()
 }
@@ -57,9 +56,8 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("features_10s");
     group.throughput(Throughput::Elements((SECONDS * RATE) as u64));
-    group.bench_function("fbank80", |b| {
-        b.iter(|| fbank.compute_into(black_box(&samples), &mut out).unwrap())
-    });
+    group
+        .bench_function("fbank80", |b| b.iter(|| fbank.compute_into(black_box(&samples), &mut out).unwrap()));
     let mut feats = fbank.compute(&samples).unwrap();
     group.bench_function("specaugment_ld", |b| {
         let config = SpecAugmentConfig::librispeech_double();

@@ -29,14 +29,8 @@ fn configs() -> Vec<(&'static str, ModelConfig)> {
 }
 
 fn step(c: &mut Criterion) {
-    let threads = std::env::var("NN_BENCH_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("thread pool");
+    let threads = std::env::var("NN_BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
     let x = batch();
     let mut group = c.benchmark_group(format!("nn_train_step_{threads}t"));
     group.sample_size(10);

@@ -72,6 +72,16 @@ impl Layout {
         t * self.stride_t + b * self.stride_b + v * self.stride_v
     }
 
+    /// Offset of sequence `b`'s element `(0, b, 0)`.
+    ///
+    /// In a validated view with at least one element it cannot overflow (it is at most the largest
+    /// addressable offset). In an empty view (`T = 0` or `V = 0`) nothing is ever read or written at it,
+    /// whatever the strides, so it wraps instead of panicking.
+    #[inline(always)]
+    pub fn sequence_base(&self, b: usize) -> usize {
+        b.wrapping_mul(self.stride_b)
+    }
+
     /// The slice length the view needs: the largest addressable offset plus one, or 0 if the view is
     /// empty. `None` on overflow.
     pub fn required_len(&self) -> Option<usize> {

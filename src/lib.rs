@@ -89,7 +89,6 @@ pub mod simd;
 #[cfg(feature = "audio")]
 pub mod train;
 
-
 pub use buffer::{ActsView, ActsViewMut, Index, Layout, Targets};
 pub use error::CtcError;
 pub use float::Float;

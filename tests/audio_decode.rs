@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use fastctc::audio::{
-    decode_audio_bytes, decode_audio_bytes_with, read_audio, read_audio_with, AudioError,
-    DecodeOptions, FormatHint,
+    decode_audio_bytes, decode_audio_bytes_with, read_audio, read_audio_with, AudioError, DecodeOptions,
+    FormatHint,
 };
 
 fn fixtures() -> PathBuf {
@@ -14,10 +14,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn native() -> DecodeOptions {
-    DecodeOptions {
-        target_rate: None,
-        ..DecodeOptions::default()
-    }
+    DecodeOptions { target_rate: None, ..DecodeOptions::default() }
 }
 
 /// A RIFF/WAVE file with one `fmt ` chunk (16 bytes, or 40 for WAVE_FORMAT_EXTENSIBLE) and one
@@ -38,8 +35,7 @@ fn wav(tag: u16, channels: u16, rate: u32, bits: u16, data: &[u8]) -> Vec<u8> {
         fmt.extend_from_slice(&0u32.to_le_bytes());
         // KSDATAFORMAT_SUBTYPE_PCM
         fmt.extend_from_slice(&[
-            0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38,
-            0x9B, 0x71,
+            0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71,
         ]);
     }
     let mut out = Vec::new();
@@ -85,33 +81,21 @@ fn wav_8_24_32_bit_int_and_float() {
     let a = decode_native(&wav(1, 1, 16_000, 24, &i24)).unwrap();
     assert_eq!(a.samples, vec![0.5, -0.5, -1.0, 1.0 / 8_388_608.0]);
 
-    let i32d: Vec<u8> = [1i32 << 30, -(1 << 30), i32::MIN]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let i32d: Vec<u8> = [1i32 << 30, -(1 << 30), i32::MIN].iter().flat_map(|v| v.to_le_bytes()).collect();
     let a = decode_native(&wav(1, 1, 16_000, 32, &i32d)).unwrap();
     assert_eq!(a.samples, vec![0.5, -0.5, -1.0]);
 
-    let f32d: Vec<u8> = [0.25f32, -0.75, 1.5, -3.0]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let f32d: Vec<u8> = [0.25f32, -0.75, 1.5, -3.0].iter().flat_map(|v| v.to_le_bytes()).collect();
     let a = decode_native(&wav(3, 1, 16_000, 32, &f32d)).unwrap();
     // Beyond full scale is clipped.
     assert_eq!(a.samples, vec![0.25, -0.75, 1.0, -1.0]);
 
-    let f64d: Vec<u8> = [0.125f64, -0.5]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let f64d: Vec<u8> = [0.125f64, -0.5].iter().flat_map(|v| v.to_le_bytes()).collect();
     let a = decode_native(&wav(3, 1, 16_000, 64, &f64d)).unwrap();
     assert_eq!(a.samples, vec![0.125, -0.5]);
 
     // WAVE_FORMAT_EXTENSIBLE with the PCM sub-format decodes like plain PCM.
-    let data: Vec<u8> = [8192i16, -8192]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let data: Vec<u8> = [8192i16, -8192].iter().flat_map(|v| v.to_le_bytes()).collect();
     let a = decode_native(&wav(0xFFFE, 1, 16_000, 16, &data)).unwrap();
     assert_eq!(a.samples, vec![0.25, -0.25]);
 }
@@ -119,10 +103,8 @@ fn wav_8_24_32_bit_int_and_float() {
 #[test]
 fn wav_stereo_is_averaged() {
     let frames: [(i16, i16); 3] = [(16384, 0), (16384, 16384), (-16384, 16384)];
-    let data: Vec<u8> = frames
-        .iter()
-        .flat_map(|(l, r)| [l.to_le_bytes(), r.to_le_bytes()].concat())
-        .collect();
+    let data: Vec<u8> =
+        frames.iter().flat_map(|(l, r)| [l.to_le_bytes(), r.to_le_bytes()].concat()).collect();
     let a = decode_native(&wav(1, 2, 16_000, 16, &data)).unwrap();
     assert_eq!(a.samples, vec![0.25, 0.5, 0.0]);
 }
@@ -155,24 +137,18 @@ fn wav_at_other_rates_is_resampled_to_16k() {
     assert_eq!(a.samples.len(), 16_000);
     assert!((a.duration_s() - 1.0).abs() < 1e-9);
     // The tone survives with its amplitude (16000 / 32768).
-    let peak = a.samples[2000..14000]
-        .iter()
-        .fold(0.0f32, |m, v| m.max(v.abs()));
+    let peak = a.samples[2000..14000].iter().fold(0.0f32, |m, v| m.max(v.abs()));
     assert!((peak - 16000.0 / 32768.0).abs() < 0.01, "peak {peak}");
 }
 
 fn sine(n: usize, rate: f64, amp: f64) -> Vec<f64> {
-    (0..n)
-        .map(|i| amp * (std::f64::consts::TAU * 440.0 * i as f64 / rate).sin())
-        .collect()
+    (0..n).map(|i| amp * (std::f64::consts::TAU * 440.0 * i as f64 / rate).sin()).collect()
 }
 
 #[test]
 fn flac_mono_and_stereo_are_lossless() {
-    let want: Vec<f32> = sine(8000, 16_000.0, 0.5)
-        .iter()
-        .map(|v| ((v * 32767.0).round() / 32768.0) as f32)
-        .collect();
+    let want: Vec<f32> =
+        sine(8000, 16_000.0, 0.5).iter().map(|v| ((v * 32767.0).round() / 32768.0) as f32).collect();
     let mono = read_audio(&fixtures().join("sine440_16k_mono.flac")).unwrap();
     assert_eq!(mono.sample_rate, 16_000);
     assert_eq!(mono.samples, want);
@@ -219,12 +195,7 @@ fn ogg_vorbis_stereo_44k_is_mixed_and_resampled() {
     assert_eq!(raw.sample_rate, 44_100);
     let a = read_audio(&fixtures().join("sine440_44k_stereo.ogg")).unwrap();
     assert_eq!(a.sample_rate, 16_000);
-    assert!(
-        (a.duration_s() - raw.duration_s()).abs() < 1e-3,
-        "{} vs {}",
-        a.duration_s(),
-        raw.duration_s()
-    );
+    assert!((a.duration_s() - raw.duration_s()).abs() < 1e-3, "{} vs {}", a.duration_s(), raw.duration_s());
     let (_, worst) = sine_fit_error(&a.samples, 16_000.0, 0.5);
     assert!(worst < 0.02, "residual {worst}");
 }
@@ -255,33 +226,18 @@ fn cause(bytes: &[u8]) -> AudioError {
 
 #[test]
 fn wav_errors() {
-    let data: Vec<u8> = [1i16, 2, 3, 4]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let data: Vec<u8> = [1i16, 2, 3, 4].iter().flat_map(|v| v.to_le_bytes()).collect();
     let good = wav(1, 1, 16_000, 16, &data);
 
     assert!(matches!(cause(b""), AudioError::UnrecognisedFormat { .. }));
-    assert!(matches!(
-        cause(b"ID3\x04garbage"),
-        AudioError::UnrecognisedFormat { .. }
-    ));
-    assert!(matches!(
-        cause(b"RIFF\0\0\0\0AVI "),
-        AudioError::Malformed { .. }
-    ));
-    assert!(matches!(
-        cause(b"RIFX\0\0\0\0WAVE"),
-        AudioError::Unsupported { .. }
-    ));
+    assert!(matches!(cause(b"ID3\x04garbage"), AudioError::UnrecognisedFormat { .. }));
+    assert!(matches!(cause(b"RIFF\0\0\0\0AVI "), AudioError::Malformed { .. }));
+    assert!(matches!(cause(b"RIFX\0\0\0\0WAVE"), AudioError::Unsupported { .. }));
 
     // Truncated anywhere: the RIFF size then overstates the file.
     for cut in 12..good.len() {
         let err = cause(&good[..cut]);
-        assert!(
-            matches!(err, AudioError::Malformed { .. }),
-            "cut {cut}: {err}"
-        );
+        assert!(matches!(err, AudioError::Malformed { .. }), "cut {cut}: {err}");
         assert!(err.to_string().contains("truncated"), "cut {cut}: {err}");
     }
 
@@ -309,10 +265,7 @@ fn wav_errors() {
     assert!(cause(&short_fmt).to_string().contains("needs at least 16"));
 
     // Zero samples.
-    assert!(matches!(
-        cause(&wav(1, 1, 16_000, 16, &[])),
-        AudioError::Empty
-    ));
+    assert!(matches!(cause(&wav(1, 1, 16_000, 16, &[])), AudioError::Empty));
 
     // A partial frame.
     let err = cause(&wav(1, 2, 16_000, 16, &[0, 0, 0, 0, 0, 0]));
@@ -333,10 +286,7 @@ fn wav_errors() {
             cause(&bytes)
         );
     }
-    assert!(matches!(
-        cause(&wav(1, 1, 0, 16, &[0; 4])),
-        AudioError::InvalidSampleRate { hz: 0, .. }
-    ));
+    assert!(matches!(cause(&wav(1, 1, 0, 16, &[0; 4])), AudioError::InvalidSampleRate { hz: 0, .. }));
     // block_align inconsistent with channels x bits.
     let mut bad_align = good.clone();
     bad_align[32..34].copy_from_slice(&4u16.to_le_bytes());
@@ -346,10 +296,7 @@ fn wav_errors() {
 #[test]
 fn float_wav_with_nan_or_inf_is_rejected() {
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-        let data: Vec<u8> = [0.0f32, 0.5, bad, 0.1]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
+        let data: Vec<u8> = [0.0f32, 0.5, bad, 0.1].iter().flat_map(|v| v.to_le_bytes()).collect();
         match cause(&wav(3, 1, 16_000, 32, &data)) {
             AudioError::NonFinite { index: 2, .. } => {}
             other => panic!("{other}"),
@@ -360,24 +307,14 @@ fn float_wav_with_nan_or_inf_is_rejected() {
 #[test]
 fn too_long_streams_are_refused() {
     let data = vec![0u8; 2 * 16_000 * 3];
-    let opts = DecodeOptions {
-        max_duration_s: 2.0,
-        ..DecodeOptions::default()
-    };
-    let err =
-        decode_audio_bytes_with(&wav(1, 1, 16_000, 16, &data), FormatHint::Any, &opts).unwrap_err();
+    let opts = DecodeOptions { max_duration_s: 2.0, ..DecodeOptions::default() };
+    let err = decode_audio_bytes_with(&wav(1, 1, 16_000, 16, &data), FormatHint::Any, &opts).unwrap_err();
     assert!(matches!(err, AudioError::TooLong { .. }), "{err}");
     let flac = std::fs::read(fixtures().join("sine440_16k_mono.flac")).unwrap();
-    let opts = DecodeOptions {
-        max_duration_s: 0.1,
-        ..DecodeOptions::default()
-    };
+    let opts = DecodeOptions { max_duration_s: 0.1, ..DecodeOptions::default() };
     let err = decode_audio_bytes_with(&flac, FormatHint::Any, &opts).unwrap_err();
     assert!(matches!(err, AudioError::TooLong { .. }), "{err}");
-    let bad = DecodeOptions {
-        max_duration_s: f64::NAN,
-        ..DecodeOptions::default()
-    };
+    let bad = DecodeOptions { max_duration_s: f64::NAN, ..DecodeOptions::default() };
     assert!(matches!(
         decode_audio_bytes_with(&flac, FormatHint::Any, &bad),
         Err(AudioError::InvalidConfig { .. })
@@ -396,10 +333,7 @@ fn file_errors_name_the_file() {
     let path = dir.join("broken.wav");
     std::fs::write(&path, &wav(1, 1, 16_000, 16, &[0; 8])[..30]).unwrap();
     let err = read_audio(&path).unwrap_err();
-    assert!(
-        err.to_string().starts_with(&path.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with(&path.display().to_string()), "{err}");
     assert!(matches!(err.cause(), AudioError::Malformed { .. }));
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -420,10 +354,7 @@ fn corrupt_flac_and_ogg_give_errors_not_panics() {
         // A stream cut right after its headers has no audio, or is reported truncated.
         let err = decode_audio_bytes(&good[..good.len().min(200)], FormatHint::Any).unwrap_err();
         assert!(
-            matches!(
-                err,
-                AudioError::Empty | AudioError::Malformed { .. } | AudioError::Decoder { .. }
-            ),
+            matches!(err, AudioError::Empty | AudioError::Malformed { .. } | AudioError::Decoder { .. }),
             "{name}: {err}"
         );
     }

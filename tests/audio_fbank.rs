@@ -15,10 +15,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn load_wav(name: &str) -> Vec<f32> {
-    let opts = DecodeOptions {
-        target_rate: None,
-        ..DecodeOptions::default()
-    };
+    let opts = DecodeOptions { target_rate: None, ..DecodeOptions::default() };
     let audio = read_audio_with(&fixtures().join(name), &opts).unwrap();
     assert_eq!(audio.sample_rate, 16_000);
     audio.samples
@@ -27,8 +24,7 @@ fn load_wav(name: &str) -> Vec<f32> {
 #[test]
 fn matches_torchaudio_goldens() {
     let index: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap()).unwrap();
     let cases = index["cases"].as_array().unwrap();
     assert!(cases.len() >= 5, "expected the full set of golden cases");
     let mut worst = 0.0f32;
@@ -48,15 +44,9 @@ fn matches_torchaudio_goldens() {
         let mut fbank = Fbank::new(config).unwrap();
         let got = fbank.compute(&samples).unwrap();
         let bytes = std::fs::read(fixtures().join(case["file"].as_str().unwrap())).unwrap();
-        let want: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        assert_eq!(
-            got.frames as u64,
-            case["frames"].as_u64().unwrap(),
-            "{name}"
-        );
+        let want: Vec<f32> =
+            bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        assert_eq!(got.frames as u64, case["frames"].as_u64().unwrap(), "{name}");
         assert_eq!(got.bins as u64, case["bins"].as_u64().unwrap(), "{name}");
         assert_eq!(got.data.len(), want.len(), "{name}");
         let mut max_err = 0.0f32;
@@ -68,11 +58,7 @@ fn matches_torchaudio_goldens() {
                 at = i;
             }
         }
-        println!(
-            "{name}: max |err| {max_err:.3e} at frame {} bin {}",
-            at / got.bins,
-            at % got.bins
-        );
+        println!("{name}: max |err| {max_err:.3e} at frame {} bin {}", at / got.bins, at % got.bins);
         assert!(
             max_err <= TOL,
             "{name}: max |err| {max_err} at frame {} bin {} (got {}, want {})",
@@ -99,11 +85,7 @@ fn frame_counts_follow_kaldi() {
     assert_eq!(fb.num_frames(400), 1);
     assert_eq!(fb.num_frames(559), 1);
     assert_eq!(fb.num_frames(560), 2);
-    let nosnip = Fbank::new(FbankConfig {
-        snip_edges: false,
-        ..FbankConfig::default()
-    })
-    .unwrap();
+    let nosnip = Fbank::new(FbankConfig { snip_edges: false, ..FbankConfig::default() }).unwrap();
     assert_eq!(nosnip.num_frames(0), 0);
     assert_eq!(nosnip.num_frames(79), 0);
     assert_eq!(nosnip.num_frames(80), 1);
@@ -116,11 +98,7 @@ fn short_inputs_give_empty_or_reflected_frames() {
     let f = fb.compute(&[0.1; 100]).unwrap();
     assert_eq!((f.frames, f.bins, f.data.len()), (0, 80, 0));
     // Without snip_edges a 100-sample input still yields one frame, read by repeated reflection.
-    let mut nosnip = Fbank::new(FbankConfig {
-        snip_edges: false,
-        ..FbankConfig::default()
-    })
-    .unwrap();
+    let mut nosnip = Fbank::new(FbankConfig { snip_edges: false, ..FbankConfig::default() }).unwrap();
     let samples: Vec<f32> = (0..100).map(|i| ((i * 37) % 19) as f32 / 40.0).collect();
     let f = nosnip.compute(&samples).unwrap();
     assert_eq!(f.frames, 1);
@@ -131,11 +109,7 @@ fn short_inputs_give_empty_or_reflected_frames() {
 fn scale_convention_is_a_constant_log_offset() {
     let samples = chirp();
     let mut kaldi = Fbank::new(FbankConfig::default()).unwrap();
-    let mut unit = Fbank::new(FbankConfig {
-        sample_scale: 1.0,
-        ..FbankConfig::default()
-    })
-    .unwrap();
+    let mut unit = Fbank::new(FbankConfig { sample_scale: 1.0, ..FbankConfig::default() }).unwrap();
     let a = kaldi.compute(&samples).unwrap();
     let b = unit.compute(&samples).unwrap();
     let offset = 2.0 * 32768f32.ln();
@@ -161,9 +135,8 @@ fn silence_sits_at_the_energy_floor() {
 #[test]
 fn a_tone_peaks_in_the_right_mel_bin() {
     // 1 kHz: mel(1000) = 1000.0; filter centres are mel_low + (m + 1) delta.
-    let samples: Vec<f32> = (0..8000)
-        .map(|i| 0.5 * (std::f32::consts::TAU * 1000.0 * i as f32 / 16000.0).sin())
-        .collect();
+    let samples: Vec<f32> =
+        (0..8000).map(|i| 0.5 * (std::f32::consts::TAU * 1000.0 * i as f32 / 16000.0).sin()).collect();
     let mut fb = Fbank::new(FbankConfig::default()).unwrap();
     let f = fb.compute(&samples).unwrap();
     let mel = |hz: f64| 1127.0 * (1.0 + hz / 700.0).ln();
@@ -172,21 +145,14 @@ fn a_tone_peaks_in_the_right_mel_bin() {
     for t in 0..f.frames {
         let row = f.row(t);
         let argmax = (0..80).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
-        assert!(
-            argmax.abs_diff(expected) <= 1,
-            "frame {t}: peak {argmax}, want {expected}"
-        );
+        assert!(argmax.abs_diff(expected) <= 1, "frame {t}: peak {argmax}, want {expected}");
     }
 }
 
 #[test]
 fn dither_is_seeded_and_reseedable() {
     let samples = chirp();
-    let config = FbankConfig {
-        dither: 1.0,
-        dither_seed: 7,
-        ..FbankConfig::default()
-    };
+    let config = FbankConfig { dither: 1.0, dither_seed: 7, ..FbankConfig::default() };
     let mut a = Fbank::new(config.clone()).unwrap();
     let mut b = Fbank::new(config).unwrap();
     let fa = a.compute(&samples).unwrap();
@@ -219,11 +185,7 @@ fn compute_into_reuses_the_buffer_and_agrees() {
 #[test]
 fn other_windows_and_fft_sizes_run() {
     let samples = chirp();
-    for window in [
-        WindowType::Hanning,
-        WindowType::Rectangular,
-        WindowType::Blackman,
-    ] {
+    for window in [WindowType::Hanning, WindowType::Rectangular, WindowType::Blackman] {
         for round in [true, false] {
             let mut fb = Fbank::new(FbankConfig {
                 window,
@@ -249,73 +211,30 @@ fn rejects_non_finite_samples() {
         other => panic!("{other:?}"),
     }
     samples[321] = f32::INFINITY;
-    assert!(matches!(
-        fb.compute(&samples),
-        Err(AudioError::NonFinite { index: 321, .. })
-    ));
+    assert!(matches!(fb.compute(&samples), Err(AudioError::NonFinite { index: 321, .. })));
 }
 
 #[test]
 fn rejects_bad_configs() {
     let bad = [
-        FbankConfig {
-            sample_rate: 0,
-            ..FbankConfig::default()
-        },
-        FbankConfig {
-            frame_length_ms: 0.05,
-            ..FbankConfig::default()
-        },
-        FbankConfig {
-            frame_shift_ms: 0.0,
-            ..FbankConfig::default()
-        },
-        FbankConfig {
-            frame_length_ms: f64::NAN,
-            ..FbankConfig::default()
-        },
-        FbankConfig {
-            num_mel_bins: 0,
-            ..FbankConfig::default()
-        },
-        FbankConfig {
-            num_mel_bins: 300,
-            ..FbankConfig::default()
-        },
-        FbankConfig {
-            low_freq: 9000.0,
-            ..FbankConfig::default()
-        },
-        FbankConfig {
-            high_freq: 9000.0,
-            ..FbankConfig::default()
-        },
-        FbankConfig {
-            high_freq: -8000.0,
-            ..FbankConfig::default()
-        },
-        FbankConfig {
-            dither: -1.0,
-            ..FbankConfig::default()
-        },
-        FbankConfig {
-            sample_scale: 0.0,
-            ..FbankConfig::default()
-        },
+        FbankConfig { sample_rate: 0, ..FbankConfig::default() },
+        FbankConfig { frame_length_ms: 0.05, ..FbankConfig::default() },
+        FbankConfig { frame_shift_ms: 0.0, ..FbankConfig::default() },
+        FbankConfig { frame_length_ms: f64::NAN, ..FbankConfig::default() },
+        FbankConfig { num_mel_bins: 0, ..FbankConfig::default() },
+        FbankConfig { num_mel_bins: 300, ..FbankConfig::default() },
+        FbankConfig { low_freq: 9000.0, ..FbankConfig::default() },
+        FbankConfig { high_freq: 9000.0, ..FbankConfig::default() },
+        FbankConfig { high_freq: -8000.0, ..FbankConfig::default() },
+        FbankConfig { dither: -1.0, ..FbankConfig::default() },
+        FbankConfig { sample_scale: 0.0, ..FbankConfig::default() },
     ];
     for config in bad {
         let err = Fbank::new(config.clone()).unwrap_err();
-        assert!(
-            matches!(err, AudioError::InvalidConfig { .. }),
-            "{config:?}: {err}"
-        );
+        assert!(matches!(err, AudioError::InvalidConfig { .. }), "{config:?}: {err}");
     }
     // Negative high_freq is an offset from Nyquist, as in Kaldi.
-    assert!(Fbank::new(FbankConfig {
-        high_freq: -400.0,
-        ..FbankConfig::default()
-    })
-    .is_ok());
+    assert!(Fbank::new(FbankConfig { high_freq: -400.0, ..FbankConfig::default() }).is_ok());
 }
 
 #[test]

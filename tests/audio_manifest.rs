@@ -37,34 +37,13 @@ fn errors_name_the_line_and_field() {
     let cases: [(&str, &str); 9] = [
         ("{not json", "not a JSON object"),
         ("[1, 2]", "not an object"),
-        (
-            r#"{"text": "a", "duration": 1}"#,
-            "missing field `audio_filepath`",
-        ),
-        (
-            r#"{"audio_filepath": "a.wav", "duration": 1}"#,
-            "missing field `text`",
-        ),
-        (
-            r#"{"audio_filepath": "a.wav", "text": "a"}"#,
-            "missing field `duration`",
-        ),
-        (
-            r#"{"audio_filepath": 3, "text": "a", "duration": 1}"#,
-            "`audio_filepath`",
-        ),
-        (
-            r#"{"audio_filepath": "a.wav", "text": 5, "duration": 1}"#,
-            "`text`",
-        ),
-        (
-            r#"{"audio_filepath": "a.wav", "text": "a", "duration": -1}"#,
-            "`duration`",
-        ),
-        (
-            r#"{"audio_filepath": "a.wav", "text": "a", "duration": "1"}"#,
-            "`duration`",
-        ),
+        (r#"{"text": "a", "duration": 1}"#, "missing field `audio_filepath`"),
+        (r#"{"audio_filepath": "a.wav", "duration": 1}"#, "missing field `text`"),
+        (r#"{"audio_filepath": "a.wav", "text": "a"}"#, "missing field `duration`"),
+        (r#"{"audio_filepath": 3, "text": "a", "duration": 1}"#, "`audio_filepath`"),
+        (r#"{"audio_filepath": "a.wav", "text": 5, "duration": 1}"#, "`text`"),
+        (r#"{"audio_filepath": "a.wav", "text": "a", "duration": -1}"#, "`duration`"),
+        (r#"{"audio_filepath": "a.wav", "text": "a", "duration": "1"}"#, "`duration`"),
     ];
     for (bad, needle) in cases {
         let text = format!("{good}\n{good}\n{bad}\n{good}\n");
@@ -80,11 +59,8 @@ fn read_manifest_resolves_against_its_folder_and_reports_io_errors() {
     let dir = std::env::temp_dir().join(format!("fastctc-manifest-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("dev.jsonl");
-    std::fs::write(
-        &path,
-        "{\"audio_filepath\": \"clips/x.flac\", \"text\": \"x\", \"duration\": 2.5}\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "{\"audio_filepath\": \"clips/x.flac\", \"text\": \"x\", \"duration\": 2.5}\n")
+        .unwrap();
     let entries = read_manifest(&path).unwrap();
     assert_eq!(entries[0].audio_filepath, dir.join("clips/x.flac"));
     let err = read_manifest(&dir.join("nope.jsonl")).unwrap_err();

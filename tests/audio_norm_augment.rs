@@ -44,10 +44,7 @@ fn utterance_cmvn_gives_zero_mean_unit_variance() {
     cmvn_utterance(&mut g, false).unwrap();
     for ((m, v), (_, v0)) in column_moments(&g).into_iter().zip(before) {
         assert!(m.abs() < 1e-5);
-        assert!(
-            (v - v0).abs() < 1e-3 * v0,
-            "mean-only must keep the variance"
-        );
+        assert!((v - v0).abs() < 1e-3 * v0, "mean-only must keep the variance");
     }
 }
 
@@ -60,24 +57,15 @@ fn utterance_cmvn_edge_cases() {
     cmvn_utterance(&mut constant, true).unwrap();
     assert!(constant.data.iter().all(|&v| v == 0.0));
     let mut bad = Features::new(vec![1.0, f32::NAN, 2.0, 3.0], 2, 2).unwrap();
-    assert!(matches!(
-        cmvn_utterance(&mut bad, true),
-        Err(AudioError::NonFinite { index: 1, .. })
-    ));
+    assert!(matches!(cmvn_utterance(&mut bad, true), Err(AudioError::NonFinite { index: 1, .. })));
     assert_eq!(bad.data[0], 1.0, "nothing changes on error");
-    let mut broken = Features {
-        data: vec![0.0; 5],
-        frames: 2,
-        bins: 3,
-    };
+    let mut broken = Features { data: vec![0.0; 5], frames: 2, bins: 3 };
     assert!(cmvn_utterance(&mut broken, true).is_err());
 }
 
 #[test]
 fn global_stats_equal_the_pooled_moments_and_merge() {
-    let parts: Vec<Features> = (0..5)
-        .map(|s| random_features(50 + 17 * s as usize, 8, s))
-        .collect();
+    let parts: Vec<Features> = (0..5).map(|s| random_features(50 + 17 * s as usize, 8, s)).collect();
     let mut all = CmvnStats::new(8);
     for p in &parts {
         all.accumulate(p).unwrap();
@@ -86,9 +74,7 @@ fn global_stats_equal_the_pooled_moments_and_merge() {
     let mut a = CmvnStats::new(8);
     let mut b = CmvnStats::new(8);
     for (i, p) in parts.iter().enumerate() {
-        if i % 2 == 0 { &mut a } else { &mut b }
-            .accumulate(p)
-            .unwrap();
+        if i % 2 == 0 { &mut a } else { &mut b }.accumulate(p).unwrap();
     }
     a.merge(&b).unwrap();
     assert_eq!(a.frames(), all.frames());
@@ -118,18 +104,11 @@ fn global_stats_equal_the_pooled_moments_and_merge() {
 
 #[test]
 fn global_stats_errors() {
-    assert!(matches!(
-        CmvnStats::new(4).finalize(),
-        Err(AudioError::InvalidStats { .. })
-    ));
+    assert!(matches!(CmvnStats::new(4).finalize(), Err(AudioError::InvalidStats { .. })));
     let mut s = CmvnStats::new(4);
     assert!(matches!(
         s.accumulate(&random_features(3, 5, 0)),
-        Err(AudioError::ShapeMismatch {
-            expected: 4,
-            got: 5,
-            ..
-        })
+        Err(AudioError::ShapeMismatch { expected: 4, got: 5, .. })
     ));
     assert!(s.merge(&CmvnStats::new(3)).is_err());
     s.accumulate(&random_features(3, 4, 0)).unwrap();
@@ -148,10 +127,7 @@ fn global_stats_round_trip_through_json_and_disk() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("cmvn.json");
     g.save(&path).unwrap();
-    assert!(
-        !dir.join("cmvn.json.tmp").exists(),
-        "temp file renamed away"
-    );
+    assert!(!dir.join("cmvn.json.tmp").exists(), "temp file renamed away");
     assert_eq!(GlobalCmvn::load(&path).unwrap(), g);
 
     for bad in [
@@ -162,21 +138,12 @@ fn global_stats_round_trip_through_json_and_disk() {
         r#"{"mean": [1.0]}"#,
         "not json",
     ] {
-        assert!(
-            matches!(
-                GlobalCmvn::from_json(bad),
-                Err(AudioError::InvalidStats { .. })
-            ),
-            "{bad}"
-        );
+        assert!(matches!(GlobalCmvn::from_json(bad), Err(AudioError::InvalidStats { .. })), "{bad}");
     }
     std::fs::write(&path, r#"{"mean": [1.0], "inv_std": [0.0]}"#).unwrap();
     let err = GlobalCmvn::load(&path).unwrap_err();
     assert!(err.to_string().contains("cmvn.json"), "{err}");
-    assert!(matches!(
-        GlobalCmvn::load(&dir.join("missing.json")),
-        Err(AudioError::Io { .. })
-    ));
+    assert!(matches!(GlobalCmvn::load(&dir.join("missing.json")), Err(AudioError::Io { .. })));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -209,10 +176,7 @@ fn spec_augment_masks_exactly_what_it_reports_within_bounds() {
             let mut f = base.clone();
             let masks = spec_augment(config, &mut f, &mut StdRng::seed_from_u64(seed)).unwrap();
             let (time_count, time_width) = config.time_policy(frames);
-            let nf = masks
-                .iter()
-                .filter(|m| m.axis == MaskAxis::Frequency)
-                .count();
+            let nf = masks.iter().filter(|m| m.axis == MaskAxis::Frequency).count();
             assert_eq!(nf, config.freq_masks);
             assert_eq!(masks.len() - nf, time_count);
             let mut masked = vec![false; frames * 80];
@@ -254,15 +218,9 @@ fn adaptive_policy_scales_with_length() {
     assert_eq!(c.time_policy(100), (4, 4));
     assert_eq!(c.time_policy(1000), (20, 40));
     assert_eq!(c.time_policy(10), (0, 0));
-    let odd = SpecAugmentConfig {
-        adaptive_masks_per_frame: Some(0.29),
-        ..c
-    };
+    let odd = SpecAugmentConfig { adaptive_masks_per_frame: Some(0.29), ..c };
     assert_eq!(odd.time_policy(100).0, 20, "capped at time_masks");
-    let odd = SpecAugmentConfig {
-        time_masks: 100,
-        ..odd
-    };
+    let odd = SpecAugmentConfig { time_masks: 100, ..odd };
     assert_eq!(odd.time_policy(100).0, 29, "0.29 * 100 is 29, not 28");
     let sm = SpecAugmentConfig::switchboard_mild();
     assert_eq!(sm.time_policy(100), (2, 20));
@@ -296,24 +254,15 @@ fn mean_mask_value_uses_the_bin_means() {
 #[test]
 fn spec_augment_errors_and_empty_input() {
     let mut f = random_features(10, 8, 0);
-    let bad = SpecAugmentConfig {
-        max_time_ratio: 1.5,
-        ..SpecAugmentConfig::librispeech_basic()
-    };
+    let bad = SpecAugmentConfig { max_time_ratio: 1.5, ..SpecAugmentConfig::librispeech_basic() };
     assert!(matches!(
         spec_augment(&bad, &mut f, &mut StdRng::seed_from_u64(0)),
         Err(AudioError::InvalidConfig { .. })
     ));
-    let nan = SpecAugmentConfig {
-        adaptive_width_ratio: Some(f64::NAN),
-        ..SpecAugmentConfig::librispeech_basic()
-    };
+    let nan =
+        SpecAugmentConfig { adaptive_width_ratio: Some(f64::NAN), ..SpecAugmentConfig::librispeech_basic() };
     assert!(spec_augment(&nan, &mut f, &mut StdRng::seed_from_u64(0)).is_err());
-    let mut broken = Features {
-        data: vec![0.0; 3],
-        frames: 2,
-        bins: 2,
-    };
+    let mut broken = Features { data: vec![0.0; 3], frames: 2, bins: 2 };
     assert!(spec_augment(
         &SpecAugmentConfig::librispeech_basic(),
         &mut broken,
@@ -321,13 +270,8 @@ fn spec_augment_errors_and_empty_input() {
     )
     .is_err());
     let mut empty = Features::new(vec![], 0, 80).unwrap();
-    let masks = spec_augment(
-        &SpecAugmentConfig::librispeech_double(),
-        &mut empty,
-        &mut StdRng::seed_from_u64(0),
-    )
-    .unwrap();
-    assert!(masks
-        .iter()
-        .all(|m| m.axis == MaskAxis::Frequency || m.width == 0));
+    let masks =
+        spec_augment(&SpecAugmentConfig::librispeech_double(), &mut empty, &mut StdRng::seed_from_u64(0))
+            .unwrap();
+    assert!(masks.iter().all(|m| m.axis == MaskAxis::Frequency || m.width == 0));
 }

@@ -6,9 +6,7 @@ use std::f64::consts::TAU;
 
 fn tone(freq: f64, rate: u32, seconds: f64, amp: f64) -> Vec<f32> {
     let n = (seconds * f64::from(rate)) as usize;
-    (0..n)
-        .map(|i| (amp * (TAU * freq * i as f64 / f64::from(rate)).sin()) as f32)
-        .collect()
+    (0..n).map(|i| (amp * (TAU * freq * i as f64 / f64::from(rate)).sin()) as f32).collect()
 }
 
 /// Least-squares fit of `a sin(2 pi f t) + b cos(2 pi f t)` over the middle 80% (the filter's edge
@@ -52,18 +50,12 @@ fn common_rate_pairs_keep_frequency_and_amplitude() {
         let want_len = (x.len() as u64 * u64::from(to)).div_ceil(u64::from(from)) as usize;
         assert_eq!(y.len(), want_len, "{from}->{to}");
         let (amp, resid) = fit(&y, to, freq);
-        assert!(
-            (amp - 0.8).abs() < 0.8 * 0.003,
-            "{from}->{to} {freq} Hz: amplitude {amp}"
-        );
+        assert!((amp - 0.8).abs() < 0.8 * 0.003, "{from}->{to} {freq} Hz: amplitude {amp}");
         assert!(resid < 2e-3, "{from}->{to} {freq} Hz: residual {resid}");
         // The tone is at the stated frequency at the new rate, not just "some" sinusoid: a 1%
         // frequency error would leave a residual of order amp * 2 pi * 0.01 * cycles.
         let (_, off) = fit(&y, to, freq * 1.01);
-        assert!(
-            off > 0.1,
-            "{from}->{to}: a shifted frequency also fits ({off})"
-        );
+        assert!(off > 0.1, "{from}->{to}: a shifted frequency also fits ({off})");
     }
 }
 
@@ -106,17 +98,10 @@ fn speed_perturbation_scales_length_and_frequency() {
     for factor in [0.9, 1.0, 1.1] {
         let y = speed_perturb(&x, 16_000, factor).unwrap();
         let want = (16_000.0 / factor).ceil() as usize;
-        assert!(
-            y.len().abs_diff(want) <= 1,
-            "{factor}: {} vs {want}",
-            y.len()
-        );
+        assert!(y.len().abs_diff(want) <= 1, "{factor}: {} vs {want}", y.len());
         // Played faster, a 500 Hz tone becomes 500 * factor Hz.
         let (amp, resid) = fit(&y, 16_000, 500.0 * factor);
-        assert!(
-            (amp - 0.5).abs() < 0.002 && resid < 2e-3,
-            "{factor}: {amp} {resid}"
-        );
+        assert!((amp - 0.5).abs() < 0.002 && resid < 2e-3, "{factor}: {amp} {resid}");
     }
 }
 
@@ -124,21 +109,12 @@ fn speed_perturbation_scales_length_and_frequency() {
 fn errors() {
     let x = [0.0f32; 10];
     for (from, to) in [(0, 16_000), (16_000, 0), (2_000_000, 16_000)] {
-        assert!(matches!(
-            resample(&x, from, to),
-            Err(AudioError::InvalidSampleRate { .. })
-        ));
+        assert!(matches!(resample(&x, from, to), Err(AudioError::InvalidSampleRate { .. })));
     }
     let mut bad = x;
     bad[4] = f32::NAN;
-    assert!(matches!(
-        resample(&bad, 8_000, 16_000),
-        Err(AudioError::NonFinite { index: 4, .. })
-    ));
+    assert!(matches!(resample(&bad, 8_000, 16_000), Err(AudioError::NonFinite { index: 4, .. })));
     for factor in [0.0, 0.3, 2.5, f64::NAN] {
-        assert!(matches!(
-            speed_perturb(&x, 16_000, factor),
-            Err(AudioError::InvalidConfig { .. })
-        ));
+        assert!(matches!(speed_perturb(&x, 16_000, factor), Err(AudioError::InvalidConfig { .. })));
     }
 }

@@ -30,20 +30,12 @@ fn check_audio(entries: &[ManifestEntry], manifest: &Path) -> Vec<String> {
                     Err(err) => Some(format!("does not decode: {err}")),
                     Ok(a) => {
                         let d = a.duration_s();
-                        ((d - e.duration).abs() > DURATION_TOL_S).then(|| {
-                            format!(
-                                "decoded duration {d:.4} s, manifest says {:.4} s",
-                                e.duration
-                            )
-                        })
+                        ((d - e.duration).abs() > DURATION_TOL_S)
+                            .then(|| format!("decoded duration {d:.4} s, manifest says {:.4} s", e.duration))
                     }
                 };
                 if let Some(p) = problem {
-                    failures.lock().unwrap().push(format!(
-                        "{}:{}: {p}",
-                        manifest.display(),
-                        e.line
-                    ));
+                    failures.lock().unwrap().push(format!("{}:{}: {p}", manifest.display(), e.line));
                 }
             });
         }
@@ -57,10 +49,7 @@ fn check_audio(entries: &[ManifestEntry], manifest: &Path) -> Vec<String> {
 fn corpus_is_consistent() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
     if !data.join("train.jsonl").exists() {
-        println!(
-            "skipping corpus checks: {} has no train.jsonl",
-            data.display()
-        );
+        println!("skipping corpus checks: {} has no train.jsonl", data.display());
         return;
     }
     let mut failures = Vec::new();
@@ -78,11 +67,7 @@ fn corpus_is_consistent() {
         assert!(!entries.is_empty(), "{} is empty", manifest.display());
         total += entries.len();
         for e in &entries {
-            if let Some(bad) = e
-                .text
-                .chars()
-                .find(|c| !(c.is_ascii_lowercase() || *c == '\'' || *c == ' '))
-            {
+            if let Some(bad) = e.text.chars().find(|c| !(c.is_ascii_lowercase() || *c == '\'' || *c == ' ')) {
                 failures.push(format!(
                     "{}:{}: text {:?} has {bad:?}; only a-z, ' and space are allowed",
                     manifest.display(),
@@ -101,20 +86,11 @@ fn corpus_is_consistent() {
             failures.push(format!("speaker {speaker:?} appears in {splits:?}"));
         }
     }
-    println!(
-        "corpus: {total} entries, {} speakers, {} problems",
-        speakers.len(),
-        failures.len()
-    );
+    println!("corpus: {total} entries, {} speakers, {} problems", speakers.len(), failures.len());
     assert!(
         failures.is_empty(),
         "{} problems, first 20:\n{}",
         failures.len(),
-        failures
-            .iter()
-            .take(20)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        failures.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
     );
 }

@@ -44,6 +44,7 @@ fn opts(kind: InputKind, reduction: Reduction, blank: usize) -> CtcOptions {
         zero_infinity: true,
         output: GradOutput::Gradient,
         parallelism: Parallelism::Sequential,
+        ..Default::default()
     }
 }
 

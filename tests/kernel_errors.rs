@@ -483,7 +483,13 @@ fn non_finite_values_that_are_never_read_are_not_errors() {
             }
         }
     }
-    assert_eq!(c.run::<f64>().unwrap(), want);
+    // A class stride of 2 takes the strided path, whose exp/ln are the standard library's: equal to
+    // the contiguous result to rounding, not bit for bit.
+    let got = c.run::<f64>().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-13 * w.abs().max(1.0), "{g} vs {w}");
+    }
 }
 
 #[test]

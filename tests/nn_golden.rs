@@ -14,19 +14,11 @@ fn fixture() -> Value {
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number"))
-        .collect()
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect()
 }
 
 fn usizes(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_u64().expect("integer") as usize)
-        .collect()
+    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("integer") as usize).collect()
 }
 
 fn n(v: &Value, key: &str) -> usize {
@@ -36,10 +28,7 @@ fn n(v: &Value, key: &str) -> usize {
 fn assert_close(what: &str, got: &[f64], want: &[f64]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= TOL * w.abs().max(1.0),
-            "{what}[{i}]: got {g}, PyTorch {w}"
-        );
+        assert!((g - w).abs() <= TOL * w.abs().max(1.0), "{what}[{i}]: got {g}, PyTorch {w}");
     }
 }
 
@@ -48,12 +37,7 @@ fn assert_close(what: &str, got: &[f64], want: &[f64]) {
 fn run(layer: &mut dyn Layer<f64>, case: &Value, x: Batch<f64>, out_lengths: &[usize]) {
     let mut loaded = 0;
     layer.visit_params_mut(&mut |p| {
-        let short = p
-            .name()
-            .split_once('.')
-            .expect("prefixed name")
-            .1
-            .to_string();
+        let short = p.name().split_once('.').expect("prefixed name").1.to_string();
         let values = floats(&case["params"][&short]);
         p.value_mut().copy_from_slice(&values);
         loaded += 1;
@@ -97,13 +81,7 @@ fn conv1d_matches_pytorch_per_sequence() {
     };
     let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
     let mut conv = Conv1d::<f64>::new("conv", spec, &mut rng).unwrap();
-    let x = Batch::new(
-        floats(&c["x"]),
-        n(c, "batch"),
-        n(c, "time"),
-        spec.in_channels,
-        usizes(&c["lengths"]),
-    )
-    .unwrap();
+    let x = Batch::new(floats(&c["x"]), n(c, "batch"), n(c, "time"), spec.in_channels, usizes(&c["lengths"]))
+        .unwrap();
     run(&mut conv, c, x, &usizes(&c["lengths_out"]));
 }

@@ -65,6 +65,7 @@ impl Case {
             zero_infinity: false,
             output: GradOutput::Gradient,
             parallelism: Parallelism::Sequential,
+            ..Default::default()
         }
     }
 }
@@ -524,3 +525,6 @@ macro_rules! backend_precision {
 backend_properties!(scalar_f32, Scalar, f32);
 backend_properties!(scalar_f64, Scalar, f64);
 backend_precision!(scalar_f32_within_tolerance_of_f64, Scalar);
+backend_properties!(vector_f32, <f32 as fastctc::Float>::Simd::default(), f32);
+backend_properties!(vector_f64, <f64 as fastctc::Float>::Simd::default(), f64);
+backend_precision!(vector_f32_within_tolerance_of_f64, <f32 as fastctc::Float>::Simd::default());

@@ -12,8 +12,8 @@
 use arbitrary::{Arbitrary, Unstructured};
 use fastctc::loss::reference;
 use fastctc::{
-    ctc_compute, ActsView, ActsViewMut, CtcError, CtcOptions, Float, GradOutput, Index, InputKind, Layout,
-    Parallelism, Reduction, Targets, Workspace,
+    ctc_compute, ActsView, ActsViewMut, Backend, CtcError, CtcOptions, Float, GradOutput, Index, InputKind,
+    Layout, Parallelism, Reduction, Targets, Workspace,
 };
 
 /// Largest `T`, `B`, `V` generated: enough for repeats, ragged batches and several states per frame,
@@ -183,24 +183,6 @@ fn view_error(l: &Layout, buffer: &'static str, len: usize) -> Option<CtcError> 
     }
 }
 
-/// Known kernel bug (see `fuzz/regressions/ctc/overflow-empty-view-batch-stride-max`): a view with
-/// `T = 0` is accepted whatever its strides, and the kernel then computes `b * stride_b` for every
-/// sequence, which overflows (a panic with overflow checks) when `stride_b = usize::MAX` and `B >= 2`.
-/// The fuzz target skips such cases so that fuzzing can go on; the replay test does not.
-pub fn hits_known_empty_view_overflow(case: &CtcCase) -> bool {
-    let (t, b, _) = dims(case);
-    let huge_b = |l: LayoutChoice| matches!(l, LayoutChoice::Huge { which } if which % 3 == 1);
-    t == 0 && b >= 2 && (huge_b(case.acts_layout) || (case.with_grad && huge_b(case.grad_layout)))
-}
-
-/// Known kernel bug (see `fuzz/regressions/ctc/f32-mean-reduction-accumulator-overflows`): the mean
-/// reduction's partial sum is kept in `F` and overflows in f32 when losses approach `f32::MAX / B`,
-/// which needs activations of magnitude near 1e36. The fuzz target skips mean-reduced cases with such
-/// values; the replay test does not.
-pub fn may_hit_known_mean_overflow(case: &CtcCase) -> bool {
-    case.reduction % 3 == 2 && case.values.iter().any(|v| v.to_f64().abs() > 1e35)
-}
-
 /// Runs the case through the public API in `f64` and in `f32`, with `i64` or `u32` indices, and
 /// panics (with the case) on any disagreement with the prediction or the reference. Returns how many
 /// of the two runs were valid input compared against the reference (the others were rejected, as
@@ -272,6 +254,8 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) -> bool {
         output: [GradOutput::Gradient, GradOutput::TorchLogProbs, GradOutput::Posterior]
             [(case.output % 3) as usize],
         parallelism: if case.parallel { Parallelism::Rayon } else { Parallelism::Sequential },
+        // The otherwise unused high part of the reduction byte picks the inner loops.
+        backend: [Backend::Auto, Backend::Scalar, Backend::Vector][((case.reduction / 3) % 3) as usize],
     };
 
     // Activations: the value stream repeated over the whole buffer (padding and gaps included), so

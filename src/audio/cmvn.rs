@@ -29,11 +29,7 @@ pub fn cmvn_utterance(features: &mut Features, variance: bool) -> Result<(), Aud
     let mut stats = CmvnStats::new(features.bins);
     stats.accumulate(features)?;
     let norm = stats.finalize_unchecked();
-    apply(
-        features,
-        &norm.mean,
-        if variance { Some(&norm.inv_std) } else { None },
-    );
+    apply(features, &norm.mean, if variance { Some(&norm.inv_std) } else { None });
     Ok(())
 }
 
@@ -68,11 +64,7 @@ pub struct CmvnStats {
 impl CmvnStats {
     /// Empty statistics for `bins`-dimensional features.
     pub fn new(bins: usize) -> CmvnStats {
-        CmvnStats {
-            frames: 0,
-            sum: vec![0.0; bins],
-            sum_sq: vec![0.0; bins],
-        }
+        CmvnStats { frames: 0, sum: vec![0.0; bins], sum_sq: vec![0.0; bins] }
     }
 
     /// Frames accumulated so far.
@@ -93,10 +85,7 @@ impl CmvnStats {
             });
         }
         if let Some(index) = features.data.iter().position(|v| !v.is_finite()) {
-            return Err(AudioError::NonFinite {
-                index,
-                value: features.data[index],
-            });
+            return Err(AudioError::NonFinite { index, value: features.data[index] });
         }
         for row in features.data.chunks_exact(features.bins.max(1)) {
             for ((s, q), &x) in self.sum.iter_mut().zip(&mut self.sum_sq).zip(row) {
@@ -132,9 +121,7 @@ impl CmvnStats {
     /// frame was accumulated.
     pub fn finalize(&self) -> Result<GlobalCmvn, AudioError> {
         if self.frames == 0 {
-            return Err(AudioError::InvalidStats {
-                detail: "no frames accumulated".into(),
-            });
+            return Err(AudioError::InvalidStats { detail: "no frames accumulated".into() });
         }
         Ok(self.finalize_unchecked())
     }
@@ -188,16 +175,9 @@ impl GlobalCmvn {
                 detail: format!("mean[{b}] = {} is not finite", self.mean[b]),
             });
         }
-        if let Some(b) = self
-            .inv_std
-            .iter()
-            .position(|v| !(v.is_finite() && *v > 0.0))
-        {
+        if let Some(b) = self.inv_std.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
             return Err(AudioError::InvalidStats {
-                detail: format!(
-                    "inv_std[{b}] = {} is not finite and positive",
-                    self.inv_std[b]
-                ),
+                detail: format!("inv_std[{b}] = {} is not finite and positive", self.inv_std[b]),
             });
         }
         Ok(())
@@ -225,20 +205,15 @@ impl GlobalCmvn {
 
     /// Parses and validates statistics written by [`GlobalCmvn::to_json`].
     pub fn from_json(text: &str) -> Result<GlobalCmvn, AudioError> {
-        let stats: GlobalCmvn =
-            serde_json::from_str(text).map_err(|e| AudioError::InvalidStats {
-                detail: format!("bad JSON: {e}"),
-            })?;
+        let stats: GlobalCmvn = serde_json::from_str(text)
+            .map_err(|e| AudioError::InvalidStats { detail: format!("bad JSON: {e}") })?;
         stats.validate()?;
         Ok(stats)
     }
 
     /// Writes the JSON atomically: to `path` + `.tmp`, flushed and synced, then renamed over `path`.
     pub fn save(&self, path: &Path) -> Result<(), AudioError> {
-        let io = |source| AudioError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io = |source| AudioError::Io { path: path.to_path_buf(), source };
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);
@@ -251,10 +226,8 @@ impl GlobalCmvn {
 
     /// Reads statistics saved by [`GlobalCmvn::save`]; errors name the file.
     pub fn load(path: &Path) -> Result<GlobalCmvn, AudioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AudioError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| AudioError::Io { path: path.to_path_buf(), source })?;
         GlobalCmvn::from_json(&text).map_err(|e| e.in_file(path))
     }
 }

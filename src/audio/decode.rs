@@ -91,10 +91,7 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions {
-            target_rate: Some(WORKING_RATE),
-            max_duration_s: 600.0,
-        }
+        DecodeOptions { target_rate: Some(WORKING_RATE), max_duration_s: 600.0 }
     }
 }
 
@@ -109,10 +106,7 @@ pub fn read_audio(path: &Path) -> Result<Audio, AudioError> {
 
 /// [`read_audio`] with explicit options (e.g. `target_rate: None` to keep the native rate).
 pub fn read_audio_with(path: &Path, options: &DecodeOptions) -> Result<Audio, AudioError> {
-    let bytes = std::fs::read(path).map_err(|source| AudioError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| AudioError::Io { path: path.to_path_buf(), source })?;
     decode_audio_bytes_with(&bytes, FormatHint::Any, options).map_err(|e| e.in_file(path))
 }
 
@@ -156,10 +150,7 @@ pub fn decode_audio_bytes_with(
             for v in &mut samples {
                 *v = v.clamp(-1.0, 1.0);
             }
-            Ok(Audio {
-                samples,
-                sample_rate: rate,
-            })
+            Ok(Audio { samples, sample_rate: rate })
         }
         _ => Ok(audio),
     }
@@ -176,18 +167,12 @@ fn sniff(bytes: &[u8]) -> Result<FormatHint, AudioError> {
         return Ok(FormatHint::Ogg);
     }
     if bytes.starts_with(b"RIFX") || bytes.starts_with(b"RF64") {
-        return Err(AudioError::unsupported(
-            "big-endian (RIFX) and RF64 WAV are not supported",
-        ));
+        return Err(AudioError::unsupported("big-endian (RIFX) and RF64 WAV are not supported"));
     }
     if bytes.starts_with(b"RIFF") {
-        return Err(AudioError::malformed(
-            "RIFF file that is not WAVE, or a header shorter than 12 bytes",
-        ));
+        return Err(AudioError::malformed("RIFF file that is not WAVE, or a header shorter than 12 bytes"));
     }
-    Err(AudioError::UnrecognisedFormat {
-        magic: bytes.iter().take(4).copied().collect(),
-    })
+    Err(AudioError::UnrecognisedFormat { magic: bytes.iter().take(4).copied().collect() })
 }
 
 /// Samples in one WAV frame, as the `fmt ` chunk describes them.
@@ -219,9 +204,8 @@ const WAVE_FORMAT_PCM: u16 = 1;
 const WAVE_FORMAT_IEEE_FLOAT: u16 = 3;
 const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
 /// The tail shared by the KSDATAFORMAT_SUBTYPE GUIDs: bytes 2..16 after the 16-bit format tag.
-const GUID_TAIL: [u8; 14] = [
-    0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71,
-];
+const GUID_TAIL: [u8; 14] =
+    [0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71];
 
 fn parse_fmt(body: &[u8], offset: usize) -> Result<WavFormat, AudioError> {
     if body.len() < 16 {
@@ -246,9 +230,7 @@ fn parse_fmt(body: &[u8], offset: usize) -> Result<WavFormat, AudioError> {
         if valid_bits != 0 && valid_bits != bits {
             // Samples padded inside a wider container (e.g. 20 bits in 24) would still decode
             // correctly as the container width, but are rare enough that we refuse rather than guess.
-            return Err(AudioError::unsupported(format!(
-                "{valid_bits} valid bits in {bits}-bit containers"
-            )));
+            return Err(AudioError::unsupported(format!("{valid_bits} valid bits in {bits}-bit containers")));
         }
         if body[26..40] != GUID_TAIL {
             return Err(AudioError::unsupported(
@@ -263,11 +245,7 @@ fn parse_fmt(body: &[u8], offset: usize) -> Result<WavFormat, AudioError> {
         (WAVE_FORMAT_PCM | WAVE_FORMAT_IEEE_FLOAT, _) => {
             return Err(AudioError::unsupported(format!(
                 "{bits}-bit {} samples",
-                if tag == WAVE_FORMAT_PCM {
-                    "integer PCM"
-                } else {
-                    "float"
-                }
+                if tag == WAVE_FORMAT_PCM { "integer PCM" } else { "float" }
             )))
         }
         _ => {
@@ -282,10 +260,7 @@ fn parse_fmt(body: &[u8], offset: usize) -> Result<WavFormat, AudioError> {
         )));
     }
     if sample_rate == 0 {
-        return Err(AudioError::InvalidSampleRate {
-            hz: 0,
-            detail: "the WAV header says 0 Hz",
-        });
+        return Err(AudioError::InvalidSampleRate { hz: 0, detail: "the WAV header says 0 Hz" });
     }
     let bytes = match coding {
         WavCoding::Int { bytes } | WavCoding::Float { bytes } => bytes,
@@ -295,12 +270,7 @@ fn parse_fmt(body: &[u8], offset: usize) -> Result<WavFormat, AudioError> {
             "block align {block_align} does not match {channels} channels of {bits} bits"
         )));
     }
-    Ok(WavFormat {
-        coding,
-        channels,
-        sample_rate,
-        block_align,
-    })
+    Ok(WavFormat { coding, channels, sample_rate, block_align })
 }
 
 /// Parses RIFF/WAVE strictly: chunks must fit in the file, `fmt ` must come before `data`, the data
@@ -309,45 +279,35 @@ fn decode_wav(bytes: &[u8], max_duration_s: f64) -> Result<Audio, AudioError> {
     let riff_len = le_u32(bytes, 4) as usize;
     // A RIFF size that overstates the file is the signature of truncation; one that understates it
     // leaves trailing bytes (some writers append junk), which we ignore.
-    let end = riff_len
-        .checked_add(8)
-        .filter(|&e| e <= bytes.len())
-        .ok_or_else(|| {
-            AudioError::malformed(format!(
-                "truncated: the RIFF header says {} bytes, the file has {}",
-                riff_len.saturating_add(8),
-                bytes.len()
-            ))
-        })?;
+    let end = riff_len.checked_add(8).filter(|&e| e <= bytes.len()).ok_or_else(|| {
+        AudioError::malformed(format!(
+            "truncated: the RIFF header says {} bytes, the file has {}",
+            riff_len.saturating_add(8),
+            bytes.len()
+        ))
+    })?;
     let mut format: Option<WavFormat> = None;
     let mut pos = 12usize;
     while pos < end {
         if end - pos < 8 {
-            return Err(AudioError::malformed(format!(
-                "truncated chunk header at byte {pos}"
-            )));
+            return Err(AudioError::malformed(format!("truncated chunk header at byte {pos}")));
         }
         let id = &bytes[pos..pos + 4];
         let size = le_u32(bytes, pos + 4) as usize;
         let body_start = pos + 8;
-        let body_end = body_start
-            .checked_add(size)
-            .filter(|&e| e <= end)
-            .ok_or_else(|| {
-                AudioError::malformed(format!(
-                    "truncated: chunk {:?} at byte {pos} claims {size} bytes, {} remain",
-                    String::from_utf8_lossy(id),
-                    end - body_start
-                ))
-            })?;
+        let body_end = body_start.checked_add(size).filter(|&e| e <= end).ok_or_else(|| {
+            AudioError::malformed(format!(
+                "truncated: chunk {:?} at byte {pos} claims {size} bytes, {} remain",
+                String::from_utf8_lossy(id),
+                end - body_start
+            ))
+        })?;
         let body = &bytes[body_start..body_end];
         match id {
             b"fmt " if format.is_none() => format = Some(parse_fmt(body, pos)?),
             b"data" => {
                 let fmt = format.ok_or_else(|| {
-                    AudioError::malformed(format!(
-                        "`data` chunk at byte {pos} before any `fmt ` chunk"
-                    ))
+                    AudioError::malformed(format!("`data` chunk at byte {pos} before any `fmt ` chunk"))
                 })?;
                 return wav_samples(body, fmt, max_duration_s);
             }
@@ -356,11 +316,7 @@ fn decode_wav(bytes: &[u8], max_duration_s: f64) -> Result<Audio, AudioError> {
         // Chunks are padded to an even length; a missing pad byte at the very end is tolerated.
         pos = body_end + (size & 1);
     }
-    Err(AudioError::malformed(if format.is_none() {
-        "no `fmt ` chunk"
-    } else {
-        "no `data` chunk"
-    }))
+    Err(AudioError::malformed(if format.is_none() { "no `fmt ` chunk" } else { "no `data` chunk" }))
 }
 
 fn wav_samples(data: &[u8], fmt: WavFormat, max_duration_s: f64) -> Result<Audio, AudioError> {
@@ -374,10 +330,7 @@ fn wav_samples(data: &[u8], fmt: WavFormat, max_duration_s: f64) -> Result<Audio
     let frames = data.len() / fmt.block_align;
     let seconds = frames as f64 / f64::from(fmt.sample_rate);
     if seconds > max_duration_s {
-        return Err(AudioError::TooLong {
-            seconds,
-            limit: max_duration_s,
-        });
+        return Err(AudioError::TooLong { seconds, limit: max_duration_s });
     }
     let mut samples = Vec::with_capacity(frames);
     let inv_channels = 1.0 / fmt.channels as f64;
@@ -398,10 +351,7 @@ fn wav_samples(data: &[u8], fmt: WavFormat, max_duration_s: f64) -> Result<Audio
                         f64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]])
                     };
                     if !v.is_finite() {
-                        return Err(AudioError::NonFinite {
-                            index,
-                            value: v as f32,
-                        });
+                        return Err(AudioError::NonFinite { index, value: v as f32 });
                     }
                     // Float WAV may exceed full scale; clip as a converter to integer PCM would.
                     sum += v.clamp(-1.0, 1.0);
@@ -410,10 +360,7 @@ fn wav_samples(data: &[u8], fmt: WavFormat, max_duration_s: f64) -> Result<Audio
         }
         samples.push((sum * inv_channels) as f32);
     }
-    Ok(Audio {
-        samples,
-        sample_rate: fmt.sample_rate,
-    })
+    Ok(Audio { samples, sample_rate: fmt.sample_rate })
 }
 
 /// One little-endian integer PCM sample scaled so that full scale is 1 (8-bit WAV is unsigned).
@@ -434,19 +381,13 @@ fn int_sample(s: &[u8]) -> f64 {
 /// [`AudioError::Decoder`]: unwinding out of safe code cannot leave undefined behaviour, and all the
 /// decoder state touched is local to this call and dropped. (A build with `panic = "abort"` would
 /// abort instead; we do not set that profile.) The WAV path does not rely on this.
-fn decode_symphonia(
-    bytes: &[u8],
-    kind: FormatHint,
-    max_duration_s: f64,
-) -> Result<Audio, AudioError> {
+fn decode_symphonia(bytes: &[u8], kind: FormatHint, max_duration_s: f64) -> Result<Audio, AudioError> {
     let owned = bytes.to_vec();
-    match catch_unwind(AssertUnwindSafe(|| {
-        decode_symphonia_inner(owned, kind, max_duration_s)
-    })) {
+    match catch_unwind(AssertUnwindSafe(|| decode_symphonia_inner(owned, kind, max_duration_s))) {
         Ok(result) => result,
-        Err(_) => Err(AudioError::Decoder {
-            detail: format!("the {} decoder panicked on this input", kind.name()),
-        }),
+        Err(_) => {
+            Err(AudioError::Decoder { detail: format!("the {} decoder panicked on this input", kind.name()) })
+        }
     }
 }
 
@@ -457,9 +398,7 @@ fn sym_error(e: SymError) -> AudioError {
         }
         SymError::DecodeError(msg) => AudioError::malformed(msg),
         SymError::Unsupported(msg) => AudioError::unsupported(msg),
-        other => AudioError::Decoder {
-            detail: other.to_string(),
-        },
+        other => AudioError::Decoder { detail: other.to_string() },
     }
 }
 
@@ -470,22 +409,12 @@ fn decode_symphonia_inner(
 ) -> Result<Audio, AudioError> {
     let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
     let mut hint = Hint::new();
-    hint.with_extension(if kind == FormatHint::Flac {
-        "flac"
-    } else {
-        "ogg"
-    });
+    hint.with_extension(if kind == FormatHint::Flac { "flac" } else { "ogg" });
     let mut reader = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            mss,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
+        .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
         .map_err(sym_error)?;
-    let track = reader
-        .default_track(TrackType::Audio)
-        .ok_or_else(|| AudioError::malformed("no audio track"))?;
+    let track =
+        reader.default_track(TrackType::Audio).ok_or_else(|| AudioError::malformed("no audio track"))?;
     let track_id = track.id;
     let params = track
         .codec_params
@@ -497,10 +426,7 @@ fn decode_symphonia_inner(
         .sample_rate
         .ok_or_else(|| AudioError::malformed("the stream does not state its sample rate"))?;
     if sample_rate == 0 {
-        return Err(AudioError::InvalidSampleRate {
-            hz: 0,
-            detail: "the stream header says 0 Hz",
-        });
+        return Err(AudioError::InvalidSampleRate { hz: 0, detail: "the stream header says 0 Hz" });
     }
     let channels = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);
     if channels == 0 || channels > MAX_CHANNELS {
@@ -537,10 +463,7 @@ fn decode_symphonia_inner(
         }
         if let Some(bad) = samples[start..].iter().position(|v| !v.is_finite()) {
             let index = start + bad;
-            return Err(AudioError::NonFinite {
-                index,
-                value: samples[index],
-            });
+            return Err(AudioError::NonFinite { index, value: samples[index] });
         }
         if samples.len() as f64 > max_samples {
             return Err(AudioError::TooLong {
@@ -553,8 +476,5 @@ fn decode_symphonia_inner(
     for v in &mut samples {
         *v = v.clamp(-1.0, 1.0);
     }
-    Ok(Audio {
-        samples,
-        sample_rate,
-    })
+    Ok(Audio { samples, sample_rate })
 }

@@ -104,33 +104,23 @@ impl AudioError {
     pub(crate) fn in_file(self, path: &Path) -> AudioError {
         match self {
             e @ (AudioError::InFile { .. } | AudioError::Io { .. }) => e,
-            e => AudioError::InFile {
-                path: path.to_path_buf(),
-                source: Box::new(e),
-            },
+            e => AudioError::InFile { path: path.to_path_buf(), source: Box::new(e) },
         }
     }
 
     #[cold]
     pub(crate) fn malformed(detail: impl Into<String>) -> AudioError {
-        AudioError::Malformed {
-            detail: detail.into(),
-        }
+        AudioError::Malformed { detail: detail.into() }
     }
 
     #[cold]
     pub(crate) fn unsupported(detail: impl Into<String>) -> AudioError {
-        AudioError::Unsupported {
-            detail: detail.into(),
-        }
+        AudioError::Unsupported { detail: detail.into() }
     }
 
     #[cold]
     pub(crate) fn config(field: &'static str, detail: impl Into<String>) -> AudioError {
-        AudioError::InvalidConfig {
-            field,
-            detail: detail.into(),
-        }
+        AudioError::InvalidConfig { field, detail: detail.into() }
     }
 }
 
@@ -146,10 +136,9 @@ impl fmt::Display for AudioError {
             AudioError::Malformed { detail } => write!(f, "malformed audio: {detail}"),
             AudioError::Unsupported { detail } => write!(f, "unsupported audio: {detail}"),
             AudioError::Empty => write!(f, "the stream holds no audio samples"),
-            AudioError::TooLong { seconds, limit } => write!(
-                f,
-                "audio longer than the limit: at least {seconds:.2} s decoded, limit {limit:.2} s"
-            ),
+            AudioError::TooLong { seconds, limit } => {
+                write!(f, "audio longer than the limit: at least {seconds:.2} s decoded, limit {limit:.2} s")
+            }
             AudioError::NonFinite { index, value } => {
                 write!(f, "sample {index} is not finite ({value})")
             }
@@ -160,11 +149,9 @@ impl fmt::Display for AudioError {
             AudioError::InvalidConfig { field, detail } => {
                 write!(f, "invalid configuration `{field}`: {detail}")
             }
-            AudioError::ShapeMismatch {
-                what,
-                expected,
-                got,
-            } => write!(f, "{what}: expected {expected} bins, got {got}"),
+            AudioError::ShapeMismatch { what, expected, got } => {
+                write!(f, "{what}: expected {expected} bins, got {got}")
+            }
             AudioError::InvalidStats { detail } => {
                 write!(f, "invalid normalisation statistics: {detail}")
             }

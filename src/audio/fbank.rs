@@ -229,30 +229,20 @@ impl Fbank {
         if !config.frame_length_ms.is_finite() || window_size < 2 {
             return Err(AudioError::config(
                 "frame_length_ms",
-                format!(
-                    "{} ms gives {window_size} samples; need at least 2",
-                    config.frame_length_ms
-                ),
+                format!("{} ms gives {window_size} samples; need at least 2", config.frame_length_ms),
             ));
         }
         if !config.frame_shift_ms.is_finite() || shift < 1 {
             return Err(AudioError::config(
                 "frame_shift_ms",
-                format!(
-                    "{} ms gives {shift} samples; need at least 1",
-                    config.frame_shift_ms
-                ),
+                format!("{} ms gives {shift} samples; need at least 1", config.frame_shift_ms),
             ));
         }
         if config.num_mel_bins == 0 {
             return Err(AudioError::config("num_mel_bins", "0 bins"));
         }
         let nyquist = 0.5 * sr;
-        let high = if config.high_freq <= 0.0 {
-            nyquist + config.high_freq
-        } else {
-            config.high_freq
-        };
+        let high = if config.high_freq <= 0.0 { nyquist + config.high_freq } else { config.high_freq };
         if !(config.low_freq >= 0.0 && config.low_freq < high && high <= nyquist) {
             return Err(AudioError::config(
                 "low_freq/high_freq",
@@ -263,10 +253,7 @@ impl Fbank {
             ));
         }
         if !(config.dither.is_finite() && config.dither >= 0.0) {
-            return Err(AudioError::config(
-                "dither",
-                format!("{} (must be finite and >= 0)", config.dither),
-            ));
+            return Err(AudioError::config("dither", format!("{} (must be finite and >= 0)", config.dither)));
         }
         if !(config.sample_scale.is_finite() && config.sample_scale != 0.0) {
             return Err(AudioError::config(
@@ -275,16 +262,10 @@ impl Fbank {
             ));
         }
         if !config.preemphasis.is_finite() || !config.blackman_coeff.is_finite() {
-            return Err(AudioError::config(
-                "preemphasis/blackman_coeff",
-                "must be finite",
-            ));
+            return Err(AudioError::config("preemphasis/blackman_coeff", "must be finite"));
         }
-        let fft_len = if config.round_to_power_of_two {
-            window_size.next_power_of_two()
-        } else {
-            window_size
-        };
+        let fft_len =
+            if config.round_to_power_of_two { window_size.next_power_of_two() } else { window_size };
 
         let window = make_window(config.window, window_size, config.blackman_coeff);
         let banks = make_banks(config.num_mel_bins, fft_len, sr, config.low_freq, high)?;
@@ -295,19 +276,7 @@ impl Fbank {
         let scratch = fft.make_scratch_vec();
         let power = vec![0.0f64; spectrum.len()];
         let rng = StdRng::seed_from_u64(config.dither_seed);
-        Ok(Fbank {
-            config,
-            window_size,
-            shift,
-            window,
-            banks,
-            fft,
-            frame,
-            spectrum,
-            scratch,
-            power,
-            rng,
-        })
+        Ok(Fbank { config, window_size, shift, window, banks, fft, frame, spectrum, scratch, power, rng })
     }
 
     /// The configuration this extractor was built with.
@@ -350,26 +319,15 @@ impl Fbank {
     pub fn compute(&mut self, samples: &[f32]) -> Result<Features, AudioError> {
         let mut data = Vec::new();
         let frames = self.compute_into(samples, &mut data)?;
-        Ok(Features {
-            data,
-            frames,
-            bins: self.bins(),
-        })
+        Ok(Features { data, frames, bins: self.bins() })
     }
 
     /// [`Fbank::compute`] into a caller-owned buffer (cleared, then filled row-major with
     /// `frames * bins` values), so that a loop over utterances reuses one allocation. Returns the
     /// number of frames.
-    pub fn compute_into(
-        &mut self,
-        samples: &[f32],
-        out: &mut Vec<f32>,
-    ) -> Result<usize, AudioError> {
+    pub fn compute_into(&mut self, samples: &[f32], out: &mut Vec<f32>) -> Result<usize, AudioError> {
         if let Some(index) = samples.iter().position(|v| !v.is_finite()) {
-            return Err(AudioError::NonFinite {
-                index,
-                value: samples[index],
-            });
+            return Err(AudioError::NonFinite { index, value: samples[index] });
         }
         let frames = self.num_frames(samples.len());
         let bins = self.bins();
@@ -426,10 +384,8 @@ impl Fbank {
             *d *= w;
         }
         // The buffers were made by this plan, so their lengths always match and this cannot fail.
-        let fft_ok = self
-            .fft
-            .process_with_scratch(&mut self.frame, &mut self.spectrum, &mut self.scratch)
-            .is_ok();
+        let fft_ok =
+            self.fft.process_with_scratch(&mut self.frame, &mut self.spectrum, &mut self.scratch).is_ok();
         debug_assert!(fft_ok);
         if self.config.use_power {
             for (p, z) in self.power.iter_mut().zip(&self.spectrum) {
@@ -441,11 +397,8 @@ impl Fbank {
             }
         }
         for (out, (first, weights)) in row.iter_mut().zip(&self.banks) {
-            let energy: f64 = self.power[*first..*first + weights.len()]
-                .iter()
-                .zip(weights)
-                .map(|(p, w)| p * w)
-                .sum();
+            let energy: f64 =
+                self.power[*first..*first + weights.len()].iter().zip(weights).map(|(p, w)| p * w).sum();
             *out = if self.config.use_log {
                 energy.max(f64::from(f32::EPSILON)).ln() as f32
             } else {
@@ -484,8 +437,7 @@ fn make_window(kind: WindowType, n: usize, blackman_coeff: f64) -> Vec<f64> {
                 WindowType::Hanning => 0.5 - 0.5 * (a * i).cos(),
                 WindowType::Rectangular => 1.0,
                 WindowType::Blackman => {
-                    blackman_coeff - 0.5 * (a * i).cos()
-                        + (0.5 - blackman_coeff) * (2.0 * a * i).cos()
+                    blackman_coeff - 0.5 * (a * i).cos() + (0.5 - blackman_coeff) * (2.0 * a * i).cos()
                 }
             }
         })

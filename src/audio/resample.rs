@@ -34,17 +34,11 @@ const MAX_RATE: u32 = 1_000_000;
 pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, AudioError> {
     for hz in [from_hz, to_hz] {
         if hz == 0 || hz > MAX_RATE {
-            return Err(AudioError::InvalidSampleRate {
-                hz,
-                detail: "resampling accepts 1 Hz to 1 MHz",
-            });
+            return Err(AudioError::InvalidSampleRate { hz, detail: "resampling accepts 1 Hz to 1 MHz" });
         }
     }
     if let Some(index) = samples.iter().position(|v| !v.is_finite()) {
-        return Err(AudioError::NonFinite {
-            index,
-            value: samples[index],
-        });
+        return Err(AudioError::NonFinite { index, value: samples[index] });
     }
     if from_hz == to_hz {
         return Ok(samples.to_vec());
@@ -60,11 +54,7 @@ pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, A
     // Taps k with |t - k| < W: for t = i + frac, k ranges over i - K + 1 ..= i + K.
     let k_half = half_width.ceil() as usize;
     let taps = 2 * k_half;
-    let filter = Filter {
-        fc,
-        half_width,
-        k_half,
-    };
+    let filter = Filter { fc, half_width, k_half };
 
     let mut out = Vec::with_capacity(out_len);
     // Output j sits at input position (j * down) / up: track its whole part `i` and phase `p`
@@ -105,10 +95,7 @@ pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, A
 /// Typical factors are 0.9, 1.0 and 1.1; they must lie in `[0.5, 2.0]`.
 pub fn speed_perturb(samples: &[f32], rate_hz: u32, factor: f64) -> Result<Vec<f32>, AudioError> {
     if !(0.5..=2.0).contains(&factor) {
-        return Err(AudioError::config(
-            "factor",
-            format!("speed factor {factor} outside [0.5, 2.0]"),
-        ));
+        return Err(AudioError::config("factor", format!("speed factor {factor} outside [0.5, 2.0]")));
     }
     let virtual_rate = (f64::from(rate_hz) * factor).round();
     if virtual_rate < 1.0 || virtual_rate > f64::from(MAX_RATE) {
@@ -156,8 +143,7 @@ impl Filter {
             (std::f64::consts::PI * arg).sin() / (std::f64::consts::PI * arg)
         };
         let r = x / self.half_width;
-        let window =
-            bessel_i0(KAISER_BETA * (1.0 - r * r).max(0.0).sqrt()) / bessel_i0(KAISER_BETA);
+        let window = bessel_i0(KAISER_BETA * (1.0 - r * r).max(0.0).sqrt()) / bessel_i0(KAISER_BETA);
         2.0 * self.fc * sinc * window
     }
 }
@@ -224,11 +210,7 @@ mod tests {
 
     #[test]
     fn every_phase_has_unit_dc_gain() {
-        let f = Filter {
-            fc: 0.47,
-            half_width: 16.0 / 0.94,
-            k_half: 18,
-        };
+        let f = Filter { fc: 0.47, half_width: 16.0 / 0.94, k_half: 18 };
         let mut row = vec![0.0f32; 36];
         for p in 0..10 {
             f.fill(p as f64 / 10.0, &mut row);

@@ -171,9 +171,7 @@ pub fn spec_augment<R: Rng + ?Sized>(
                     *m += f64::from(x);
                 }
             }
-            mean.iter()
-                .map(|m| (m / frames.max(1) as f64) as f32)
-                .collect()
+            mean.iter().map(|m| (m / frames.max(1) as f64) as f32).collect()
         }
     };
     let (time_count, time_width) = config.time_policy(frames);
@@ -181,20 +179,12 @@ pub fn spec_augment<R: Rng + ?Sized>(
     for _ in 0..config.freq_masks {
         let width = rng.random_range(0..=config.max_freq_width).min(bins);
         let start = rng.random_range(0..=bins - width);
-        masks.push(Mask {
-            axis: MaskAxis::Frequency,
-            start,
-            width,
-        });
+        masks.push(Mask { axis: MaskAxis::Frequency, start, width });
     }
     for _ in 0..time_count {
         let width = rng.random_range(0..=time_width);
         let start = rng.random_range(0..=frames - width);
-        masks.push(Mask {
-            axis: MaskAxis::Time,
-            start,
-            width,
-        });
+        masks.push(Mask { axis: MaskAxis::Time, start, width });
     }
     for mask in &masks {
         match mask.axis {

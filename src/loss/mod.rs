@@ -314,21 +314,27 @@ pub fn ctc_compute_with<F: Float, L: Index, K: Kernels<F>>(
     }
 
     let batch = layout.batch;
-    let mut reduced = F::ZERO;
-    for p in &ws.plans {
-        let mut loss = F::from_f64(-p.log_likelihood);
-        if opts.zero_infinity && loss == F::INFINITY {
-            loss = F::ZERO;
+    // Reduced in f64 and rounded once: an f32 running sum can overflow although the mean fits, and
+    // rounds at every addition.
+    let mut reduced = 0.0f64;
+    for p in ws.plans.iter_mut() {
+        let mut loss = -p.log_likelihood;
+        // Infinite in F counts: a loss beyond f32::MAX cannot be reported, so it is treated like an
+        // infeasible one (zero loss and, below, zero gradient).
+        if opts.zero_infinity && F::from_f64(loss) == F::INFINITY {
+            loss = 0.0;
+            p.log_likelihood = f64::NEG_INFINITY;
         }
-        losses[p.b] = loss;
+        losses[p.b] = F::from_f64(loss);
         reduced += match opts.reduction {
-            Reduction::Mean => loss / F::from_usize(p.label_len.max(1)),
+            Reduction::Mean => loss / p.label_len.max(1) as f64,
             Reduction::Sum | Reduction::None => loss,
         };
     }
     if opts.reduction == Reduction::Mean && batch > 0 {
-        reduced = reduced / F::from_usize(batch);
+        reduced /= batch as f64;
     }
+    let reduced = F::from_f64(reduced);
 
     if let Some(g) = grad {
         let glay = g.layout();
@@ -341,7 +347,7 @@ pub fn ctc_compute_with<F: Float, L: Index, K: Kernels<F>>(
             };
             let mut sg = SeqGrad {
                 ptr: gptr.get(),
-                base: plan.b * glay.stride_b,
+                base: glay.sequence_base(plan.b),
                 stride_t: glay.stride_t,
                 stride_v: glay.stride_v,
                 classes: glay.classes,
@@ -384,7 +390,7 @@ impl<F> SendPtr<F> {
 fn seq_acts<'a, F: Float>(data: &'a [F], layout: &Layout, b: usize) -> SeqActs<'a, F> {
     SeqActs {
         data,
-        base: b * layout.stride_b,
+        base: layout.sequence_base(b),
         stride_t: layout.stride_t,
         stride_v: layout.stride_v,
         classes: layout.classes,

@@ -96,11 +96,7 @@ pub struct ActivationLayer<F> {
 impl<F: NnFloat> ActivationLayer<F> {
     /// A layer applying `kind`.
     pub fn new(kind: Activation) -> Self {
-        Self {
-            kind,
-            input: Vec::new(),
-            shape: None,
-        }
+        Self { kind, input: Vec::new(), shape: None }
     }
 
     /// The nonlinearity.
@@ -130,21 +126,11 @@ impl<F: NnFloat> Layer<F> for ActivationLayer<F> {
     }
 
     fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError> {
-        let (t, c, lengths) = self.shape.as_ref().ok_or(NnError::NoForwardCache {
-            layer: "Activation",
-        })?;
-        check_grad_len(
-            "activation grad_output length",
-            self.input.len(),
-            grad_output.len(),
-        )?;
+        let (t, c, lengths) = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "Activation" })?;
+        check_grad_len("activation grad_output length", self.input.len(), grad_output.len())?;
         let kind = self.kind;
-        let mut gin: Vec<F> = self
-            .input
-            .iter()
-            .zip(grad_output)
-            .map(|(&x, &g)| g * kind.derivative(x))
-            .collect();
+        let mut gin: Vec<F> =
+            self.input.iter().zip(grad_output).map(|(&x, &g)| g * kind.derivative(x)).collect();
         zero_padded_rows(&mut gin, *t, *c, lengths);
         Ok(gin)
     }

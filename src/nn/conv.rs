@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::gemm::{add_col_sums, fill_rows, matmul_par, View};
 use super::param::default_bound;
 use super::{
-    check_channels, check_grad_len, masked_copy, zero_padded_rows, Batch, Layer, Mode, NnError,
-    NnFloat, Param, ParamInit,
+    check_channels, check_grad_len, masked_copy, zero_padded_rows, Batch, Layer, Mode, NnError, NnFloat,
+    Param, ParamInit,
 };
 
 /// Geometry of a [`Conv1d`]: channels, kernel width, stride, zero padding on each side and dilation,
@@ -89,11 +89,7 @@ impl<F: NnFloat> Conv1d<F> {
     ///
     /// # Errors
     /// [`NnError::InvalidConfig`] if a channel count, the kernel, the stride or the dilation is zero.
-    pub fn new(
-        prefix: &str,
-        spec: Conv1dSpec,
-        rng: &mut Xoshiro256PlusPlus,
-    ) -> Result<Self, NnError> {
+    pub fn new(prefix: &str, spec: Conv1dSpec, rng: &mut Xoshiro256PlusPlus) -> Result<Self, NnError> {
         for (field, v) in [
             ("in_channels", spec.in_channels),
             ("out_channels", spec.out_channels),
@@ -102,20 +98,13 @@ impl<F: NnFloat> Conv1d<F> {
             ("dilation", spec.dilation),
         ] {
             if v == 0 {
-                return Err(NnError::InvalidConfig {
-                    field,
-                    value: 0.0,
-                    requirement: "at least 1",
-                });
+                return Err(NnError::InvalidConfig { field, value: 0.0, requirement: "at least 1" });
             }
         }
         // Bounded so that `len + 2 padding` and the kernel's span can never overflow for any length
         // that fits in memory, and the weight's size is representable.
         const LIMIT: usize = u32::MAX as usize;
-        let span = spec
-            .dilation
-            .checked_mul(spec.kernel - 1)
-            .filter(|&v| v <= LIMIT);
+        let span = spec.dilation.checked_mul(spec.kernel - 1).filter(|&v| v <= LIMIT);
         if span.is_none() {
             return Err(NnError::InvalidConfig {
                 field: "dilation",
@@ -177,11 +166,7 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
         check_channels("conv1d input channels", self.spec.in_channels, c)?;
         let s = self.spec;
         let t_out = conv_output_length(t, &s);
-        let lengths_out: Vec<usize> = input
-            .lengths()
-            .iter()
-            .map(|&l| conv_output_length(l, &s))
-            .collect();
+        let lengths_out: Vec<usize> = input.lengths().iter().map(|&l| conv_output_length(l, &s)).collect();
         let ck = c * s.kernel;
         let rows = b * t_out;
         self.cols.clear();
@@ -196,19 +181,14 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
                     let Some(ti) = source(&s, to, j, len) else {
                         continue;
                     };
-                    row[j * c..(j + 1) * c]
-                        .copy_from_slice(&x[(bi * t + ti) * c..(bi * t + ti + 1) * c]);
+                    row[j * c..(j + 1) * c].copy_from_slice(&x[(bi * t + ti) * c..(bi * t + ti + 1) * c]);
                 }
             }
         }
         let co = s.out_channels;
         self.w_tap.clear();
         self.w_tap.resize(co * ck, F::ZERO);
-        for (wo, w) in self
-            .w_tap
-            .chunks_exact_mut(ck)
-            .zip(self.weight.value().chunks_exact(ck))
-        {
+        for (wo, w) in self.w_tap.chunks_exact_mut(ck).zip(self.weight.value().chunks_exact(ck)) {
             for ci in 0..c {
                 for j in 0..s.kernel {
                     wo[j * c + ci] = w[ci * s.kernel + j];
@@ -217,13 +197,7 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
         }
         let mut out = vec![F::ZERO; rows * co];
         fill_rows(&mut out, self.bias.value(), co);
-        matmul_par(
-            true,
-            View::rm(&self.cols, rows, ck),
-            View::tr(&self.w_tap, co, ck),
-            &mut out,
-            co,
-        );
+        matmul_par(true, View::rm(&self.cols, rows, ck), View::tr(&self.w_tap, co, ck), &mut out, co);
         zero_padded_rows(&mut out, t_out, co, &lengths_out);
         self.shape = Some(ConvShape {
             batch: b,
@@ -236,10 +210,7 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
     }
 
     fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError> {
-        let sh = self
-            .shape
-            .as_ref()
-            .ok_or(NnError::NoForwardCache { layer: "Conv1d" })?;
+        let sh = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "Conv1d" })?;
         let s = self.spec;
         let (c, co) = (s.in_channels, s.out_channels);
         let ck = c * s.kernel;
@@ -250,19 +221,8 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
         // dW_tap (co, ck) = g^T (co, rows) x cols (rows, ck), added to dW in PyTorch's order;
         // db += column sums of g.
         let mut dw_tap = vec![F::ZERO; co * ck];
-        matmul_par(
-            false,
-            View::tr(&g, rows, co),
-            View::rm(&self.cols, rows, ck),
-            &mut dw_tap,
-            ck,
-        );
-        for (dw, dt) in self
-            .weight
-            .grad_mut()
-            .chunks_exact_mut(ck)
-            .zip(dw_tap.chunks_exact(ck))
-        {
+        matmul_par(false, View::tr(&g, rows, co), View::rm(&self.cols, rows, ck), &mut dw_tap, ck);
+        for (dw, dt) in self.weight.grad_mut().chunks_exact_mut(ck).zip(dw_tap.chunks_exact(ck)) {
             for ci in 0..c {
                 for j in 0..s.kernel {
                     dw[ci * s.kernel + j] += dt[j * c + ci];
@@ -272,18 +232,9 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
         add_col_sums(self.bias.grad_mut(), &g, co);
         // dcols (rows, ck) = g (rows, co) x W (co, ck), then scattered back onto the frames they came from.
         let mut dcols = vec![F::ZERO; rows * ck];
-        matmul_par(
-            false,
-            View::rm(&g, rows, co),
-            View::rm(&self.w_tap, co, ck),
-            &mut dcols,
-            ck,
-        );
+        matmul_par(false, View::rm(&g, rows, co), View::rm(&self.w_tap, co, ck), &mut dcols, ck);
         self.scratch = g;
-        let sh = self
-            .shape
-            .as_ref()
-            .ok_or(NnError::NoForwardCache { layer: "Conv1d" })?;
+        let sh = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "Conv1d" })?;
         let (t, t_out) = (sh.time, sh.time_out);
         let mut gin = vec![F::ZERO; sh.batch * t * c];
         for bi in 0..sh.batch {

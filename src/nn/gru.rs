@@ -5,8 +5,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use super::gemm::{add_col_sums, fill_rows, matmul, matmul_par, View};
 use super::param::default_bound;
 use super::{
-    check_channels, check_grad_len, join, masked_copy, Batch, Layer, Mode, NnError, NnFloat, Param,
-    ParamInit,
+    check_channels, check_grad_len, join, masked_copy, Batch, Layer, Mode, NnError, NnFloat, Param, ParamInit,
 };
 
 /// A bidirectional single-layer GRU over the valid frames of each sequence.
@@ -87,18 +86,8 @@ impl<F: NnFloat> Direction<F> {
         Ok(Self {
             reverse,
             hidden,
-            w_ih: Param::new(
-                format!("{prefix}.weight_ih_l0{suffix}"),
-                vec![g, input_size],
-                init,
-                rng,
-            )?,
-            w_hh: Param::new(
-                format!("{prefix}.weight_hh_l0{suffix}"),
-                vec![g, hidden],
-                init,
-                rng,
-            )?,
+            w_ih: Param::new(format!("{prefix}.weight_ih_l0{suffix}"), vec![g, input_size], init, rng)?,
+            w_hh: Param::new(format!("{prefix}.weight_hh_l0{suffix}"), vec![g, hidden], init, rng)?,
             b_ih: Param::new(format!("{prefix}.bias_ih_l0{suffix}"), vec![g], init, rng)?,
             b_hh: Param::new(format!("{prefix}.bias_hh_l0{suffix}"), vec![g], init, rng)?,
             xp: Vec::new(),
@@ -123,12 +112,7 @@ impl<F: NnFloat> Direction<F> {
 
     /// Runs the recurrence over `x` (`(B, T, I)`, padded frames zero).
     fn forward(&mut self, x: &[F], dims: Dims<'_>) {
-        let Dims {
-            b,
-            t,
-            input_size,
-            lengths,
-        } = dims;
+        let Dims { b, t, input_size, lengths } = dims;
         let h = self.hidden;
         let g = 3 * h;
         let rows = b * t;
@@ -158,13 +142,7 @@ impl<F: NnFloat> Direction<F> {
             let rows_now = active_rows(lengths, sorted, ti);
             let hp = &mut self.hp[..rows_now * g];
             fill_rows(hp, self.b_hh.value(), g);
-            matmul(
-                true,
-                View::rm(&self.h, rows_now, h),
-                View::rm(&self.w_hh_t, h, g),
-                hp,
-                g,
-            );
+            matmul(true, View::rm(&self.h, rows_now, h), View::rm(&self.w_hh_t, h, g), hp, g);
             for (bi, &len) in lengths.iter().enumerate() {
                 if ti >= len {
                     // Inactive: the state carries over (for the reverse direction it is still zero).
@@ -188,12 +166,7 @@ impl<F: NnFloat> Direction<F> {
     /// recurrence, adds the parameter gradients, and leaves the gradient of the input projection in
     /// `self.xp` (`(B * T, 3H)`); the caller multiplies it by `W_ih`.
     fn backward(&mut self, x: &[F], dout: &[F], ld: usize, offset: usize, dims: Dims<'_>) {
-        let Dims {
-            b,
-            t,
-            input_size,
-            lengths,
-        } = dims;
+        let Dims { b, t, input_size, lengths } = dims;
         let h = self.hidden;
         let g = 3 * h;
         let rows = b * t;
@@ -243,21 +216,9 @@ impl<F: NnFloat> Direction<F> {
             // row stride T * 3H. Rows of inactive sequences are zero, so their carried gradient is kept.
             let rows_now = active_rows(lengths, sorted, ti);
             let dhp_t = View::with_ld(&self.dhp[ti * g..], rows_now, g, t * g);
-            matmul(
-                true,
-                dhp_t,
-                View::rm(self.w_hh.value(), g, h),
-                &mut self.h,
-                h,
-            );
+            matmul(true, dhp_t, View::rm(self.w_hh.value(), g, h), &mut self.h, h);
         }
-        matmul(
-            true,
-            View::tr(&self.dhp, rows, g),
-            View::rm(&self.hprev, rows, h),
-            self.w_hh.grad_mut(),
-            h,
-        );
+        matmul(true, View::tr(&self.dhp, rows, g), View::rm(&self.hprev, rows, h), self.w_hh.grad_mut(), h);
         add_col_sums(self.b_hh.grad_mut(), &self.dhp, g);
         matmul(
             true,
@@ -315,11 +276,7 @@ impl<F: NnFloat> BiGru<F> {
     ) -> Result<Self, NnError> {
         for (field, v) in [("input_size", input_size), ("hidden", hidden)] {
             if v == 0 {
-                return Err(NnError::InvalidConfig {
-                    field,
-                    value: 0.0,
-                    requirement: "at least 1",
-                });
+                return Err(NnError::InvalidConfig { field, value: 0.0, requirement: "at least 1" });
             }
         }
         if hidden > MAX_HIDDEN {
@@ -331,13 +288,7 @@ impl<F: NnFloat> BiGru<F> {
         }
         let fwd = Direction::new(prefix, "", input_size, hidden, false, rng)?;
         let rev = Direction::new(prefix, "_reverse", input_size, hidden, true, rng)?;
-        Ok(Self {
-            input_size,
-            hidden,
-            dirs: [fwd, rev],
-            input: Vec::new(),
-            shape: None,
-        })
+        Ok(Self { input_size, hidden, dirs: [fwd, rev], input: Vec::new(), shape: None })
     }
 
     /// Input channels.
@@ -360,28 +311,8 @@ impl<F: NnFloat> Layer<F> for BiGru<F> {
         let x = &self.input;
         let [fwd, rev] = &mut self.dirs;
         join(
-            || {
-                fwd.forward(
-                    x,
-                    Dims {
-                        b,
-                        t,
-                        input_size: c,
-                        lengths,
-                    },
-                )
-            },
-            || {
-                rev.forward(
-                    x,
-                    Dims {
-                        b,
-                        t,
-                        input_size: c,
-                        lengths,
-                    },
-                )
-            },
+            || fwd.forward(x, Dims { b, t, input_size: c, lengths }),
+            || rev.forward(x, Dims { b, t, input_size: c, lengths }),
         );
         let h = self.hidden;
         let mut out = vec![F::ZERO; b * t * 2 * h];
@@ -394,10 +325,7 @@ impl<F: NnFloat> Layer<F> for BiGru<F> {
     }
 
     fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError> {
-        let (b, t, lengths) = self
-            .shape
-            .as_ref()
-            .ok_or(NnError::NoForwardCache { layer: "BiGru" })?;
+        let (b, t, lengths) = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "BiGru" })?;
         let (b, t) = (*b, *t);
         let h = self.hidden;
         let i = self.input_size;
@@ -405,54 +333,16 @@ impl<F: NnFloat> Layer<F> for BiGru<F> {
         let x = &self.input;
         let [fwd, rev] = &mut self.dirs;
         join(
-            || {
-                fwd.backward(
-                    x,
-                    grad_output,
-                    2 * h,
-                    0,
-                    Dims {
-                        b,
-                        t,
-                        input_size: i,
-                        lengths,
-                    },
-                )
-            },
-            || {
-                rev.backward(
-                    x,
-                    grad_output,
-                    2 * h,
-                    h,
-                    Dims {
-                        b,
-                        t,
-                        input_size: i,
-                        lengths,
-                    },
-                )
-            },
+            || fwd.backward(x, grad_output, 2 * h, 0, Dims { b, t, input_size: i, lengths }),
+            || rev.backward(x, grad_output, 2 * h, h, Dims { b, t, input_size: i, lengths }),
         );
         // dx (B T, I) = dxp_fwd (B T, 3H) W_ih_fwd (3H, I) + dxp_rev W_ih_rev; zero at padded frames
         // because both dxp are.
         let rows = b * t;
         let g = 3 * h;
         let mut gin = vec![F::ZERO; rows * i];
-        matmul_par(
-            false,
-            View::rm(&fwd.xp, rows, g),
-            View::rm(fwd.w_ih.value(), g, i),
-            &mut gin,
-            i,
-        );
-        matmul_par(
-            true,
-            View::rm(&rev.xp, rows, g),
-            View::rm(rev.w_ih.value(), g, i),
-            &mut gin,
-            i,
-        );
+        matmul_par(false, View::rm(&fwd.xp, rows, g), View::rm(fwd.w_ih.value(), g, i), &mut gin, i);
+        matmul_par(true, View::rm(&rev.xp, rows, g), View::rm(rev.w_ih.value(), g, i), &mut gin, i);
         Ok(gin)
     }
 

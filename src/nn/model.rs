@@ -5,8 +5,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_channels, conv_output_length, zero_padded_rows, Activation, ActivationLayer, Batch,
-    BiGru, Conv1d, Conv1dSpec, Dropout, Layer, LayerNorm, Linear, Mode, NnError, NnFloat, Param,
+    check_channels, conv_output_length, zero_padded_rows, Activation, ActivationLayer, Batch, BiGru, Conv1d,
+    Conv1dSpec, Dropout, Layer, LayerNorm, Linear, Mode, NnError, NnFloat, Param,
 };
 
 /// Sizes of the recurrent model: `conv_layers` x (Conv1d(kernel `conv_kernel`, stride `conv_stride`,
@@ -60,12 +60,7 @@ impl GruModelConfig {
     /// of 128, 29 classes, dropout 0.1; about 0.71 M parameters and roughly a third of the default's
     /// training-step time.
     pub fn small() -> Self {
-        Self {
-            conv_channels: 192,
-            gru_layers: 2,
-            hidden: 128,
-            ..Self::default()
-        }
+        Self { conv_channels: 192, gru_layers: 2, hidden: 128, ..Self::default() }
     }
 }
 
@@ -126,11 +121,7 @@ impl Default for ModelConfig {
 
 fn positive(field: &'static str, v: usize) -> Result<(), NnError> {
     if v == 0 {
-        return Err(NnError::InvalidConfig {
-            field,
-            value: 0.0,
-            requirement: "at least 1",
-        });
+        return Err(NnError::InvalidConfig { field, value: 0.0, requirement: "at least 1" });
     }
     Ok(())
 }
@@ -140,22 +131,14 @@ const MAX_LAYERS: usize = 1024;
 
 fn at_most(field: &'static str, v: usize, max: usize) -> Result<(), NnError> {
     if v > max {
-        return Err(NnError::InvalidConfig {
-            field,
-            value: v as f64,
-            requirement: "at most 1024",
-        });
+        return Err(NnError::InvalidConfig { field, value: v as f64, requirement: "at most 1024" });
     }
     Ok(())
 }
 
 fn dropout_p(p: f64) -> Result<(), NnError> {
     if !(0.0..1.0).contains(&p) {
-        return Err(NnError::InvalidConfig {
-            field: "dropout",
-            value: p,
-            requirement: "in [0, 1)",
-        });
+        return Err(NnError::InvalidConfig { field: "dropout", value: p, requirement: "in [0, 1)" });
     }
     Ok(())
 }
@@ -235,13 +218,7 @@ impl ModelConfig {
     /// The subsampling convolutions' geometries, in order.
     fn subsampling(&self) -> Vec<Conv1dSpec> {
         let (n, input, channels, kernel, stride) = match self {
-            Self::Gru(c) => (
-                c.conv_layers,
-                c.input_dim,
-                c.conv_channels,
-                c.conv_kernel,
-                c.conv_stride,
-            ),
+            Self::Gru(c) => (c.conv_layers, c.input_dim, c.conv_channels, c.conv_kernel, c.conv_stride),
             Self::Conv(c) => (c.subsample_layers, c.input_dim, c.channels, 3, 2),
         };
         (0..n)
@@ -290,11 +267,7 @@ impl<F: NnFloat> ResidualConvBlock<F> {
         rng: &mut Xoshiro256PlusPlus,
     ) -> Result<Self, NnError> {
         if kernel % 2 == 0 {
-            return Err(NnError::InvalidConfig {
-                field: "kernel",
-                value: kernel as f64,
-                requirement: "odd",
-            });
+            return Err(NnError::InvalidConfig { field: "kernel", value: kernel as f64, requirement: "odd" });
         }
         positive("dilation", dilation)?;
         let spec = Conv1dSpec {
@@ -337,9 +310,8 @@ impl<F: NnFloat> Layer<F> for ResidualConvBlock<F> {
         for (a, &d) in g.iter_mut().zip(grad_output) {
             *a += d;
         }
-        let (t, c, lengths) = self.shape.as_ref().ok_or(NnError::NoForwardCache {
-            layer: "ResidualConvBlock",
-        })?;
+        let (t, c, lengths) =
+            self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "ResidualConvBlock" })?;
         zero_padded_rows(&mut g, *t, *c, lengths);
         Ok(g)
     }
@@ -400,12 +372,7 @@ impl<F: NnFloat> AcousticModel<F> {
                 }
                 layers.push(Box::new(Dropout::new(c.dropout, next_seed())?));
                 for l in 0..c.gru_layers {
-                    layers.push(Box::new(BiGru::new(
-                        &format!("rnn.{l}"),
-                        width,
-                        c.hidden,
-                        &mut rng,
-                    )?));
+                    layers.push(Box::new(BiGru::new(&format!("rnn.{l}"), width, c.hidden, &mut rng)?));
                     layers.push(Box::new(Dropout::new(c.dropout, next_seed())?));
                     width = 2 * c.hidden;
                 }
@@ -451,10 +418,7 @@ impl<F: NnFloat> AcousticModel<F> {
                 layers.push(Box::new(Linear::new("output", width, c.vocab, &mut rng)?));
             }
         }
-        Ok(Self {
-            config: config.clone(),
-            layers,
-        })
+        Ok(Self { config: config.clone(), layers })
     }
 
     /// The configuration the model was built from.
@@ -469,10 +433,7 @@ impl<F: NnFloat> AcousticModel<F> {
 
     /// Output lengths (frames of logits) for the given input lengths (feature frames).
     pub fn output_lengths(&self, lengths: &[usize]) -> Vec<usize> {
-        lengths
-            .iter()
-            .map(|&l| self.config.output_length(l))
-            .collect()
+        lengths.iter().map(|&l| self.config.output_length(l)).collect()
     }
 
     /// Logits `(B, T', vocab)` for features `(B, T, input_dim)`, caching activations for
@@ -481,11 +442,7 @@ impl<F: NnFloat> AcousticModel<F> {
     /// # Errors
     /// [`NnError::ShapeMismatch`] if the features do not have `input_dim` channels.
     pub fn forward(&mut self, features: &Batch<F>, mode: Mode) -> Result<Batch<F>, NnError> {
-        check_channels(
-            "model input channels",
-            self.config.input_dim(),
-            features.channels(),
-        )?;
+        check_channels("model input channels", self.config.input_dim(), features.channels())?;
         let mut layers = self.layers.iter_mut();
         let Some(first) = layers.next() else {
             return Ok(features.clone());
@@ -546,9 +503,7 @@ impl<F: NnFloat> AcousticModel<F> {
             .params_mut()
             .into_iter()
             .find(|p| p.name() == name)
-            .ok_or_else(|| NnError::UnknownParam {
-                name: name.to_string(),
-            })?;
+            .ok_or_else(|| NnError::UnknownParam { name: name.to_string() })?;
         if p.len() != values.len() {
             return Err(NnError::ShapeMismatch {
                 what: "parameter values",

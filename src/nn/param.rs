@@ -39,16 +39,11 @@ impl<F: NnFloat> Param<F> {
             })?;
         let value = match init {
             ParamInit::Constant(c) => vec![F::from_f64(c); n],
-            ParamInit::Uniform(bound) => (0..n)
-                .map(|_| F::from_f64((rng.random::<f64>() * 2.0 - 1.0) * bound))
-                .collect(),
+            ParamInit::Uniform(bound) => {
+                (0..n).map(|_| F::from_f64((rng.random::<f64>() * 2.0 - 1.0) * bound)).collect()
+            }
         };
-        Ok(Self {
-            name,
-            shape,
-            grad: vec![F::ZERO; n],
-            value,
-        })
+        Ok(Self { name, shape, grad: vec![F::ZERO; n], value })
     }
 
     /// A parameter with the given values (row-major, `shape.iter().product()` of them) and a zero
@@ -56,15 +51,8 @@ impl<F: NnFloat> Param<F> {
     ///
     /// # Errors
     /// [`NnError::ShapeMismatch`] if `values.len()` is not the product of `shape`.
-    pub fn from_values(
-        name: impl Into<String>,
-        shape: Vec<usize>,
-        values: Vec<F>,
-    ) -> Result<Self, NnError> {
-        let n = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .unwrap_or(usize::MAX);
+    pub fn from_values(name: impl Into<String>, shape: Vec<usize>, values: Vec<F>) -> Result<Self, NnError> {
+        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
         if n != values.len() {
             return Err(NnError::ShapeMismatch {
                 what: "parameter values for its shape",
@@ -72,12 +60,7 @@ impl<F: NnFloat> Param<F> {
                 got: values.len(),
             });
         }
-        Ok(Self {
-            name: name.into(),
-            shape,
-            grad: vec![F::ZERO; n],
-            value: values,
-        })
+        Ok(Self { name: name.into(), shape, grad: vec![F::ZERO; n], value: values })
     }
 
     /// The parameter's dotted name.

@@ -74,13 +74,7 @@ mod kernels {
         /// One GRU cell for one sequence: `xp = W_i x + b_i` and `hp = W_h h + b_h` (each `[r | z | n]`,
         /// `3H`), `state` (`H`) is updated in place to `h'`, which is also written to `out`, and
         /// `gates` (`4H`) receives `[r | z | n | hp_n]` for the backward pass.
-        fn gru_cell(
-            xp: &[Self],
-            hp: &[Self],
-            state: &mut [Self],
-            gates: &mut [Self],
-            out: &mut [Self],
-        );
+        fn gru_cell(xp: &[Self], hp: &[Self], state: &mut [Self], gates: &mut [Self], out: &mut [Self]);
 
         /// `out[i] = gelu(x[i])` (tanh form), `out.len() == x.len()`.
         fn gelu_forward(x: &[Self], out: &mut [Self]);
@@ -103,13 +97,7 @@ mod kernels {
 
     /// The reference loop, exactly PyTorch's equations.
     #[inline]
-    fn gru_cell_scalar<F: NnFloat>(
-        xp: &[F],
-        hp: &[F],
-        state: &mut [F],
-        gates: &mut [F],
-        out: &mut [F],
-    ) {
+    fn gru_cell_scalar<F: NnFloat>(xp: &[F], hp: &[F], state: &mut [F], gates: &mut [F], out: &mut [F]) {
         let h = state.len();
         let (xr, rest) = xp.split_at(h);
         let (xz, xn) = rest.split_at(h);
@@ -135,13 +123,7 @@ mod kernels {
 
     impl Kernels for f64 {
         #[inline]
-        fn gru_cell(
-            xp: &[Self],
-            hp: &[Self],
-            state: &mut [Self],
-            gates: &mut [Self],
-            out: &mut [Self],
-        ) {
+        fn gru_cell(xp: &[Self], hp: &[Self], state: &mut [Self], gates: &mut [Self], out: &mut [Self]) {
             gru_cell_scalar(xp, hp, state, gates, out);
         }
 
@@ -161,13 +143,7 @@ mod kernels {
     impl Kernels for f32 {
         /// Eight lanes at a time with `wide`'s `exp` and `tanh` (a few ulp from the standard library's;
         /// the f32 model is trained, not compared bit-for-bit), the scalar loop for the tail.
-        fn gru_cell(
-            xp: &[Self],
-            hp: &[Self],
-            state: &mut [Self],
-            gates: &mut [Self],
-            out: &mut [Self],
-        ) {
+        fn gru_cell(xp: &[Self], hp: &[Self], state: &mut [Self], gates: &mut [Self], out: &mut [Self]) {
             use wide::f32x8;
             const L: usize = 8;
             let h = state.len();
@@ -208,11 +184,7 @@ mod kernels {
 
         fn gelu_forward(x: &[Self], out: &mut [Self]) {
             use wide::f32x8;
-            let (c, a, half) = (
-                f32x8::splat(GELU_C),
-                f32x8::splat(GELU_A),
-                f32x8::splat(0.5),
-            );
+            let (c, a, half) = (f32x8::splat(GELU_C), f32x8::splat(GELU_A), f32x8::splat(0.5));
             let mut xs = x.chunks_exact(8);
             let mut os = out.chunks_exact_mut(8);
             for (xc, oc) in (&mut xs).zip(&mut os) {
@@ -225,11 +197,7 @@ mod kernels {
 
         fn gelu_backward(x: &[Self], g: &[Self], out: &mut [Self]) {
             use wide::f32x8;
-            let (c, a, half) = (
-                f32x8::splat(GELU_C),
-                f32x8::splat(GELU_A),
-                f32x8::splat(0.5),
-            );
+            let (c, a, half) = (f32x8::splat(GELU_C), f32x8::splat(GELU_A), f32x8::splat(0.5));
             let three_a = f32x8::splat(3.0 * GELU_A);
             let mut xs = x.chunks_exact(8);
             let mut gs = g.chunks_exact(8);
