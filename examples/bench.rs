@@ -1,6 +1,6 @@
 //! Times loss + logits gradient (f32) on the standard shapes and prints ms and lattice cells per second,
 //! per backend and thread count.
-//! `cargo run --release --example bench [-- ROUNDS [SHAPE|all [scalar|vector [THREADS]]]]`.
+//! `cargo run --release --example bench [-- ROUNDS [SHAPE|all [scalar|vector|avx2|auto [THREADS]]]]`.
 
 use fastctc::loss::shapes::standard_shapes;
 use fastctc::{ctc_compute, ActsView, ActsViewMut, Backend, CtcOptions, Reduction, Targets, Workspace};
@@ -12,14 +12,18 @@ fn main() {
     let backends: Vec<Backend> = match std::env::args().nth(3).as_deref() {
         Some("scalar") => vec![Backend::Scalar],
         Some("vector") => vec![Backend::Vector],
-        _ => vec![Backend::Scalar, Backend::Vector],
+        Some("avx2") => vec![Backend::Avx2],
+        Some("auto") => vec![Backend::Auto],
+        _ => vec![Backend::Scalar, Backend::Vector, Backend::Avx2],
     };
     let thread_counts: Vec<usize> = match std::env::args().nth(4) {
         Some(n) => vec![n.parse().expect("thread count")],
         None => vec![1, 2],
     };
     println!("{:<11} {:>8} {:>7} {:>10} {:>12}", "shape", "backend", "threads", "median ms", "Mcells/s");
-    for shape in standard_shapes().into_iter().filter(|s| only.as_deref().is_none_or(|o| o == "all" || o == s.name)) {
+    for shape in
+        standard_shapes().into_iter().filter(|s| only.as_deref().is_none_or(|o| o == "all" || o == s.name))
+    {
         let (logits, labels) = shape.generate(1);
         let (t, b, v) = (shape.max_time(), shape.batch(), shape.classes);
         let il: Vec<u32> = shape.input_lengths.iter().map(|&x| x as u32).collect();

@@ -153,6 +153,7 @@ impl<F: Float> SeqGrad<F> {
 /// 10^4 frames loses two or three digits of every posterior to the magnitude of its operands; with it,
 /// every stored value is within a few units of 0 and the rounding per step is that of `O(1)` numbers.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub(crate) fn forward<F: Float, K: Kernels<F>>(
     k: &K,
     acts: &SeqActs<'_, F>,
@@ -239,6 +240,7 @@ pub(crate) fn forward<F: Float, K: Kernels<F>>(
 /// alpha's, by offsets `D_t`; the posterior of state `s` at `t` is then
 /// `exp(alpha'_t(s) + beta'_t(s) - (ln p - C_t - D_t))`, with the bracket computed in `f64`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub(crate) fn backward<F: Float, K: Kernels<F>>(
     k: &K,
     acts: &SeqActs<'_, F>,
@@ -452,4 +454,119 @@ fn locate_bad_value<F: Float>(acts: &SeqActs<'_, F>, t: usize, kind: InputKind, 
     debug_assert!(matches!(kind, InputKind::Logits));
     // Every value is -inf: a frame of logits with no finite entry has no softmax.
     CtcError::NonFinite { sequence, frame: t, class: 0, value: f64::NEG_INFINITY }
+}
+
+/// The instruction set a sequence's lattice is compiled for. [`forward`] and [`backward`] are
+/// `#[inline(always)]`, and every kernel they call is too, so each entry point below is one complete
+/// copy of the per-sequence code, compiled for its instruction set: the feature check happens once per
+/// call of the batch API, never inside the lattice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// Whatever the build targets (SSE2 for a default x86-64 build).
+    Baseline,
+    /// AVX2 and FMA, checked at run time: only constructed by [`Isa::avx2_fma`].
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma(Avx2FmaToken),
+}
+
+/// Proof that the running CPU has AVX2 and FMA; only [`Isa::avx2_fma`] makes one.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Avx2FmaToken(());
+
+impl Isa {
+    /// `Some` when the CPU has AVX2 and FMA (the standard library caches the detection).
+    pub(crate) fn avx2_fma() -> Option<Isa> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return Some(Isa::Avx2Fma(Avx2FmaToken(())));
+        }
+        None
+    }
+}
+
+/// [`forward`], compiled for `isa`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_on<F: Float, K: Kernels<F>>(
+    isa: Isa,
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    kind: InputKind,
+    labels: &[u32],
+    blank: usize,
+    time: usize,
+    sequence: usize,
+    ws: &mut [F],
+) -> Result<f64, CtcError> {
+    match isa {
+        Isa::Baseline => forward(k, acts, kind, labels, blank, time, sequence, ws),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
+        Isa::Avx2Fma(_) => unsafe { forward_avx2_fma(k, acts, kind, labels, blank, time, sequence, ws) },
+    }
+}
+
+/// [`backward`], compiled for `isa`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_on<F: Float, K: Kernels<F>>(
+    isa: Isa,
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    kind: InputKind,
+    out: GradOutput,
+    labels: &[u32],
+    blank: usize,
+    time: usize,
+    log_likelihood: f64,
+    scale: F,
+    ws: &mut [F],
+    grad: &mut SeqGrad<F>,
+) {
+    match isa {
+        Isa::Baseline => backward(k, acts, kind, out, labels, blank, time, log_likelihood, scale, ws, grad),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
+        Isa::Avx2Fma(_) => unsafe {
+            backward_avx2_fma(k, acts, kind, out, labels, blank, time, log_likelihood, scale, ws, grad)
+        },
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn forward_avx2_fma<F: Float, K: Kernels<F>>(
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    kind: InputKind,
+    labels: &[u32],
+    blank: usize,
+    time: usize,
+    sequence: usize,
+    ws: &mut [F],
+) -> Result<f64, CtcError> {
+    forward(k, acts, kind, labels, blank, time, sequence, ws)
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn backward_avx2_fma<F: Float, K: Kernels<F>>(
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    kind: InputKind,
+    out: GradOutput,
+    labels: &[u32],
+    blank: usize,
+    time: usize,
+    log_likelihood: f64,
+    scale: F,
+    ws: &mut [F],
+    grad: &mut SeqGrad<F>,
+) {
+    backward(k, acts, kind, out, labels, blank, time, log_likelihood, scale, ws, grad)
 }
