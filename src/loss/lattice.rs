@@ -61,6 +61,18 @@ impl SeqLayout {
     }
 }
 
+/// The states of frame `t` that matter, as an index range `lo..hi` over blanks `i` and labels `j`
+/// (DESIGN §5). The start reaches state `s` no earlier than frame `s - 1`: blank `i` (`s = 2i`) and
+/// label `j` (`s = 2j + 1`) need `i, j <= t`. From label `j` the end (the last label) is `L - 1 - j`
+/// steps away, from blank `i` one more, so with `d = T - 1 - t` frames left both need `>= L - 1 - d`
+/// (a superset for blanks and for repeated labels, which need more steps). Outside this range alpha
+/// is `-inf` or feeds no path that ends in time, and beta likewise, so skipping it changes no result.
+#[inline(always)]
+fn band(t: usize, time: usize, l_len: usize) -> (usize, usize) {
+    let d = time - 1 - t;
+    (l_len.saturating_sub(1 + d), t + 1)
+}
+
 /// Splits an `f64` into two `F` whose sum (in `f64`) is the value to within `F`'s precision squared.
 #[inline(always)]
 fn split_f64<F: Float>(x: f64) -> (F, F) {
@@ -224,7 +236,7 @@ pub(crate) fn forward<F: Float, K: Kernels<F>>(
         let (cur, rest) = after.split_at_mut(s_len);
         let emit = &rest[lay.emit - lay.alpha - (t + 1) * s_len..][..l_len];
         let skip = &rest[lay.skip - lay.alpha - (t + 1) * s_len..][..l_len];
-        shift = k.alpha_step(prev, cur, eb, emit, skip, l_len);
+        shift = k.alpha_step(prev, cur, eb, emit, skip, l_len, band(t, time, l_len));
     }
 
     let last = &ws[lay.alpha + (time - 1) * s_len..][..s_len];
@@ -303,7 +315,7 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
             }
             emit[l_len] = ninf;
             beta_offset += shift.to_f64();
-            shift = k.beta_step(next, cur, eb, &emit[..l_len + 1], skip, l_len);
+            shift = k.beta_step(next, cur, eb, &emit[..l_len + 1], skip, l_len, band(t, time, l_len));
             if shift == ninf {
                 // Cannot happen on a feasible lattice; keeps a corrupted one from producing NaN.
                 shift = F::ZERO;

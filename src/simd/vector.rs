@@ -230,31 +230,45 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
     }
 
     #[inline(always)]
-    fn alpha_step(&self, prev: &[F], cur: &mut [F], eb: F, emit: &[F], skip: &[F], l_len: usize) -> F {
+    fn alpha_step(
+        &self,
+        prev: &[F],
+        cur: &mut [F],
+        eb: F,
+        emit: &[F],
+        skip: &[F],
+        l_len: usize,
+        band: (usize, usize),
+    ) -> F {
+        let (lo, hi) = band;
+        if lo > 0 || hi <= l_len {
+            cur.fill(F::NEG_INFINITY);
+        }
         let (pb, pl) = prev.split_at(l_len + 1);
         let (cb, cl) = cur.split_at_mut(l_len + 1);
         let ebv = V::splat(eb);
         let mut mx = V::splat(F::NEG_INFINITY);
-        cb[0] = eb + pb[0];
-        // Blanks 1..=L: from the same blank, or from the label before it.
+        if lo == 0 {
+            cb[0] = eb + pb[0];
+        }
+        // Blanks 1..=L within the band: from the same blank, or from the label before it.
         {
-            let n = l_len;
-            let mut at = 0;
-            while at < n {
-                let count = (n - at).min(V::N);
-                let i = 1 + at;
+            let (start, n) = (lo.max(1), hi.min(l_len + 1));
+            let mut i = start;
+            while i < n {
+                let count = (n - i).min(V::N);
                 let r = ebv + lse2_v::<F, V>(ld(pb, i, count), ld(pl, i - 1, count));
                 mx = mx.max(r);
                 r.store(&mut cb[i..i + count]);
-                at += V::N;
+                i += V::N;
             }
         }
-        // Labels 0..L: itself, the blank before it, or (skip) the label before it. The "label before"
+        // Labels 0..L (within the band): itself, the blank before it, or (skip) the label before it. The "label before"
         // of label 0 reads prev[L], the last blank (it precedes the label section), and skip[0] = -inf
         // removes it: one loop, no scalar special case (which cost a libm exp and log1p per row).
         {
-            let n = l_len;
-            let mut j = 0;
+            let n = hi.min(l_len);
+            let mut j = lo;
             while j < n {
                 let count = (n - j).min(V::N);
                 let from_skip = ld::<F, V>(prev, l_len + j, count) + ld(skip, j, count);
@@ -269,15 +283,28 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
     }
 
     #[inline(always)]
-    fn beta_step(&self, next: &[F], cur: &mut [F], eb: F, emit: &[F], skip: &[F], l_len: usize) -> F {
+    fn beta_step(
+        &self,
+        next: &[F],
+        cur: &mut [F],
+        eb: F,
+        emit: &[F],
+        skip: &[F],
+        l_len: usize,
+        band: (usize, usize),
+    ) -> F {
+        let (lo, hi) = band;
+        if lo > 0 || hi <= l_len {
+            cur.fill(F::NEG_INFINITY);
+        }
         let (nb, nl) = next.split_at(l_len + 1);
         let (cb, cl) = cur.split_at_mut(l_len + 1);
         let ebv = V::splat(eb);
         let mut mx = V::splat(F::NEG_INFINITY);
         // Blanks 0..L: stay, or move on to the label after it.
         {
-            let n = l_len;
-            let mut i = 0;
+            let n = hi.min(l_len);
+            let mut i = lo;
             while i < n {
                 let count = (n - i).min(V::N);
                 let qb = ebv + ld(nb, i, count);
@@ -288,18 +315,20 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
                 i += V::N;
             }
         }
-        cb[l_len] = eb + nb[l_len];
+        if hi > l_len {
+            cb[l_len] = eb + nb[l_len];
+        }
         // Labels 0..L: stay, the blank after it, or (skip) the next label. The last label has no next
         // label: its lane loads emit[L] = skip[L] = -inf (sentinels) and nothing past the end of `nl`.
         {
-            let n = l_len;
-            let mut j = 0;
+            let n = hi.min(l_len);
+            let mut j = lo;
             while j < n {
                 let count = (n - j).min(V::N);
                 let stay = ld::<F, V>(emit, j, count) + ld(nl, j, count);
                 let blank = ebv + ld(nb, j + 1, count);
                 let next_label = ld::<F, V>(emit, j + 1, count)
-                    + ld(nl, j + 1, count.min(n - j - 1))
+                    + ld(nl, j + 1, count.min(l_len - j - 1))
                     + ld(skip, j + 1, count);
                 let r = lse3_v::<F, V>(stay, blank, next_label);
                 mx = mx.max(r);
