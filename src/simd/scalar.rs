@@ -98,11 +98,11 @@ impl<F: Float> Kernels<F> for Scalar {
         let (cb, cl) = cur.split_at_mut(l_len + 1);
         let qb = |i: usize| eb + nb[i];
         let ql = |j: usize| if j < l_len { emit[j] + nl[j] } else { F::NEG_INFINITY };
-        for i in lo..hi.min(l_len + 1) {
-            cb[i] = lse2(qb(i), ql(i));
+        for (i, c) in cb.iter_mut().enumerate().take(hi.min(l_len + 1)).skip(lo) {
+            *c = lse2(qb(i), ql(i));
         }
-        for j in lo..hi.min(l_len) {
-            cl[j] = lse3(ql(j), qb(j + 1), ql(j + 1) + skip[j + 1]);
+        for (j, c) in cl.iter_mut().enumerate().take(hi.min(l_len)).skip(lo) {
+            *c = lse3(ql(j), qb(j + 1), ql(j + 1) + skip[j + 1]);
         }
         cur.iter().fold(F::NEG_INFINITY, |m, &x| m.max(x))
     }
