@@ -20,7 +20,10 @@ fn main() {
         Some(n) => vec![n.parse().expect("thread count")],
         None => vec![1, 2],
     };
-    println!("{:<11} {:>8} {:>7} {:>10} {:>12}", "shape", "backend", "threads", "median ms", "Mcells/s");
+    println!(
+        "{:<11} {:>8} {:>7} {:>10} {:>12} {:>12} {:>12}",
+        "shape", "backend", "threads", "median ms", "Mcells/s", "ws KiB", "alpha KiB"
+    );
     for shape in
         standard_shapes().into_iter().filter(|s| only.as_deref().is_none_or(|o| o == "all" || o == s.name))
     {
@@ -56,13 +59,18 @@ fn main() {
                 }
                 times.sort_by(f64::total_cmp);
                 let med = times[times.len() / 2];
+                // Peak workspace against the alpha storage it must stay close to (T_b * S_b per sequence).
+                let ws_kib = (ws.capacity() * std::mem::size_of::<f32>()) as f64 / 1024.0;
+                let alpha_kib = (shape.cells() * std::mem::size_of::<f32>()) as f64 / 1024.0;
                 println!(
-                    "{:<11} {:>8} {:>7} {:>10.3} {:>12.1}",
+                    "{:<11} {:>8} {:>7} {:>10.3} {:>12.1} {:>12.1} {:>12.1}",
                     shape.name,
                     format!("{backend:?}"),
                     threads,
                     med * 1e3,
-                    shape.cells() as f64 / med / 1e6
+                    shape.cells() as f64 / med / 1e6,
+                    ws_kib,
+                    alpha_kib
                 );
             }
         }
