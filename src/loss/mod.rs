@@ -102,7 +102,8 @@ pub enum Parallelism {
 /// and benchmarks can force each path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
-    /// The fastest available on the running CPU: [`Backend::Avx2`] if supported, else [`Backend::Vector`].
+    /// The fastest available on the running CPU: [`Backend::Avx2`] if supported, else [`Backend::Vector`]
+    /// (and [`Backend::Vector`] when the build itself targets AVX2 and FMA, where `wide` is faster).
     #[default]
     Auto,
     /// Plain scalar code with the standard library's `exp`/`ln` (the readable reference of the fast path).
@@ -297,7 +298,12 @@ pub fn ctc_compute<F: Float, L: Index>(
     opts: &CtcOptions,
     ws: &mut Workspace<F>,
 ) -> Result<F, CtcError> {
+    // A build that already targets AVX2 and FMA (`-C target-cpu=native` on such a CPU) compiles the
+    // `wide` kernels to AVX2 intrinsics, which measured ~30% fewer instructions than the array lanes
+    // (callgrind, chars: 33.6M vs 46.8M): there `Auto` keeps them.
+    let compiled_avx2 = cfg!(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"));
     let avx2 = match opts.backend {
+        Backend::Auto if compiled_avx2 => None,
         Backend::Auto | Backend::Avx2 => lattice::Isa::avx2_fma(),
         Backend::Scalar | Backend::Vector => None,
     };
