@@ -1,6 +1,6 @@
 //! Times loss + logits gradient (f32) on the standard shapes and prints ms and lattice cells per second,
 //! per backend and thread count.
-//! `cargo run --release --example bench [-- ROUNDS [SHAPE|all [scalar|vector [THREADS]]]]`.
+//! `cargo run --release --example bench [-- ROUNDS [SHAPE|all [scalar|vector|avx2|auto [THREADS]]]]`.
 
 use fastctc::loss::shapes::standard_shapes;
 use fastctc::{ctc_compute, ActsView, ActsViewMut, Backend, CtcOptions, Reduction, Targets, Workspace};
@@ -12,13 +12,18 @@ fn main() {
     let backends: Vec<Backend> = match std::env::args().nth(3).as_deref() {
         Some("scalar") => vec![Backend::Scalar],
         Some("vector") => vec![Backend::Vector],
-        _ => vec![Backend::Scalar, Backend::Vector],
+        Some("avx2") => vec![Backend::Avx2],
+        Some("auto") => vec![Backend::Auto],
+        _ => vec![Backend::Scalar, Backend::Vector, Backend::Avx2],
     };
     let thread_counts: Vec<usize> = match std::env::args().nth(4) {
         Some(n) => vec![n.parse().expect("thread count")],
         None => vec![1, 2],
     };
-    println!("{:<11} {:>8} {:>7} {:>10} {:>12}", "shape", "backend", "threads", "median ms", "Mcells/s");
+    println!(
+        "{:<11} {:>8} {:>7} {:>10} {:>12} {:>12} {:>12}",
+        "shape", "backend", "threads", "median ms", "Mcells/s", "ws KiB", "alpha KiB"
+    );
     for shape in
         standard_shapes().into_iter().filter(|s| only.as_deref().is_none_or(|o| o == "all" || o == s.name))
     {
@@ -54,13 +59,18 @@ fn main() {
                 }
                 times.sort_by(f64::total_cmp);
                 let med = times[times.len() / 2];
+                // Peak workspace against the alpha storage it must stay close to (T_b * S_b per sequence).
+                let ws_kib = (ws.capacity() * std::mem::size_of::<f32>()) as f64 / 1024.0;
+                let alpha_kib = (shape.cells() * std::mem::size_of::<f32>()) as f64 / 1024.0;
                 println!(
-                    "{:<11} {:>8} {:>7} {:>10.3} {:>12.1}",
+                    "{:<11} {:>8} {:>7} {:>10.3} {:>12.1} {:>12.1} {:>12.1}",
                     shape.name,
                     format!("{backend:?}"),
                     threads,
                     med * 1e3,
-                    shape.cells() as f64 / med / 1e6
+                    shape.cells() as f64 / med / 1e6,
+                    ws_kib,
+                    alpha_kib
                 );
             }
         }

@@ -38,6 +38,9 @@ pub trait Float:
 {
     /// The vector row kernels for this type (`f32x8` or `f64x4` lanes).
     type Simd: crate::simd::Kernels<Self> + Default + Copy + Send + Sync;
+    /// The row kernels over array lanes ([`crate::simd::ArrayF32x8`] or [`crate::simd::ArrayF64x4`]),
+    /// which the kernel runs inside its runtime-dispatched `avx2,fma` clones.
+    type Array: crate::simd::Kernels<Self> + Default + Copy + Send + Sync;
 
     /// `0`.
     const ZERO: Self;
@@ -77,9 +80,10 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ident, $v:ty) => {
+    ($t:ident, $v:ty, $a:ty) => {
         impl Float for $t {
             type Simd = crate::simd::Vector<$v>;
+            type Array = crate::simd::Vector<$a>;
 
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -136,5 +140,5 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, wide::f32x8);
-impl_float!(f64, wide::f64x4);
+impl_float!(f32, wide::f32x8, crate::simd::ArrayF32x8);
+impl_float!(f64, wide::f64x4, crate::simd::ArrayF64x4);

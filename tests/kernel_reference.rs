@@ -26,7 +26,7 @@ fn opts(kind: InputKind, blank: usize) -> CtcOptions {
 }
 
 /// Every implementation of the inner loops; each test runs on all of them.
-const BACKENDS: [Backend; 2] = [Backend::Scalar, Backend::Vector];
+const BACKENDS: [Backend; 3] = [Backend::Scalar, Backend::Vector, Backend::Avx2];
 
 /// Expected output row for frame t of sequence b under each input kind.
 fn expected_grad(p: &Problem, b: usize, kind: InputKind) -> (f64, Vec<Vec<f64>>) {

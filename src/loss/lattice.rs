@@ -61,6 +61,18 @@ impl SeqLayout {
     }
 }
 
+/// The states of frame `t` that matter, as an index range `lo..hi` over blanks `i` and labels `j`
+/// (DESIGN §5). The start reaches state `s` no earlier than frame `s - 1`: blank `i` (`s = 2i`) and
+/// label `j` (`s = 2j + 1`) need `i, j <= t`. From label `j` the end (the last label) is `L - 1 - j`
+/// steps away, from blank `i` one more, so with `d = T - 1 - t` frames left both need `>= L - 1 - d`
+/// (a superset for blanks and for repeated labels, which need more steps). Outside this range alpha
+/// is `-inf` or feeds no path that ends in time, and beta likewise, so skipping it changes no result.
+#[inline(always)]
+fn band(t: usize, time: usize, l_len: usize) -> (usize, usize) {
+    let d = time - 1 - t;
+    (l_len.saturating_sub(1 + d), t + 1)
+}
+
 /// Splits an `f64` into two `F` whose sum (in `f64`) is the value to within `F`'s precision squared.
 #[inline(always)]
 fn split_f64<F: Float>(x: f64) -> (F, F) {
@@ -153,6 +165,7 @@ impl<F: Float> SeqGrad<F> {
 /// 10^4 frames loses two or three digits of every posterior to the magnitude of its operands; with it,
 /// every stored value is within a few units of 0 and the rounding per step is that of `O(1)` numbers.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub(crate) fn forward<F: Float, K: Kernels<F>>(
     k: &K,
     acts: &SeqActs<'_, F>,
@@ -223,7 +236,7 @@ pub(crate) fn forward<F: Float, K: Kernels<F>>(
         let (cur, rest) = after.split_at_mut(s_len);
         let emit = &rest[lay.emit - lay.alpha - (t + 1) * s_len..][..l_len];
         let skip = &rest[lay.skip - lay.alpha - (t + 1) * s_len..][..l_len];
-        shift = k.alpha_step(prev, cur, eb, emit, skip, l_len);
+        shift = k.alpha_step(prev, cur, eb, emit, skip, l_len, band(t, time, l_len));
     }
 
     let last = &ws[lay.alpha + (time - 1) * s_len..][..s_len];
@@ -239,6 +252,7 @@ pub(crate) fn forward<F: Float, K: Kernels<F>>(
 /// alpha's, by offsets `D_t`; the posterior of state `s` at `t` is then
 /// `exp(alpha'_t(s) + beta'_t(s) - (ln p - C_t - D_t))`, with the bracket computed in `f64`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub(crate) fn backward<F: Float, K: Kernels<F>>(
     k: &K,
     acts: &SeqActs<'_, F>,
@@ -301,7 +315,7 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
             }
             emit[l_len] = ninf;
             beta_offset += shift.to_f64();
-            shift = k.beta_step(next, cur, eb, &emit[..l_len + 1], skip, l_len);
+            shift = k.beta_step(next, cur, eb, &emit[..l_len + 1], skip, l_len, band(t, time, l_len));
             if shift == ninf {
                 // Cannot happen on a feasible lattice; keeps a corrupted one from producing NaN.
                 shift = F::ZERO;
@@ -452,4 +466,119 @@ fn locate_bad_value<F: Float>(acts: &SeqActs<'_, F>, t: usize, kind: InputKind, 
     debug_assert!(matches!(kind, InputKind::Logits));
     // Every value is -inf: a frame of logits with no finite entry has no softmax.
     CtcError::NonFinite { sequence, frame: t, class: 0, value: f64::NEG_INFINITY }
+}
+
+/// The instruction set a sequence's lattice is compiled for. [`forward`] and [`backward`] are
+/// `#[inline(always)]`, and every kernel they call is too, so each entry point below is one complete
+/// copy of the per-sequence code, compiled for its instruction set: the feature check happens once per
+/// call of the batch API, never inside the lattice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// Whatever the build targets (SSE2 for a default x86-64 build).
+    Baseline,
+    /// AVX2 and FMA, checked at run time: only constructed by [`Isa::avx2_fma`].
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma(Avx2FmaToken),
+}
+
+/// Proof that the running CPU has AVX2 and FMA; only [`Isa::avx2_fma`] makes one.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Avx2FmaToken(());
+
+impl Isa {
+    /// `Some` when the CPU has AVX2 and FMA (the standard library caches the detection).
+    pub(crate) fn avx2_fma() -> Option<Isa> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return Some(Isa::Avx2Fma(Avx2FmaToken(())));
+        }
+        None
+    }
+}
+
+/// [`forward`], compiled for `isa`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_on<F: Float, K: Kernels<F>>(
+    isa: Isa,
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    kind: InputKind,
+    labels: &[u32],
+    blank: usize,
+    time: usize,
+    sequence: usize,
+    ws: &mut [F],
+) -> Result<f64, CtcError> {
+    match isa {
+        Isa::Baseline => forward(k, acts, kind, labels, blank, time, sequence, ws),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
+        Isa::Avx2Fma(_) => unsafe { forward_avx2_fma(k, acts, kind, labels, blank, time, sequence, ws) },
+    }
+}
+
+/// [`backward`], compiled for `isa`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_on<F: Float, K: Kernels<F>>(
+    isa: Isa,
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    kind: InputKind,
+    out: GradOutput,
+    labels: &[u32],
+    blank: usize,
+    time: usize,
+    log_likelihood: f64,
+    scale: F,
+    ws: &mut [F],
+    grad: &mut SeqGrad<F>,
+) {
+    match isa {
+        Isa::Baseline => backward(k, acts, kind, out, labels, blank, time, log_likelihood, scale, ws, grad),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
+        Isa::Avx2Fma(_) => unsafe {
+            backward_avx2_fma(k, acts, kind, out, labels, blank, time, log_likelihood, scale, ws, grad)
+        },
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn forward_avx2_fma<F: Float, K: Kernels<F>>(
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    kind: InputKind,
+    labels: &[u32],
+    blank: usize,
+    time: usize,
+    sequence: usize,
+    ws: &mut [F],
+) -> Result<f64, CtcError> {
+    forward(k, acts, kind, labels, blank, time, sequence, ws)
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn backward_avx2_fma<F: Float, K: Kernels<F>>(
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    kind: InputKind,
+    out: GradOutput,
+    labels: &[u32],
+    blank: usize,
+    time: usize,
+    log_likelihood: f64,
+    scale: F,
+    ws: &mut [F],
+    grad: &mut SeqGrad<F>,
+) {
+    backward(k, acts, kind, out, labels, blank, time, log_likelihood, scale, ws, grad)
 }

@@ -51,31 +51,57 @@ impl<F: Float> Kernels<F> for Scalar {
         row.iter().all(|&x| !(x.is_nan() || x == F::INFINITY))
     }
 
-    fn alpha_step(&self, prev: &[F], cur: &mut [F], eb: F, emit: &[F], skip: &[F], l_len: usize) -> F {
+    #[allow(clippy::too_many_arguments)]
+    fn alpha_step(
+        &self,
+        prev: &[F],
+        cur: &mut [F],
+        eb: F,
+        emit: &[F],
+        skip: &[F],
+        l_len: usize,
+        band: (usize, usize),
+    ) -> F {
+        let (lo, hi) = band;
+        cur.fill(F::NEG_INFINITY);
         let (pb, pl) = prev.split_at(l_len + 1);
         let (cb, cl) = cur.split_at_mut(l_len + 1);
-        cb[0] = eb + pb[0];
-        for i in 1..=l_len {
+        if lo == 0 {
+            cb[0] = eb + pb[0];
+        }
+        for i in lo.max(1)..hi.min(l_len + 1) {
             cb[i] = eb + lse2(pb[i], pl[i - 1]);
         }
-        if l_len > 0 {
+        if lo == 0 && hi > 0 && l_len > 0 {
             cl[0] = emit[0] + lse2(pl[0], pb[0]);
         }
-        for j in 1..l_len {
+        for j in lo.max(1)..hi.min(l_len) {
             cl[j] = emit[j] + lse3(pl[j], pb[j], pl[j - 1] + skip[j]);
         }
         cur.iter().fold(F::NEG_INFINITY, |m, &x| m.max(x))
     }
 
-    fn beta_step(&self, next: &[F], cur: &mut [F], eb: F, emit: &[F], skip: &[F], l_len: usize) -> F {
+    #[allow(clippy::too_many_arguments)]
+    fn beta_step(
+        &self,
+        next: &[F],
+        cur: &mut [F],
+        eb: F,
+        emit: &[F],
+        skip: &[F],
+        l_len: usize,
+        band: (usize, usize),
+    ) -> F {
+        let (lo, hi) = band;
+        cur.fill(F::NEG_INFINITY);
         let (nb, nl) = next.split_at(l_len + 1);
         let (cb, cl) = cur.split_at_mut(l_len + 1);
         let qb = |i: usize| eb + nb[i];
         let ql = |j: usize| if j < l_len { emit[j] + nl[j] } else { F::NEG_INFINITY };
-        for (i, c) in cb.iter_mut().enumerate() {
+        for (i, c) in cb.iter_mut().enumerate().take(hi.min(l_len + 1)).skip(lo) {
             *c = lse2(qb(i), ql(i));
         }
-        for (j, c) in cl.iter_mut().enumerate() {
+        for (j, c) in cl.iter_mut().enumerate().take(hi.min(l_len)).skip(lo) {
             *c = lse3(ql(j), qb(j + 1), ql(j + 1) + skip[j + 1]);
         }
         cur.iter().fold(F::NEG_INFINITY, |m, &x| m.max(x))
