@@ -408,10 +408,20 @@ fn write_output_row<F: Float, K: Kernels<F>>(
             }
         }
     }
-    let total = k.posterior_weights(alpha, beta, shift, post);
-    if !(total > F::ZERO && total.is_finite()) {
-        // Unreachable on a feasible lattice (some state carries the mass); never divide by it.
-        return;
+    // `shift` (ln p minus the rows' offsets) makes the weights sum to about 1. When the activations are
+    // so large that `ln p - C_t - D_t` cancels catastrophically (finite log-probs near 1e40 do it in
+    // f32), the weights over- or underflow: fall back to the frame's own largest `alpha + beta`, which
+    // puts the largest weight at exactly 1 and the sum in [1, S].
+    let mut total = k.posterior_weights(alpha, beta, shift, post);
+    if !(total > F::from_f64(1e-3) && total < F::from_f64(1e3)) {
+        let m = alpha.iter().zip(beta).fold(F::NEG_INFINITY, |m, (&a, &b)| m.max(a + b));
+        if !m.is_finite() {
+            // `-inf`: no state carries mass at this frame, impossible on a feasible lattice. `+inf`:
+            // log-probs beyond half of F::MAX, whose sum overflows; they have no meaningful posterior.
+            // Either way, report none rather than divide by zero or produce NaN.
+            return;
+        }
+        total = k.posterior_weights(alpha, beta, m, post);
     }
     let norm = sign_scale / total;
     let blank_mass: F = post[..=l_len].iter().copied().sum();
