@@ -9,6 +9,9 @@
 //! shared `common::Problem` generator. The number of cases per property is `QUICKCHECK_TESTS`
 //! (default [`DEFAULT_TESTS`]).
 
+// Index loops over (t, b, k) mirror the address formula and read better than iterator chains here.
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 
 use std::sync::Mutex;
