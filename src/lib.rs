@@ -79,6 +79,11 @@ pub mod float;
 pub mod loss;
 pub mod simd;
 
+#[cfg(feature = "audio")]
+pub mod audio;
+#[cfg(feature = "audio")]
+pub mod train;
+
 pub use buffer::{ActsView, ActsViewMut, Index, Layout, Targets};
 pub use error::CtcError;
 pub use float::Float;

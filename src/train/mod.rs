@@ -1,0 +1,3 @@
+//! Training: manifests (more to come from the trainer).
+
+pub mod manifest;
