@@ -81,6 +81,10 @@ pub mod simd;
 
 #[cfg(feature = "audio")]
 pub mod audio;
+#[cfg(feature = "nn")]
+pub mod nn;
+#[cfg(feature = "nn")]
+pub mod optim;
 #[cfg(feature = "audio")]
 pub mod train;
 

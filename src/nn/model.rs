@@ -1,0 +1,511 @@
+//! Acoustic models: convolutional subsampling + bidirectional GRUs, or an all-convolutional stack.
+
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    check_channels, conv_output_length, zero_padded_rows, Activation, ActivationLayer, Batch, BiGru,
+    Conv1d, Conv1dSpec, Dropout, Layer, LayerNorm, Linear, Mode, NnError, NnFloat, Param,
+};
+
+/// Sizes of the recurrent model: `conv_layers` x (Conv1d(kernel `conv_kernel`, stride `conv_stride`,
+/// padding `conv_kernel / 2`) -> `activation`) -> dropout -> `gru_layers` x (BiGru(`hidden`) -> dropout)
+/// -> Linear(`2 hidden` -> `vocab`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GruModelConfig {
+    /// Feature channels per input frame (80 log-mel bins).
+    pub input_dim: usize,
+    /// Output classes `V` (blank + symbols).
+    pub vocab: usize,
+    /// Number of subsampling convolutions (0 = none; each divides the frame rate by `conv_stride`).
+    pub conv_layers: usize,
+    /// Output channels of each subsampling convolution.
+    pub conv_channels: usize,
+    /// Kernel width of the subsampling convolutions, in frames (odd keeps them centred).
+    pub conv_kernel: usize,
+    /// Stride of each subsampling convolution, in frames.
+    pub conv_stride: usize,
+    /// Nonlinearity after each subsampling convolution.
+    pub activation: Activation,
+    /// Number of bidirectional GRU layers (>= 1).
+    pub gru_layers: usize,
+    /// Hidden size per direction of every GRU layer.
+    pub hidden: usize,
+    /// Dropout probability after the subsampling and after each GRU layer (0 disables).
+    pub dropout: f64,
+}
+
+impl Default for GruModelConfig {
+    /// About 2.1 M parameters: 80 mel bins, 2 convolutions of 256 channels (kernel 3, stride 2: x4
+    /// subsampling), 3 bidirectional GRU layers of 192, 29 classes, dropout 0.1.
+    fn default() -> Self {
+        Self {
+            input_dim: 80,
+            vocab: 29,
+            conv_layers: 2,
+            conv_channels: 256,
+            conv_kernel: 3,
+            conv_stride: 2,
+            activation: Activation::Relu,
+            gru_layers: 3,
+            hidden: 192,
+            dropout: 0.1,
+        }
+    }
+}
+
+/// Sizes of the all-convolutional model: `subsample_layers` x (Conv1d(kernel 3, stride 2, padding 1)
+/// -> GELU) -> `blocks` x [`ResidualConvBlock`] (kernel `kernel`, dilation `dilation_cycle[i % len]`)
+/// -> LayerNorm -> Linear(`channels` -> `vocab`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConvModelConfig {
+    /// Feature channels per input frame.
+    pub input_dim: usize,
+    /// Output classes `V`.
+    pub vocab: usize,
+    /// Channels of every layer after the first convolution.
+    pub channels: usize,
+    /// Number of stride-2 subsampling convolutions.
+    pub subsample_layers: usize,
+    /// Number of residual blocks.
+    pub blocks: usize,
+    /// Kernel width of the block convolutions, in frames (odd).
+    pub kernel: usize,
+    /// Dilations used by successive blocks, cycled (e.g. `[1, 2, 4]`); empty means all 1.
+    pub dilation_cycle: Vec<usize>,
+    /// Dropout probability inside each block.
+    pub dropout: f64,
+}
+
+impl Default for ConvModelConfig {
+    /// 80 mel bins, 256 channels, x4 subsampling, 6 blocks of kernel 5 with dilations 1, 2, 4, 29 classes.
+    fn default() -> Self {
+        Self {
+            input_dim: 80,
+            vocab: 29,
+            channels: 256,
+            subsample_layers: 2,
+            blocks: 6,
+            kernel: 5,
+            dilation_cycle: vec![1, 2, 4],
+            dropout: 0.1,
+        }
+    }
+}
+
+/// Which architecture, with its sizes; serialises as `{"arch": "gru", ...}` or `{"arch": "conv", ...}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "arch", rename_all = "snake_case")]
+pub enum ModelConfig {
+    /// Convolutional subsampling + bidirectional GRUs.
+    Gru(GruModelConfig),
+    /// All-convolutional residual stack.
+    Conv(ConvModelConfig),
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self::Gru(GruModelConfig::default())
+    }
+}
+
+fn positive(field: &'static str, v: usize) -> Result<(), NnError> {
+    if v == 0 {
+        return Err(NnError::InvalidConfig { field, value: 0.0, requirement: "at least 1" });
+    }
+    Ok(())
+}
+
+fn dropout_p(p: f64) -> Result<(), NnError> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(NnError::InvalidConfig { field: "dropout", value: p, requirement: "in [0, 1)" });
+    }
+    Ok(())
+}
+
+impl ModelConfig {
+    /// Checks every size.
+    ///
+    /// # Errors
+    /// [`NnError::InvalidConfig`] naming the first field out of range.
+    pub fn validate(&self) -> Result<(), NnError> {
+        match self {
+            Self::Gru(c) => {
+                positive("input_dim", c.input_dim)?;
+                positive("vocab", c.vocab)?;
+                positive("gru_layers", c.gru_layers)?;
+                positive("hidden", c.hidden)?;
+                if c.conv_layers > 0 {
+                    positive("conv_channels", c.conv_channels)?;
+                    positive("conv_kernel", c.conv_kernel)?;
+                    positive("conv_stride", c.conv_stride)?;
+                }
+                if let Activation::HardTanh { min, max } = c.activation {
+                    if !(min <= max) {
+                        return Err(NnError::InvalidConfig {
+                            field: "activation.max",
+                            value: max,
+                            requirement: "at least activation.min",
+                        });
+                    }
+                }
+                dropout_p(c.dropout)
+            }
+            Self::Conv(c) => {
+                positive("input_dim", c.input_dim)?;
+                positive("vocab", c.vocab)?;
+                positive("channels", c.channels)?;
+                positive("kernel", c.kernel)?;
+                if c.kernel % 2 == 0 {
+                    return Err(NnError::InvalidConfig {
+                        field: "kernel",
+                        value: c.kernel as f64,
+                        requirement: "odd (so the residual blocks keep the length)",
+                    });
+                }
+                if let Some(&d) = c.dilation_cycle.iter().find(|&&d| d == 0) {
+                    return Err(NnError::InvalidConfig {
+                        field: "dilation_cycle",
+                        value: d as f64,
+                        requirement: "all at least 1",
+                    });
+                }
+                dropout_p(c.dropout)
+            }
+        }
+    }
+
+    /// Input feature channels.
+    pub fn input_dim(&self) -> usize {
+        match self {
+            Self::Gru(c) => c.input_dim,
+            Self::Conv(c) => c.input_dim,
+        }
+    }
+
+    /// Output classes `V`.
+    pub fn vocab(&self) -> usize {
+        match self {
+            Self::Gru(c) => c.vocab,
+            Self::Conv(c) => c.vocab,
+        }
+    }
+
+    /// The subsampling convolutions' geometries, in order.
+    fn subsampling(&self) -> Vec<Conv1dSpec> {
+        let (n, input, channels, kernel, stride) = match self {
+            Self::Gru(c) => (c.conv_layers, c.input_dim, c.conv_channels, c.conv_kernel, c.conv_stride),
+            Self::Conv(c) => (c.subsample_layers, c.input_dim, c.channels, 3, 2),
+        };
+        (0..n)
+            .map(|i| Conv1dSpec {
+                in_channels: if i == 0 { input } else { channels },
+                out_channels: channels,
+                kernel,
+                stride,
+                padding: kernel / 2,
+                dilation: 1,
+            })
+            .collect()
+    }
+
+    /// Number of output frames for `len` input frames (the subsampling convolutions' lengths, composed).
+    pub fn output_length(&self, len: usize) -> usize {
+        self.subsampling().iter().fold(len, |l, s| conv_output_length(l, s))
+    }
+}
+
+/// `y = x + dropout(GELU(conv(layer_norm(x))))`, a pre-norm residual convolution block.
+///
+/// Shapes: `(B, T, C)` in and out, same lengths; the convolution is `C -> C`, stride 1, padding
+/// `dilation (kernel - 1) / 2` so the length is unchanged. Parameters `prefix.norm.{weight,bias}`,
+/// `prefix.conv.{weight,bias}`.
+pub struct ResidualConvBlock<F> {
+    norm: LayerNorm<F>,
+    conv: Conv1d<F>,
+    act: ActivationLayer<F>,
+    dropout: Dropout<F>,
+    shape: Option<(usize, usize, Vec<usize>)>,
+}
+
+impl<F: NnFloat> ResidualConvBlock<F> {
+    /// A block over `channels` with an odd `kernel` and `dilation`, dropout `p` seeded with `seed`.
+    ///
+    /// # Errors
+    /// [`NnError::InvalidConfig`] for a zero size, an even kernel, or `p` outside `[0, 1)`.
+    pub fn new(
+        prefix: &str,
+        channels: usize,
+        kernel: usize,
+        dilation: usize,
+        p: f64,
+        seed: u64,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Result<Self, NnError> {
+        if kernel % 2 == 0 {
+            return Err(NnError::InvalidConfig { field: "kernel", value: kernel as f64, requirement: "odd" });
+        }
+        positive("dilation", dilation)?;
+        let spec = Conv1dSpec {
+            in_channels: channels,
+            out_channels: channels,
+            kernel,
+            stride: 1,
+            padding: dilation * (kernel - 1) / 2,
+            dilation,
+        };
+        Ok(Self {
+            norm: LayerNorm::new(&format!("{prefix}.norm"), channels, 1e-5, rng)?,
+            conv: Conv1d::new(&format!("{prefix}.conv"), spec, rng)?,
+            act: ActivationLayer::new(Activation::Gelu),
+            dropout: Dropout::new(p, seed)?,
+            shape: None,
+        })
+    }
+}
+
+impl<F: NnFloat> Layer<F> for ResidualConvBlock<F> {
+    fn forward(&mut self, input: &Batch<F>, mode: Mode) -> Result<Batch<F>, NnError> {
+        let y = self.norm.forward(input, mode)?;
+        let y = self.conv.forward(&y, mode)?;
+        let y = self.act.forward(&y, mode)?;
+        let mut y = self.dropout.forward(&y, mode)?;
+        for (o, &x) in y.data_mut().iter_mut().zip(input.data()) {
+            *o += x;
+        }
+        y.zero_padding();
+        self.shape = Some((input.time(), input.channels(), input.lengths().to_vec()));
+        Ok(y)
+    }
+
+    fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError> {
+        let g = self.dropout.backward(grad_output)?;
+        let g = self.act.backward(&g)?;
+        let g = self.conv.backward(&g)?;
+        let mut g = self.norm.backward(&g)?;
+        for (a, &d) in g.iter_mut().zip(grad_output) {
+            *a += d;
+        }
+        let (t, c, lengths) = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "ResidualConvBlock" })?;
+        zero_padded_rows(&mut g, *t, *c, lengths);
+        Ok(g)
+    }
+
+    fn visit_params<'a>(&'a self, f: &mut dyn FnMut(&'a Param<F>)) {
+        self.norm.visit_params(f);
+        self.conv.visit_params(f);
+    }
+
+    fn visit_params_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<F>)) {
+        self.norm.visit_params_mut(f);
+        self.conv.visit_params_mut(f);
+    }
+}
+
+/// An acoustic model: log-mel features `(B, T, input_dim)` to logits `(B, T', vocab)`, with
+/// `T' = config.output_length(T)` and output lengths `config.output_length(lengths[b])`.
+///
+/// Parameter names (PyTorch-like, unique): GRU model `conv.{i}.{weight,bias}`,
+/// `rnn.{l}.{weight_ih_l0,weight_hh_l0,bias_ih_l0,bias_hh_l0}[_reverse]`, `output.{weight,bias}`;
+/// conv model `conv.{i}.*`, `blocks.{i}.norm.*`, `blocks.{i}.conv.*`, `norm.*`, `output.*`.
+///
+/// Construction from a seed is deterministic: the same config and seed give bit-identical parameters
+/// and dropout masks.
+pub struct AcousticModel<F> {
+    config: ModelConfig,
+    layers: Vec<Box<dyn Layer<F>>>,
+}
+
+/// Seed of the `i`-th dropout layer: distinct streams derived from the model seed.
+fn dropout_seed(seed: u64, i: u64) -> u64 {
+    seed ^ (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl<F: NnFloat> AcousticModel<F> {
+    /// Builds the model described by `config`, parameters initialised from `seed` (PyTorch's default
+    /// uniform bounds; layer norms 1 and 0).
+    ///
+    /// # Errors
+    /// [`NnError::InvalidConfig`] from [`ModelConfig::validate`].
+    pub fn new(config: &ModelConfig, seed: u64) -> Result<Self, NnError> {
+        config.validate()?;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut layers: Vec<Box<dyn Layer<F>>> = Vec::new();
+        let mut n_dropout = 0u64;
+        let mut next_seed = || {
+            n_dropout += 1;
+            dropout_seed(seed, n_dropout)
+        };
+        let subsampling = config.subsampling();
+        match config {
+            ModelConfig::Gru(c) => {
+                let mut width = c.input_dim;
+                for (i, spec) in subsampling.into_iter().enumerate() {
+                    layers.push(Box::new(Conv1d::new(&format!("conv.{i}"), spec, &mut rng)?));
+                    layers.push(Box::new(ActivationLayer::new(c.activation)));
+                    width = spec.out_channels;
+                }
+                layers.push(Box::new(Dropout::new(c.dropout, next_seed())?));
+                for l in 0..c.gru_layers {
+                    layers.push(Box::new(BiGru::new(&format!("rnn.{l}"), width, c.hidden, &mut rng)?));
+                    layers.push(Box::new(Dropout::new(c.dropout, next_seed())?));
+                    width = 2 * c.hidden;
+                }
+                layers.push(Box::new(Linear::new("output", width, c.vocab, &mut rng)?));
+            }
+            ModelConfig::Conv(c) => {
+                let mut width = c.input_dim;
+                for (i, spec) in subsampling.into_iter().enumerate() {
+                    layers.push(Box::new(Conv1d::new(&format!("conv.{i}"), spec, &mut rng)?));
+                    layers.push(Box::new(ActivationLayer::new(Activation::Gelu)));
+                    width = spec.out_channels;
+                }
+                if width != c.channels {
+                    // No subsampling: a pointwise projection brings the features to the block width.
+                    let spec = Conv1dSpec {
+                        in_channels: width,
+                        out_channels: c.channels,
+                        kernel: 1,
+                        stride: 1,
+                        padding: 0,
+                        dilation: 1,
+                    };
+                    layers.push(Box::new(Conv1d::new("conv.proj", spec, &mut rng)?));
+                    width = c.channels;
+                }
+                for i in 0..c.blocks {
+                    let dilation = if c.dilation_cycle.is_empty() {
+                        1
+                    } else {
+                        c.dilation_cycle[i % c.dilation_cycle.len()]
+                    };
+                    layers.push(Box::new(ResidualConvBlock::new(
+                        &format!("blocks.{i}"),
+                        width,
+                        c.kernel,
+                        dilation,
+                        c.dropout,
+                        next_seed(),
+                        &mut rng,
+                    )?));
+                }
+                layers.push(Box::new(LayerNorm::new("norm", width, 1e-5, &mut rng)?));
+                layers.push(Box::new(Linear::new("output", width, c.vocab, &mut rng)?));
+            }
+        }
+        Ok(Self { config: config.clone(), layers })
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Output classes `V`.
+    pub fn vocab(&self) -> usize {
+        self.config.vocab()
+    }
+
+    /// Output lengths (frames of logits) for the given input lengths (feature frames).
+    pub fn output_lengths(&self, lengths: &[usize]) -> Vec<usize> {
+        lengths.iter().map(|&l| self.config.output_length(l)).collect()
+    }
+
+    /// Logits `(B, T', vocab)` for features `(B, T, input_dim)`, caching activations for
+    /// [`AcousticModel::backward`]. Padded output frames are zero.
+    ///
+    /// # Errors
+    /// [`NnError::ShapeMismatch`] if the features do not have `input_dim` channels.
+    pub fn forward(&mut self, features: &Batch<F>, mode: Mode) -> Result<Batch<F>, NnError> {
+        check_channels("model input channels", self.config.input_dim(), features.channels())?;
+        let mut layers = self.layers.iter_mut();
+        let Some(first) = layers.next() else {
+            return Ok(features.clone());
+        };
+        let mut x = first.forward(features, mode)?;
+        for layer in layers {
+            x = layer.forward(&x, mode)?;
+        }
+        Ok(x)
+    }
+
+    /// Back-propagates the gradient of the loss with respect to the logits (flat `(B, T', vocab)`, as
+    /// returned by the CTC loss), adding into every parameter's gradient, and returns the gradient with
+    /// respect to the features (flat `(B, T, input_dim)`).
+    ///
+    /// # Errors
+    /// [`NnError::NoForwardCache`] without a preceding forward; [`NnError::ShapeMismatch`] if the
+    /// gradient's length is not that of the last logits.
+    pub fn backward(&mut self, grad_logits: &[F]) -> Result<Vec<F>, NnError> {
+        let mut layers = self.layers.iter_mut().rev();
+        let Some(last) = layers.next() else {
+            return Ok(grad_logits.to_vec());
+        };
+        let mut g = last.backward(grad_logits)?;
+        for layer in layers {
+            g = layer.backward(&g)?;
+        }
+        Ok(g)
+    }
+
+    /// Every parameter, in a fixed order (input side first).
+    pub fn params(&self) -> Vec<&Param<F>> {
+        let mut out = Vec::new();
+        self.visit_params(&mut |p| out.push(p));
+        out
+    }
+
+    /// Every parameter, mutably, in the same order as [`AcousticModel::params`].
+    pub fn params_mut(&mut self) -> Vec<&mut Param<F>> {
+        let mut out = Vec::new();
+        self.visit_params_mut(&mut |p| out.push(p));
+        out
+    }
+
+    /// Total number of scalar parameters.
+    pub fn num_params(&self) -> usize {
+        let mut n = 0;
+        self.visit_params(&mut |p| n += p.len());
+        n
+    }
+
+    /// Sets every parameter gradient to zero.
+    pub fn zero_grad(&mut self) {
+        self.visit_params_mut(&mut |p| p.zero_grad());
+    }
+
+    /// Calls `f` on each parameter in order.
+    pub fn visit_params<'a>(&'a self, f: &mut dyn FnMut(&'a Param<F>)) {
+        for layer in &self.layers {
+            layer.visit_params(f);
+        }
+    }
+
+    /// Calls `f` on each parameter, mutably, in order.
+    pub fn visit_params_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<F>)) {
+        for layer in &mut self.layers {
+            layer.visit_params_mut(f);
+        }
+    }
+}
+
+/// The model as one [`Layer`] (features in, logits out), so generic code and tests can treat it like
+/// any layer; the inherent methods of the same names do the same.
+impl<F: NnFloat> Layer<F> for AcousticModel<F> {
+    fn forward(&mut self, input: &Batch<F>, mode: Mode) -> Result<Batch<F>, NnError> {
+        AcousticModel::forward(self, input, mode)
+    }
+
+    fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError> {
+        AcousticModel::backward(self, grad_output)
+    }
+
+    fn visit_params<'a>(&'a self, f: &mut dyn FnMut(&'a Param<F>)) {
+        AcousticModel::visit_params(self, f);
+    }
+
+    fn visit_params_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<F>)) {
+        AcousticModel::visit_params_mut(self, f);
+    }
+}
