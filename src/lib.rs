@@ -79,8 +79,14 @@ pub mod float;
 pub mod loss;
 pub mod simd;
 
+#[cfg(feature = "decode")]
+pub mod align;
 #[cfg(feature = "audio")]
 pub mod audio;
+#[cfg(feature = "decode")]
+pub mod decode;
+#[cfg(feature = "decode")]
+pub mod metrics;
 #[cfg(feature = "nn")]
 pub mod nn;
 #[cfg(feature = "nn")]
