@@ -1,1 +1,72 @@
-fn main() {}
+//! One training step (forward + backward, f32) of the acoustic models on a realistic batch:
+//! B = 16 utterances of T = 300 frames of 80 log-mel features (3 s each, 10 ms shift), ragged lengths
+//! 240..=300, on a 2-thread rayon pool. Throughput is reported in utterances per second.
+//!
+//! `cargo bench --bench nn` (set `NN_BENCH_THREADS` to change the pool size).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use fastctc::nn::{AcousticModel, Batch, ConvModelConfig, GruModelConfig, Mode, ModelConfig};
+
+const B: usize = 16;
+const T: usize = 300;
+const FEATS: usize = 80;
+
+fn batch() -> Batch<f32> {
+    // Deterministic pseudo-features in [-1, 1); lengths spread like a length-sorted bucket.
+    let data = (0..B * T * FEATS)
+        .map(|i| ((i.wrapping_mul(2_654_435_761) >> 7) % 2001) as f32 / 1000.0 - 1.0)
+        .collect();
+    let lengths = (0..B).map(|b| T - b * 4).collect();
+    Batch::new(data, B, T, FEATS, lengths).expect("valid batch")
+}
+
+fn configs() -> Vec<(&'static str, ModelConfig)> {
+    let small = GruModelConfig {
+        gru_layers: 2,
+        hidden: 128,
+        conv_channels: 192,
+        ..GruModelConfig::default()
+    };
+    vec![
+        ("gru3x192", ModelConfig::Gru(GruModelConfig::default())),
+        ("gru2x128", ModelConfig::Gru(small)),
+        ("conv6x256", ModelConfig::Conv(ConvModelConfig::default())),
+    ]
+}
+
+fn step(c: &mut Criterion) {
+    let threads = std::env::var("NN_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
+    let x = batch();
+    let mut group = c.benchmark_group(format!("nn_train_step_{threads}t"));
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(B as u64));
+    for (name, config) in configs() {
+        let mut model = AcousticModel::<f32>::new(&config, 0).expect("model");
+        let params = model.num_params();
+        let grad = {
+            let y = model.forward(&x, Mode::Train).expect("forward");
+            vec![1e-3f32; y.data().len()]
+        };
+        group.bench_function(BenchmarkId::new(name, format!("{params}params")), |bench| {
+            bench.iter(|| {
+                pool.install(|| {
+                    model.zero_grad();
+                    let y = model.forward(&x, Mode::Train).expect("forward");
+                    std::hint::black_box(y.data()[0]);
+                    model.backward(&grad).expect("backward");
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, step);
+criterion_main!(benches);

@@ -39,11 +39,25 @@ pub enum OptimError {
 impl fmt::Display for OptimError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InvalidHyperparameter { field, value, requirement } => {
-                write!(f, "optimizer setting `{field}` = {value}: must be {requirement}")
+            Self::InvalidHyperparameter {
+                field,
+                value,
+                requirement,
+            } => {
+                write!(
+                    f,
+                    "optimizer setting `{field}` = {value}: must be {requirement}"
+                )
             }
-            Self::StateMismatch { index, expected, got } => {
-                write!(f, "optimizer state mismatch at parameter {index}: expected {expected}, got {got}")
+            Self::StateMismatch {
+                index,
+                expected,
+                got,
+            } => {
+                write!(
+                    f,
+                    "optimizer state mismatch at parameter {index}: expected {expected}, got {got}"
+                )
             }
         }
     }
@@ -51,11 +65,20 @@ impl fmt::Display for OptimError {
 
 impl std::error::Error for OptimError {}
 
-fn check(field: &'static str, value: f64, ok: bool, requirement: &'static str) -> Result<(), OptimError> {
+fn check(
+    field: &'static str,
+    value: f64,
+    ok: bool,
+    requirement: &'static str,
+) -> Result<(), OptimError> {
     if ok {
         Ok(())
     } else {
-        Err(OptimError::InvalidHyperparameter { field, value, requirement })
+        Err(OptimError::InvalidHyperparameter {
+            field,
+            value,
+            requirement,
+        })
     }
 }
 
@@ -78,7 +101,13 @@ pub struct AdamConfig {
 impl Default for AdamConfig {
     /// AdamW with PyTorch's `AdamW` defaults: betas (0.9, 0.999), eps 1e-8, weight decay 0.01.
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: true }
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            decoupled: true,
+        }
     }
 }
 
@@ -88,9 +117,24 @@ impl AdamConfig {
     /// # Errors
     /// [`OptimError::InvalidHyperparameter`] naming the first bad field.
     pub fn validate(&self) -> Result<(), OptimError> {
-        check("beta1", self.beta1, (0.0..1.0).contains(&self.beta1), "in [0, 1)")?;
-        check("beta2", self.beta2, (0.0..1.0).contains(&self.beta2), "in [0, 1)")?;
-        check("eps", self.eps, self.eps > 0.0 && self.eps.is_finite(), "positive and finite")?;
+        check(
+            "beta1",
+            self.beta1,
+            (0.0..1.0).contains(&self.beta1),
+            "in [0, 1)",
+        )?;
+        check(
+            "beta2",
+            self.beta2,
+            (0.0..1.0).contains(&self.beta2),
+            "in [0, 1)",
+        )?;
+        check(
+            "eps",
+            self.eps,
+            self.eps > 0.0 && self.eps.is_finite(),
+            "positive and finite",
+        )?;
         check(
             "weight_decay",
             self.weight_decay,
@@ -145,7 +189,13 @@ impl<F: NnFloat> Adam<F> {
     /// [`OptimError::InvalidHyperparameter`] from [`AdamConfig::validate`].
     pub fn new(config: AdamConfig) -> Result<Self, OptimError> {
         config.validate()?;
-        Ok(Self { config, state: AdamState { step: 0, moments: Vec::new() } })
+        Ok(Self {
+            config,
+            state: AdamState {
+                step: 0,
+                moments: Vec::new(),
+            },
+        })
     }
 
     /// The hyperparameters.
@@ -169,7 +219,12 @@ impl<F: NnFloat> Adam<F> {
     /// # Errors
     /// [`OptimError::StateMismatch`] if an entry's `m` and `v` differ in length.
     pub fn load_state(&mut self, state: AdamState<F>) -> Result<(), OptimError> {
-        if let Some((index, e)) = state.moments.iter().enumerate().find(|(_, e)| e.m.len() != e.v.len()) {
+        if let Some((index, e)) = state
+            .moments
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.m.len() != e.v.len())
+        {
             return Err(OptimError::StateMismatch {
                 index,
                 expected: format!("{} with m and v of equal length ({})", e.name, e.m.len()),
@@ -188,11 +243,20 @@ impl<F: NnFloat> Adam<F> {
     /// [`OptimError::StateMismatch`] if the parameters are not those of earlier steps (count, names,
     /// sizes). On error nothing is changed.
     pub fn step(&mut self, params: &mut [&mut Param<F>], lr: f64) -> Result<(), OptimError> {
-        check("lr", lr, lr >= 0.0 && lr.is_finite(), "non-negative and finite")?;
+        check(
+            "lr",
+            lr,
+            lr >= 0.0 && lr.is_finite(),
+            "non-negative and finite",
+        )?;
         if self.state.moments.is_empty() && self.state.step == 0 {
             self.state.moments = params
                 .iter()
-                .map(|p| Moments { name: p.name().to_string(), m: vec![F::ZERO; p.len()], v: vec![F::ZERO; p.len()] })
+                .map(|p| Moments {
+                    name: p.name().to_string(),
+                    m: vec![F::ZERO; p.len()],
+                    v: vec![F::ZERO; p.len()],
+                })
                 .collect();
         }
         self.check_params(params)?;
@@ -234,8 +298,12 @@ impl<F: NnFloat> Adam<F> {
             if !ok {
                 return Err(OptimError::StateMismatch {
                     index,
-                    expected: expected.map_or("<none>".into(), |e| format!("{} ({} elements)", e.name, e.m.len())),
-                    got: got.map_or("<none>".into(), |g| format!("{} ({} elements)", g.name(), g.len())),
+                    expected: expected.map_or("<none>".into(), |e| {
+                        format!("{} ({} elements)", e.name, e.m.len())
+                    }),
+                    got: got.map_or("<none>".into(), |g| {
+                        format!("{} ({} elements)", g.name(), g.len())
+                    }),
                 });
             }
         }
@@ -265,8 +333,16 @@ pub fn grad_norm<F: NnFloat>(params: &[&mut Param<F>]) -> f64 {
 ///
 /// # Errors
 /// [`OptimError::InvalidHyperparameter`] if `max_norm` is not positive and finite.
-pub fn clip_grad_norm<F: NnFloat>(params: &mut [&mut Param<F>], max_norm: f64) -> Result<f64, OptimError> {
-    check("max_norm", max_norm, max_norm > 0.0 && max_norm.is_finite(), "positive and finite")?;
+pub fn clip_grad_norm<F: NnFloat>(
+    params: &mut [&mut Param<F>],
+    max_norm: f64,
+) -> Result<f64, OptimError> {
+    check(
+        "max_norm",
+        max_norm,
+        max_norm > 0.0 && max_norm.is_finite(),
+        "positive and finite",
+    )?;
     let norm = grad_norm(params);
     if norm.is_finite() {
         let factor = max_norm / (norm + 1e-6);
@@ -338,20 +414,74 @@ impl LrSchedule {
         let lr_ok = |x: f64| x >= 0.0 && x.is_finite();
         match *self {
             Self::Constant { lr } => check("lr", lr, lr_ok(lr), "non-negative and finite"),
-            Self::WarmupCosine { peak_lr, warmup_steps, total_steps, min_lr } => {
-                check("peak_lr", peak_lr, lr_ok(peak_lr), "non-negative and finite")?;
-                check("min_lr", min_lr, lr_ok(min_lr) && min_lr <= peak_lr, "in [0, peak_lr]")?;
-                check("total_steps", total_steps as f64, total_steps > warmup_steps, "greater than warmup_steps")
+            Self::WarmupCosine {
+                peak_lr,
+                warmup_steps,
+                total_steps,
+                min_lr,
+            } => {
+                check(
+                    "peak_lr",
+                    peak_lr,
+                    lr_ok(peak_lr),
+                    "non-negative and finite",
+                )?;
+                check(
+                    "min_lr",
+                    min_lr,
+                    lr_ok(min_lr) && min_lr <= peak_lr,
+                    "in [0, peak_lr]",
+                )?;
+                check(
+                    "total_steps",
+                    total_steps as f64,
+                    total_steps > warmup_steps,
+                    "greater than warmup_steps",
+                )
             }
-            Self::WarmupInvSqrt { peak_lr, warmup_steps } => {
-                check("peak_lr", peak_lr, lr_ok(peak_lr), "non-negative and finite")?;
-                check("warmup_steps", warmup_steps as f64, warmup_steps >= 1, "at least 1")
+            Self::WarmupInvSqrt {
+                peak_lr,
+                warmup_steps,
+            } => {
+                check(
+                    "peak_lr",
+                    peak_lr,
+                    lr_ok(peak_lr),
+                    "non-negative and finite",
+                )?;
+                check(
+                    "warmup_steps",
+                    warmup_steps as f64,
+                    warmup_steps >= 1,
+                    "at least 1",
+                )
             }
-            Self::WarmupExponential { peak_lr, gamma, decay_steps, min_lr, .. } => {
-                check("peak_lr", peak_lr, lr_ok(peak_lr), "non-negative and finite")?;
-                check("min_lr", min_lr, lr_ok(min_lr) && min_lr <= peak_lr, "in [0, peak_lr]")?;
+            Self::WarmupExponential {
+                peak_lr,
+                gamma,
+                decay_steps,
+                min_lr,
+                ..
+            } => {
+                check(
+                    "peak_lr",
+                    peak_lr,
+                    lr_ok(peak_lr),
+                    "non-negative and finite",
+                )?;
+                check(
+                    "min_lr",
+                    min_lr,
+                    lr_ok(min_lr) && min_lr <= peak_lr,
+                    "in [0, peak_lr]",
+                )?;
                 check("gamma", gamma, gamma > 0.0 && gamma <= 1.0, "in (0, 1]")?;
-                check("decay_steps", decay_steps as f64, decay_steps >= 1, "at least 1")
+                check(
+                    "decay_steps",
+                    decay_steps as f64,
+                    decay_steps >= 1,
+                    "at least 1",
+                )
             }
         }
     }
@@ -363,21 +493,32 @@ impl LrSchedule {
         };
         match *self {
             Self::Constant { lr } => lr,
-            Self::WarmupCosine { peak_lr, warmup_steps, total_steps, min_lr } => {
-                warm(peak_lr, warmup_steps).unwrap_or_else(|| {
-                    let span = total_steps.saturating_sub(warmup_steps).max(1) as f64;
-                    let progress = ((step - warmup_steps) as f64 / span).min(1.0);
-                    min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + (core::f64::consts::PI * progress).cos())
-                })
-            }
-            Self::WarmupInvSqrt { peak_lr, warmup_steps } => warm(peak_lr, warmup_steps)
-                .unwrap_or_else(|| peak_lr * (warmup_steps.max(1) as f64 / (step + 1) as f64).sqrt()),
-            Self::WarmupExponential { peak_lr, warmup_steps, gamma, decay_steps, min_lr } => {
-                warm(peak_lr, warmup_steps).unwrap_or_else(|| {
-                    let e = (step - warmup_steps) as f64 / decay_steps.max(1) as f64;
-                    (peak_lr * gamma.powf(e)).max(min_lr)
-                })
-            }
+            Self::WarmupCosine {
+                peak_lr,
+                warmup_steps,
+                total_steps,
+                min_lr,
+            } => warm(peak_lr, warmup_steps).unwrap_or_else(|| {
+                let span = total_steps.saturating_sub(warmup_steps).max(1) as f64;
+                let progress = ((step - warmup_steps) as f64 / span).min(1.0);
+                min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + (core::f64::consts::PI * progress).cos())
+            }),
+            Self::WarmupInvSqrt {
+                peak_lr,
+                warmup_steps,
+            } => warm(peak_lr, warmup_steps).unwrap_or_else(|| {
+                peak_lr * (warmup_steps.max(1) as f64 / (step + 1) as f64).sqrt()
+            }),
+            Self::WarmupExponential {
+                peak_lr,
+                warmup_steps,
+                gamma,
+                decay_steps,
+                min_lr,
+            } => warm(peak_lr, warmup_steps).unwrap_or_else(|| {
+                let e = (step - warmup_steps) as f64 / decay_steps.max(1) as f64;
+                (peak_lr * gamma.powf(e)).max(min_lr)
+            }),
         }
     }
 }

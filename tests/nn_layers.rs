@@ -4,8 +4,8 @@
 mod nn_util;
 
 use fastctc::nn::{
-    conv_output_length, Activation, ActivationLayer, Batch, BiGru, Conv1d, Conv1dSpec, Dropout, Layer, LayerNorm,
-    Linear, Mode, NnError, Param,
+    conv_output_length, Activation, ActivationLayer, Batch, BiGru, Conv1d, Conv1dSpec, Dropout,
+    Layer, LayerNorm, Linear, Mode, NnError, Param,
 };
 use nn_util::{check_layer, ragged, rng, uniform};
 
@@ -38,7 +38,10 @@ fn linear_forward_matches_definition() {
     let p = params_of(&layer);
     for t in 0..2 {
         for o in 0..2 {
-            let want = p[1][o] + (0..3).map(|i| p[0][o * 3 + i] * x.data()[t * 3 + i]).sum::<f64>();
+            let want = p[1][o]
+                + (0..3)
+                    .map(|i| p[0][o * 3 + i] * x.data()[t * 3 + i])
+                    .sum::<f64>();
             assert!((y.data()[t * 2 + o] - want).abs() < 1e-14);
         }
     }
@@ -53,7 +56,13 @@ fn conv_specs() -> Vec<Conv1dSpec> {
         padding,
         dilation,
     };
-    vec![s(3, 4, 3, 2, 1, 1), s(3, 2, 3, 1, 2, 2), s(2, 3, 1, 1, 0, 1), s(2, 2, 5, 3, 0, 1), s(2, 3, 2, 1, 1, 1)]
+    vec![
+        s(3, 4, 3, 2, 1, 1),
+        s(3, 2, 3, 1, 2, 2),
+        s(2, 3, 1, 1, 0, 1),
+        s(2, 2, 5, 3, 0, 1),
+        s(2, 3, 2, 1, 1, 1),
+    ]
 }
 
 #[test]
@@ -85,14 +94,19 @@ fn conv_forward_matches_direct_convolution() {
                     let mut acc = bias[co];
                     for ci in 0..ci_n {
                         for j in 0..k {
-                            let pos = (to * spec.stride + j * spec.dilation) as isize - spec.padding as isize;
+                            let pos = (to * spec.stride + j * spec.dilation) as isize
+                                - spec.padding as isize;
                             if pos >= 0 && (pos as usize) < len {
-                                acc += w[(co * ci_n + ci) * k + j] * x.data()[(b * T + pos as usize) * ci_n + ci];
+                                acc += w[(co * ci_n + ci) * k + j]
+                                    * x.data()[(b * T + pos as usize) * ci_n + ci];
                             }
                         }
                     }
                     let got = y.data()[(b * t_out + to) * co_n + co];
-                    assert!((got - acc).abs() < 1e-12, "spec {spec:?} b {b} t {to} co {co}: {got} vs {acc}");
+                    assert!(
+                        (got - acc).abs() < 1e-12,
+                        "spec {spec:?} b {b} t {to} co {co}: {got} vs {acc}"
+                    );
                 }
             }
         }
@@ -127,7 +141,10 @@ fn activation_gradients() {
         Activation::Gelu,
         Activation::Silu,
         Activation::Tanh,
-        Activation::HardTanh { min: -0.5, max: 0.5 },
+        Activation::HardTanh {
+            min: -0.5,
+            max: 0.5,
+        },
     ];
     for (i, kind) in kinds.into_iter().enumerate() {
         let seed = 30 + i as u64;
@@ -146,7 +163,14 @@ fn activation_values() {
     assert!((gelu.apply(1.0f64) - 0.841_191_990_608_276_8).abs() < 1e-13);
     assert!((gelu.apply(-2.0f64) - (-0.045_402_305_912_224_94)).abs() < 1e-13);
     assert_eq!(Activation::Relu.apply(-3.0f64), 0.0);
-    assert_eq!(Activation::HardTanh { min: 0.0, max: 20.0 }.apply(25.0f64), 20.0);
+    assert_eq!(
+        Activation::HardTanh {
+            min: 0.0,
+            max: 20.0
+        }
+        .apply(25.0f64),
+        20.0
+    );
     assert!((Activation::Silu.apply(1.0f64) - 0.731_058_578_630_004_9).abs() < 1e-12);
 }
 
@@ -174,7 +198,10 @@ fn layer_norm_normalises() {
     for row in y.data().chunks(6) {
         let mean = row.iter().sum::<f64>() / 6.0;
         let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 6.0;
-        assert!(mean.abs() < 1e-12 && (var - 1.0).abs() < 1e-3, "mean {mean} var {var}");
+        assert!(
+            mean.abs() < 1e-12 && (var - 1.0).abs() < 1e-3,
+            "mean {mean} var {var}"
+        );
     }
 }
 
@@ -193,13 +220,24 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 /// One direction of PyTorch's GRU on one unpadded sequence, straight from the equations.
-fn naive_gru(x: &[Vec<f64>], w_ih: &[f64], w_hh: &[f64], b_ih: &[f64], b_hh: &[f64], h: usize) -> Vec<Vec<f64>> {
+fn naive_gru(
+    x: &[Vec<f64>],
+    w_ih: &[f64],
+    w_hh: &[f64],
+    b_ih: &[f64],
+    b_hh: &[f64],
+    h: usize,
+) -> Vec<Vec<f64>> {
     let i_n = x.first().map_or(0, Vec::len);
     let mut state = vec![0.0; h];
     let mut out = Vec::new();
     for xt in x {
-        let gi: Vec<f64> = (0..3 * h).map(|g| b_ih[g] + (0..i_n).map(|i| w_ih[g * i_n + i] * xt[i]).sum::<f64>()).collect();
-        let gh: Vec<f64> = (0..3 * h).map(|g| b_hh[g] + (0..h).map(|k| w_hh[g * h + k] * state[k]).sum::<f64>()).collect();
+        let gi: Vec<f64> = (0..3 * h)
+            .map(|g| b_ih[g] + (0..i_n).map(|i| w_ih[g * i_n + i] * xt[i]).sum::<f64>())
+            .collect();
+        let gh: Vec<f64> = (0..3 * h)
+            .map(|g| b_hh[g] + (0..h).map(|k| w_hh[g * h + k] * state[k]).sum::<f64>())
+            .collect();
         let new: Vec<f64> = (0..h)
             .map(|k| {
                 let r = sigmoid(gi[k] + gh[k]);
@@ -224,7 +262,9 @@ fn gru_forward_matches_pytorch_equations_per_sequence() {
     assert_eq!(y.channels(), 2 * h);
     let p = params_of(&layer);
     for (b, &len) in LENGTHS.iter().enumerate() {
-        let seq: Vec<Vec<f64>> = (0..len).map(|t| x.data()[(b * T + t) * i_n..(b * T + t + 1) * i_n].to_vec()).collect();
+        let seq: Vec<Vec<f64>> = (0..len)
+            .map(|t| x.data()[(b * T + t) * i_n..(b * T + t + 1) * i_n].to_vec())
+            .collect();
         let fwd = naive_gru(&seq, &p[0], &p[1], &p[2], &p[3], h);
         let rev_in: Vec<Vec<f64>> = seq.iter().rev().cloned().collect();
         let mut rev = naive_gru(&rev_in, &p[4], &p[5], &p[6], &p[7], h);
@@ -233,12 +273,16 @@ fn gru_forward_matches_pytorch_equations_per_sequence() {
             let row = &y.data()[(b * T + t) * 2 * h..(b * T + t + 1) * 2 * h];
             for k in 0..h {
                 assert!((row[k] - fwd[t][k]).abs() < 1e-13, "fwd b {b} t {t} k {k}");
-                assert!((row[h + k] - rev[t][k]).abs() < 1e-13, "rev b {b} t {t} k {k}");
+                assert!(
+                    (row[h + k] - rev[t][k]).abs() < 1e-13,
+                    "rev b {b} t {t} k {k}"
+                );
             }
         }
     }
     let mut names = Vec::new();
-    layer.visit_params(&mut |p: &Param<f64>| names.push((p.name().to_string(), p.shape().to_vec())));
+    layer
+        .visit_params(&mut |p: &Param<f64>| names.push((p.name().to_string(), p.shape().to_vec())));
     assert_eq!(names[0], ("rnn.weight_ih_l0".to_string(), vec![12, 3]));
     assert_eq!(names[1], ("rnn.weight_hh_l0".to_string(), vec![12, 4]));
     assert_eq!(names[7], ("rnn.bias_hh_l0_reverse".to_string(), vec![12]));
@@ -269,7 +313,10 @@ fn dropout_train_and_eval() {
         if yi == 0.0 {
             dropped += 1;
         } else {
-            assert!((yi - xi / 0.75).abs() < 1e-15, "survivors are scaled by 1/(1-p)");
+            assert!(
+                (yi - xi / 0.75).abs() < 1e-15,
+                "survivors are scaled by 1/(1-p)"
+            );
         }
     }
     let frac = dropped as f64 / valid as f64;
@@ -279,7 +326,11 @@ fn dropout_train_and_eval() {
     let gin = d.backward(&g).unwrap();
     for i in 0..gin.len() {
         let row = i / c;
-        let expect = if row % t >= lengths[row / t] || y.data()[i] == 0.0 { 0.0 } else { g[i] / 0.75 };
+        let expect = if row % t >= lengths[row / t] || y.data()[i] == 0.0 {
+            0.0
+        } else {
+            g[i] / 0.75
+        };
         assert!((gin[i] - expect).abs() < 1e-15);
     }
 
@@ -288,7 +339,10 @@ fn dropout_train_and_eval() {
     assert_eq!(d2.forward(&x, Mode::Train).unwrap().data(), y.data());
     let mut d3 = Dropout::<f64>::new(0.25, 8).unwrap();
     assert_ne!(d3.forward(&x, Mode::Train).unwrap().data(), y.data());
-    assert!(matches!(Dropout::<f64>::new(1.0, 0), Err(NnError::InvalidConfig { .. })));
+    assert!(matches!(
+        Dropout::<f64>::new(1.0, 0),
+        Err(NnError::InvalidConfig { .. })
+    ));
 }
 
 #[test]
@@ -296,47 +350,146 @@ fn errors_are_typed() {
     let mut r = rng(70);
     assert!(matches!(
         Batch::<f32>::new(vec![0.0; 5], 1, 2, 3, vec![2]),
-        Err(NnError::ShapeMismatch { expected: 6, got: 5, .. })
+        Err(NnError::ShapeMismatch {
+            expected: 6,
+            got: 5,
+            ..
+        })
     ));
     assert!(matches!(
         Batch::<f32>::new(vec![0.0; 6], 1, 2, 3, vec![3]),
-        Err(NnError::LengthTooLong { index: 0, length: 3, max: 2 })
+        Err(NnError::LengthTooLong {
+            index: 0,
+            length: 3,
+            max: 2
+        })
     ));
-    assert!(matches!(Batch::<f32>::new(vec![], 1, 0, 3, vec![]), Err(NnError::ShapeMismatch { .. })));
+    assert!(matches!(
+        Batch::<f32>::new(vec![], 1, 0, 3, vec![]),
+        Err(NnError::ShapeMismatch { .. })
+    ));
     let mut lin = Linear::<f32>::new("l", 3, 2, &mut r).unwrap();
-    assert!(matches!(lin.backward(&[0.0; 4]), Err(NnError::NoForwardCache { .. })));
+    assert!(matches!(
+        lin.backward(&[0.0; 4]),
+        Err(NnError::NoForwardCache { .. })
+    ));
     let x = Batch::<f32>::zeros(1, 2, 4, vec![2]).unwrap();
-    assert!(matches!(lin.forward(&x, Mode::Eval), Err(NnError::ShapeMismatch { expected: 3, got: 4, .. })));
+    assert!(matches!(
+        lin.forward(&x, Mode::Eval),
+        Err(NnError::ShapeMismatch {
+            expected: 3,
+            got: 4,
+            ..
+        })
+    ));
     let x = Batch::<f32>::zeros(1, 2, 3, vec![2]).unwrap();
     lin.forward(&x, Mode::Eval).unwrap();
-    assert!(matches!(lin.backward(&[0.0; 3]), Err(NnError::ShapeMismatch { expected: 4, got: 3, .. })));
-    let bad = Conv1dSpec { in_channels: 1, out_channels: 1, kernel: 3, stride: 0, padding: 0, dilation: 1 };
-    assert!(matches!(Conv1d::<f32>::new("c", bad, &mut r), Err(NnError::InvalidConfig { field: "stride", .. })));
+    assert!(matches!(
+        lin.backward(&[0.0; 3]),
+        Err(NnError::ShapeMismatch {
+            expected: 4,
+            got: 3,
+            ..
+        })
+    ));
+    let bad = Conv1dSpec {
+        in_channels: 1,
+        out_channels: 1,
+        kernel: 3,
+        stride: 0,
+        padding: 0,
+        dilation: 1,
+    };
+    assert!(matches!(
+        Conv1d::<f32>::new("c", bad, &mut r),
+        Err(NnError::InvalidConfig {
+            field: "stride",
+            ..
+        })
+    ));
     assert!(BiGru::<f32>::new("g", 0, 3, &mut r).is_err());
-    let e = NnError::LengthTooLong { index: 2, length: 9, max: 4 };
+    let e = NnError::LengthTooLong {
+        index: 2,
+        length: 9,
+        max: 4,
+    };
     assert!(e.to_string().contains("sequence 2") && e.to_string().contains('9'));
 }
 
 #[test]
 fn f32_layers_agree_with_f64() {
-    // The same GRU built from the same seed in both precisions.
-    let lengths = [6, 4];
-    let mut r64 = rng(80);
-    let mut g64 = BiGru::<f64>::new("g", 3, 5, &mut r64).unwrap();
-    let mut r32 = rng(80);
-    let mut g32 = BiGru::<f32>::new("g", 3, 5, &mut r32).unwrap();
-    let x64 = ragged(&mut rng(81), 6, 3, &lengths, 0.0);
-    let x32 = Batch::new(x64.data().iter().map(|&v| v as f32).collect(), 2, 6, 3, lengths.to_vec()).unwrap();
-    let y64 = g64.forward(&x64, Mode::Eval).unwrap();
-    let y32 = g32.forward(&x32, Mode::Eval).unwrap();
-    for (a, b) in y64.data().iter().zip(y32.data()) {
-        assert!((a - *b as f64).abs() < 1e-5);
+    // The same GRU built from the same seed in both precisions; hidden sizes below, at and across the
+    // f32 kernel's 8 lanes, so its SIMD body and scalar tail are both compared with the f64 reference.
+    for hidden in [5, 8, 11, 16] {
+        let lengths = [6, 4];
+        let mut r64 = rng(80);
+        let mut g64 = BiGru::<f64>::new("g", 3, hidden, &mut r64).unwrap();
+        let mut r32 = rng(80);
+        let mut g32 = BiGru::<f32>::new("g", 3, hidden, &mut r32).unwrap();
+        let x64 = ragged(&mut rng(81), 6, 3, &lengths, 0.0);
+        let x32 = Batch::new(
+            x64.data().iter().map(|&v| v as f32).collect(),
+            2,
+            6,
+            3,
+            lengths.to_vec(),
+        )
+        .unwrap();
+        let y64 = g64.forward(&x64, Mode::Eval).unwrap();
+        let y32 = g32.forward(&x32, Mode::Eval).unwrap();
+        for (a, b) in y64.data().iter().zip(y32.data()) {
+            assert!((a - *b as f64).abs() < 1e-5);
+        }
+        let w: Vec<f64> = uniform(&mut rng(82), y64.data().len(), 1.0);
+        let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+        let gi64 = g64.backward(&w).unwrap();
+        let gi32 = g32.backward(&w32).unwrap();
+        for (a, b) in gi64.iter().zip(&gi32) {
+            assert!((a - *b as f64).abs() < 1e-4, "hidden {hidden}: {a} vs {b}");
+        }
+        let mut p64 = Vec::new();
+        g64.visit_params(&mut |p| p64.extend_from_slice(p.grad()));
+        let mut p32 = Vec::new();
+        g32.visit_params(&mut |p| p32.extend_from_slice(p.grad()));
+        for (a, b) in p64.iter().zip(&p32) {
+            assert!(
+                (a - *b as f64).abs() < 1e-4,
+                "hidden {hidden}: parameter gradient {a} vs {b}"
+            );
+        }
     }
-    let w: Vec<f64> = uniform(&mut rng(82), y64.data().len(), 1.0);
-    let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
-    let gi64 = g64.backward(&w).unwrap();
-    let gi32 = g32.backward(&w32).unwrap();
-    for (a, b) in gi64.iter().zip(&gi32) {
-        assert!((a - *b as f64).abs() < 1e-4);
+}
+
+#[test]
+fn gelu_f32_kernel_matches_f64() {
+    // 2 x 5 x 13 = 130 elements: sixteen 8-lane blocks and a 2-element scalar tail, over [-6, 6].
+    let lengths = [5, 4];
+    let x64 = ragged(&mut rng(90), 5, 13, &lengths, 0.0);
+    let scaled: Vec<f64> = x64.data().iter().map(|v| v * 6.0).collect();
+    let x64 = Batch::new(scaled, 2, 5, 13, lengths.to_vec()).unwrap();
+    let x32 = Batch::new(
+        x64.data().iter().map(|&v| v as f32).collect(),
+        2,
+        5,
+        13,
+        lengths.to_vec(),
+    )
+    .unwrap();
+    let mut a64 = ActivationLayer::<f64>::new(Activation::Gelu);
+    let mut a32 = ActivationLayer::<f32>::new(Activation::Gelu);
+    let y64 = a64.forward(&x64, Mode::Eval).unwrap();
+    let y32 = a32.forward(&x32, Mode::Eval).unwrap();
+    for (a, b) in y64.data().iter().zip(y32.data()) {
+        assert!(
+            (a - *b as f64).abs() < 1e-5 * a.abs().max(1.0),
+            "{a} vs {b}"
+        );
+    }
+    let g64 = uniform(&mut rng(91), y64.data().len(), 1.0);
+    let g32: Vec<f32> = g64.iter().map(|&v| v as f32).collect();
+    let d64 = a64.backward(&g64).unwrap();
+    let d32 = a32.backward(&g32).unwrap();
+    for (a, b) in d64.iter().zip(&d32) {
+        assert!((a - *b as f64).abs() < 1e-5, "{a} vs {b}");
     }
 }

@@ -1,7 +1,9 @@
 //! Adam(W) against hand-computed steps, clipping, schedules, state save/restore.
 
 use fastctc::nn::Param;
-use fastctc::optim::{clip_grad_norm, grad_norm, Adam, AdamConfig, AdamState, LrSchedule, OptimError};
+use fastctc::optim::{
+    clip_grad_norm, grad_norm, Adam, AdamConfig, AdamState, LrSchedule, OptimError,
+};
 
 fn param(name: &str, values: &[f64]) -> Param<f64> {
     Param::from_values(name, vec![values.len()], values.to_vec()).unwrap()
@@ -19,19 +21,49 @@ fn param(name: &str, values: &[f64]) -> Param<f64> {
 #[test]
 fn adam_two_steps_by_hand() {
     let cases = [
-        (true, 0.0, [[0.900000002, -1.900000001], [0.8196959063846517, -1.8488973939904945]]),
-        (true, 0.1, [[0.890000002, -1.880000001], [0.8007959063646517, -1.8100973939804945]]),
-        (false, 0.1, [[0.9000000016666666, -1.9000000008333333], [0.8136483454297575, -1.8336169077420748]]),
+        (
+            true,
+            0.0,
+            [
+                [0.900000002, -1.900000001],
+                [0.8196959063846517, -1.8488973939904945],
+            ],
+        ),
+        (
+            true,
+            0.1,
+            [
+                [0.890000002, -1.880000001],
+                [0.8007959063646517, -1.8100973939804945],
+            ],
+        ),
+        (
+            false,
+            0.1,
+            [
+                [0.9000000016666666, -1.9000000008333333],
+                [0.8136483454297575, -1.8336169077420748],
+            ],
+        ),
     ];
     for (decoupled, weight_decay, expect) in cases {
-        let config = AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay, decoupled };
+        let config = AdamConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            decoupled,
+        };
         let mut adam = Adam::<f64>::new(config).unwrap();
         let mut p = param("w", &[1.0, -2.0]);
         for (step, grad) in [[0.5, -1.0], [0.1, 0.2]].iter().enumerate() {
             p.grad_mut().copy_from_slice(grad);
             adam.step(&mut [&mut p], 0.1).unwrap();
             for (got, want) in p.value().iter().zip(&expect[step]) {
-                assert!((got - want).abs() < 1e-12, "decoupled {decoupled} wd {weight_decay} step {step}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() < 1e-12,
+                    "decoupled {decoupled} wd {weight_decay} step {step}: {got} vs {want}"
+                );
             }
         }
         assert_eq!(adam.step_count(), 2);
@@ -41,7 +73,12 @@ fn adam_two_steps_by_hand() {
 #[test]
 fn adam_state_resumes_exactly() {
     let config = AdamConfig::default();
-    let grads = [[0.3, -0.2, 0.1], [0.05, 0.4, -0.6], [-0.1, 0.1, 0.2], [0.7, 0.0, -0.3]];
+    let grads = [
+        [0.3, -0.2, 0.1],
+        [0.05, 0.4, -0.6],
+        [-0.1, 0.1, 0.2],
+        [0.7, 0.0, -0.3],
+    ];
     let mut full = Adam::<f64>::new(config).unwrap();
     let mut p_full = param("layer.weight", &[0.1, 0.2, 0.3]);
     for g in &grads {
@@ -75,12 +112,31 @@ fn adam_rejects_mismatched_parameters() {
     adam.step(&mut [&mut a, &mut b], 1e-3).unwrap();
     let before = a.value().to_vec();
     let err = adam.step(&mut [&mut b, &mut a], 1e-3).unwrap_err();
-    assert!(matches!(err, OptimError::StateMismatch { index: 0, .. }), "{err}");
-    assert_eq!(a.value(), before.as_slice(), "a failed step changes nothing");
-    assert!(matches!(adam.step(&mut [&mut a], 1e-3), Err(OptimError::StateMismatch { index: 1, .. })));
-    assert!(matches!(adam.step(&mut [&mut a, &mut b], f64::NAN), Err(OptimError::InvalidHyperparameter { field: "lr", .. })));
-    let bad = AdamConfig { beta1: 1.0, ..AdamConfig::default() };
-    assert!(matches!(Adam::<f32>::new(bad), Err(OptimError::InvalidHyperparameter { field: "beta1", .. })));
+    assert!(
+        matches!(err, OptimError::StateMismatch { index: 0, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        a.value(),
+        before.as_slice(),
+        "a failed step changes nothing"
+    );
+    assert!(matches!(
+        adam.step(&mut [&mut a], 1e-3),
+        Err(OptimError::StateMismatch { index: 1, .. })
+    ));
+    assert!(matches!(
+        adam.step(&mut [&mut a, &mut b], f64::NAN),
+        Err(OptimError::InvalidHyperparameter { field: "lr", .. })
+    ));
+    let bad = AdamConfig {
+        beta1: 1.0,
+        ..AdamConfig::default()
+    };
+    assert!(matches!(
+        Adam::<f32>::new(bad),
+        Err(OptimError::InvalidHyperparameter { field: "beta1", .. })
+    ));
 }
 
 #[test]
@@ -110,28 +166,65 @@ fn clipping_by_global_norm() {
 
 #[test]
 fn schedule_values_at_named_steps() {
-    let cos = LrSchedule::WarmupCosine { peak_lr: 1e-3, warmup_steps: 10, total_steps: 110, min_lr: 1e-5 };
+    let cos = LrSchedule::WarmupCosine {
+        peak_lr: 1e-3,
+        warmup_steps: 10,
+        total_steps: 110,
+        min_lr: 1e-5,
+    };
     cos.validate().unwrap();
     assert!((cos.lr(0) - 1e-4).abs() < 1e-15, "first warm-up step");
     assert!((cos.lr(4) - 5e-4).abs() < 1e-15);
-    assert!((cos.lr(9) - 1e-3).abs() < 1e-15, "end of warm-up reaches the peak");
-    assert!((cos.lr(10) - 1e-3).abs() < 1e-15, "cosine starts at the peak");
-    assert!((cos.lr(60) - (1e-5 + (1e-3 - 1e-5) * 0.5)).abs() < 1e-15, "halfway");
+    assert!(
+        (cos.lr(9) - 1e-3).abs() < 1e-15,
+        "end of warm-up reaches the peak"
+    );
+    assert!(
+        (cos.lr(10) - 1e-3).abs() < 1e-15,
+        "cosine starts at the peak"
+    );
+    assert!(
+        (cos.lr(60) - (1e-5 + (1e-3 - 1e-5) * 0.5)).abs() < 1e-15,
+        "halfway"
+    );
     assert!((cos.lr(110) - 1e-5).abs() < 1e-15 && (cos.lr(10_000) - 1e-5).abs() < 1e-15);
 
-    let inv = LrSchedule::WarmupInvSqrt { peak_lr: 2e-3, warmup_steps: 100 };
+    let inv = LrSchedule::WarmupInvSqrt {
+        peak_lr: 2e-3,
+        warmup_steps: 100,
+    };
     assert!((inv.lr(99) - 2e-3).abs() < 1e-15);
-    assert!((inv.lr(399) - 1e-3).abs() < 1e-15, "4x the warm-up: half the peak");
+    assert!(
+        (inv.lr(399) - 1e-3).abs() < 1e-15,
+        "4x the warm-up: half the peak"
+    );
 
-    let exp = LrSchedule::WarmupExponential { peak_lr: 1e-3, warmup_steps: 0, gamma: 0.5, decay_steps: 100, min_lr: 1e-4 };
+    let exp = LrSchedule::WarmupExponential {
+        peak_lr: 1e-3,
+        warmup_steps: 0,
+        gamma: 0.5,
+        decay_steps: 100,
+        min_lr: 1e-4,
+    };
     assert!((exp.lr(0) - 1e-3).abs() < 1e-15);
     assert!((exp.lr(100) - 5e-4).abs() < 1e-15);
     assert!((exp.lr(200) - 2.5e-4).abs() < 1e-15);
     assert!((exp.lr(1000) - 1e-4).abs() < 1e-15, "floored");
 
     assert_eq!(LrSchedule::Constant { lr: 3e-4 }.lr(12345), 3e-4);
-    let bad = LrSchedule::WarmupCosine { peak_lr: 1e-3, warmup_steps: 10, total_steps: 10, min_lr: 0.0 };
-    assert!(matches!(bad.validate(), Err(OptimError::InvalidHyperparameter { field: "total_steps", .. })));
+    let bad = LrSchedule::WarmupCosine {
+        peak_lr: 1e-3,
+        warmup_steps: 10,
+        total_steps: 10,
+        min_lr: 0.0,
+    };
+    assert!(matches!(
+        bad.validate(),
+        Err(OptimError::InvalidHyperparameter {
+            field: "total_steps",
+            ..
+        })
+    ));
     let json = serde_json::to_string(&cos).unwrap();
     assert_eq!(serde_json::from_str::<LrSchedule>(&json).unwrap(), cos);
 }

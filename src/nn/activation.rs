@@ -96,7 +96,11 @@ pub struct ActivationLayer<F> {
 impl<F: NnFloat> ActivationLayer<F> {
     /// A layer applying `kind`.
     pub fn new(kind: Activation) -> Self {
-        Self { kind, input: Vec::new(), shape: None }
+        Self {
+            kind,
+            input: Vec::new(),
+            shape: None,
+        }
     }
 
     /// The nonlinearity.
@@ -112,7 +116,13 @@ impl<F: NnFloat> Layer<F> for ActivationLayer<F> {
         self.input.clear();
         self.input.extend_from_slice(input.data());
         zero_padded_rows(&mut self.input, t, c, input.lengths());
-        let mut out: Vec<F> = self.input.iter().map(|&x| kind.apply(x)).collect();
+        let mut out: Vec<F> = if kind == Activation::Gelu {
+            let mut out = vec![F::ZERO; self.input.len()];
+            F::gelu_forward(&self.input, &mut out);
+            out
+        } else {
+            self.input.iter().map(|&x| kind.apply(x)).collect()
+        };
         // f(0) need not be 0 (e.g. hardtanh with min > 0).
         zero_padded_rows(&mut out, t, c, input.lengths());
         self.shape = Some((t, c, input.lengths().to_vec()));
@@ -120,10 +130,21 @@ impl<F: NnFloat> Layer<F> for ActivationLayer<F> {
     }
 
     fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError> {
-        let (t, c, lengths) = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "Activation" })?;
-        check_grad_len("activation grad_output length", self.input.len(), grad_output.len())?;
+        let (t, c, lengths) = self.shape.as_ref().ok_or(NnError::NoForwardCache {
+            layer: "Activation",
+        })?;
+        check_grad_len(
+            "activation grad_output length",
+            self.input.len(),
+            grad_output.len(),
+        )?;
         let kind = self.kind;
-        let mut gin: Vec<F> = self.input.iter().zip(grad_output).map(|(&x, &g)| g * kind.derivative(x)).collect();
+        let mut gin: Vec<F> = self
+            .input
+            .iter()
+            .zip(grad_output)
+            .map(|(&x, &g)| g * kind.derivative(x))
+            .collect();
         zero_padded_rows(&mut gin, *t, *c, lengths);
         Ok(gin)
     }

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::gemm::{add_col_sums, fill_rows, matmul_par, View};
 use super::param::default_bound;
-use super::{check_channels, check_grad_len, masked_copy, zero_padded_rows, Batch, Layer, Mode, NnError, NnFloat, Param, ParamInit};
+use super::{
+    check_channels, check_grad_len, masked_copy, zero_padded_rows, Batch, Layer, Mode, NnError,
+    NnFloat, Param, ParamInit,
+};
 
 /// Geometry of a [`Conv1d`]: channels, kernel width, stride, zero padding on each side and dilation,
 /// all in frames except the channel counts.
@@ -82,7 +85,11 @@ impl<F: NnFloat> Conv1d<F> {
     ///
     /// # Errors
     /// [`NnError::InvalidConfig`] if a channel count, the kernel, the stride or the dilation is zero.
-    pub fn new(prefix: &str, spec: Conv1dSpec, rng: &mut Xoshiro256PlusPlus) -> Result<Self, NnError> {
+    pub fn new(
+        prefix: &str,
+        spec: Conv1dSpec,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Result<Self, NnError> {
         for (field, v) in [
             ("in_channels", spec.in_channels),
             ("out_channels", spec.out_channels),
@@ -91,7 +98,11 @@ impl<F: NnFloat> Conv1d<F> {
             ("dilation", spec.dilation),
         ] {
             if v == 0 {
-                return Err(NnError::InvalidConfig { field, value: 0.0, requirement: "at least 1" });
+                return Err(NnError::InvalidConfig {
+                    field,
+                    value: 0.0,
+                    requirement: "at least 1",
+                });
             }
         }
         let fan_in = spec.in_channels * spec.kernel;
@@ -103,7 +114,12 @@ impl<F: NnFloat> Conv1d<F> {
                 ParamInit::Uniform(bound),
                 rng,
             ),
-            bias: Param::new(format!("{prefix}.bias"), vec![spec.out_channels], ParamInit::Uniform(bound), rng),
+            bias: Param::new(
+                format!("{prefix}.bias"),
+                vec![spec.out_channels],
+                ParamInit::Uniform(bound),
+                rng,
+            ),
             spec,
             cols: Vec::new(),
             scratch: Vec::new(),
@@ -115,7 +131,6 @@ impl<F: NnFloat> Conv1d<F> {
     pub fn spec(&self) -> &Conv1dSpec {
         &self.spec
     }
-
 }
 
 impl<F: NnFloat> Layer<F> for Conv1d<F> {
@@ -124,7 +139,11 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
         check_channels("conv1d input channels", self.spec.in_channels, c)?;
         let s = self.spec;
         let t_out = conv_output_length(t, &s);
-        let lengths_out: Vec<usize> = input.lengths().iter().map(|&l| conv_output_length(l, &s)).collect();
+        let lengths_out: Vec<usize> = input
+            .lengths()
+            .iter()
+            .map(|&l| conv_output_length(l, &s))
+            .collect();
         let ck = c * s.kernel;
         let rows = b * t_out;
         self.cols.clear();
@@ -136,7 +155,9 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
                 let row = &mut self.cols[(bi * t_out + to) * ck..(bi * t_out + to + 1) * ck];
                 for j in 0..s.kernel {
                     // Taps outside the sequence's own valid frames stay zero (zero padding).
-                    let Some(ti) = source(&s, to, j, len) else { continue };
+                    let Some(ti) = source(&s, to, j, len) else {
+                        continue;
+                    };
                     let src = &x[(bi * t + ti) * c..(bi * t + ti + 1) * c];
                     for (ci, &v) in src.iter().enumerate() {
                         row[ci * s.kernel + j] = v;
@@ -147,7 +168,13 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
         let co = s.out_channels;
         let mut out = vec![F::ZERO; rows * co];
         fill_rows(&mut out, self.bias.value(), co);
-        matmul_par(true, View::rm(&self.cols, rows, ck), View::tr(self.weight.value(), co, ck), &mut out, co);
+        matmul_par(
+            true,
+            View::rm(&self.cols, rows, ck),
+            View::tr(self.weight.value(), co, ck),
+            &mut out,
+            co,
+        );
         zero_padded_rows(&mut out, t_out, co, &lengths_out);
         self.shape = Some(ConvShape {
             batch: b,
@@ -160,7 +187,10 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
     }
 
     fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError> {
-        let sh = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "Conv1d" })?;
+        let sh = self
+            .shape
+            .as_ref()
+            .ok_or(NnError::NoForwardCache { layer: "Conv1d" })?;
         let s = self.spec;
         let (c, co) = (s.in_channels, s.out_channels);
         let ck = c * s.kernel;
@@ -169,13 +199,28 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
         let mut g = std::mem::take(&mut self.scratch);
         masked_copy(&mut g, grad_output, sh.time_out, co, &sh.lengths_out);
         // dW (co, ck) += g^T (co, rows) x cols (rows, ck); db += column sums of g.
-        matmul_par(true, View::tr(&g, rows, co), View::rm(&self.cols, rows, ck), self.weight.grad_mut(), ck);
+        matmul_par(
+            true,
+            View::tr(&g, rows, co),
+            View::rm(&self.cols, rows, ck),
+            self.weight.grad_mut(),
+            ck,
+        );
         add_col_sums(self.bias.grad_mut(), &g, co);
         // dcols (rows, ck) = g (rows, co) x W (co, ck), then scattered back onto the frames they came from.
         let mut dcols = vec![F::ZERO; rows * ck];
-        matmul_par(false, View::rm(&g, rows, co), View::rm(self.weight.value(), co, ck), &mut dcols, ck);
+        matmul_par(
+            false,
+            View::rm(&g, rows, co),
+            View::rm(self.weight.value(), co, ck),
+            &mut dcols,
+            ck,
+        );
         self.scratch = g;
-        let sh = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "Conv1d" })?;
+        let sh = self
+            .shape
+            .as_ref()
+            .ok_or(NnError::NoForwardCache { layer: "Conv1d" })?;
         let (t, t_out) = (sh.time, sh.time_out);
         let mut gin = vec![F::ZERO; sh.batch * t * c];
         for bi in 0..sh.batch {
@@ -183,7 +228,9 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
             for to in 0..sh.lengths_out[bi] {
                 let row = &dcols[(bi * t_out + to) * ck..(bi * t_out + to + 1) * ck];
                 for j in 0..s.kernel {
-                    let Some(ti) = source(&s, to, j, len) else { continue };
+                    let Some(ti) = source(&s, to, j, len) else {
+                        continue;
+                    };
                     let dst = &mut gin[(bi * t + ti) * c..(bi * t + ti + 1) * c];
                     for (ci, d) in dst.iter_mut().enumerate() {
                         *d += row[ci * s.kernel + j];

@@ -28,9 +28,18 @@ impl<F: NnFloat> Dropout<F> {
     /// [`NnError::InvalidConfig`] if `p` is not in `[0, 1)`.
     pub fn new(p: f64, seed: u64) -> Result<Self, NnError> {
         if !(0.0..1.0).contains(&p) {
-            return Err(NnError::InvalidConfig { field: "dropout", value: p, requirement: "in [0, 1)" });
+            return Err(NnError::InvalidConfig {
+                field: "dropout",
+                value: p,
+                requirement: "in [0, 1)",
+            });
         }
-        Ok(Self { p, rng: Xoshiro256PlusPlus::seed_from_u64(seed), mask: Vec::new(), shape: None })
+        Ok(Self {
+            p,
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            mask: Vec::new(),
+            shape: None,
+        })
     }
 
     /// The drop probability.
@@ -48,7 +57,13 @@ impl<F: NnFloat> Layer<F> for Dropout<F> {
             let scale = F::from_f64(1.0 / (1.0 - self.p));
             let p = self.p;
             let rng = &mut self.rng;
-            self.mask.extend((0..out.len()).map(|_| if rng.random::<f64>() < p { F::ZERO } else { scale }));
+            self.mask.extend((0..out.len()).map(|_| {
+                if rng.random::<f64>() < p {
+                    F::ZERO
+                } else {
+                    scale
+                }
+            }));
             for (o, &m) in out.iter_mut().zip(&self.mask) {
                 *o *= m;
             }
@@ -59,7 +74,10 @@ impl<F: NnFloat> Layer<F> for Dropout<F> {
     }
 
     fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError> {
-        let (t, c, lengths, n) = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "Dropout" })?;
+        let (t, c, lengths, n) = self
+            .shape
+            .as_ref()
+            .ok_or(NnError::NoForwardCache { layer: "Dropout" })?;
         check_grad_len("dropout grad_output length", *n, grad_output.len())?;
         let mut gin = grad_output.to_vec();
         if !self.mask.is_empty() {

@@ -52,19 +52,34 @@ pub enum NnError {
 impl fmt::Display for NnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::ShapeMismatch { what, expected, got } => {
+            Self::ShapeMismatch {
+                what,
+                expected,
+                got,
+            } => {
                 write!(f, "{what}: expected {expected}, got {got}")
             }
-            Self::ShapeOverflow { batch, time, channels } => {
+            Self::ShapeOverflow {
+                batch,
+                time,
+                channels,
+            } => {
                 write!(f, "shape ({batch}, {time}, {channels}) overflows usize")
             }
             Self::LengthTooLong { index, length, max } => {
-                write!(f, "sequence {index} has length {length}, more than the padded length {max}")
+                write!(
+                    f,
+                    "sequence {index} has length {length}, more than the padded length {max}"
+                )
             }
             Self::NoForwardCache { layer } => {
                 write!(f, "{layer}: backward called before forward")
             }
-            Self::InvalidConfig { field, value, requirement } => {
+            Self::InvalidConfig {
+                field,
+                value,
+                requirement,
+            } => {
                 write!(f, "config field `{field}` = {value}: must be {requirement}")
             }
         }

@@ -37,31 +37,62 @@ impl<'a, F> View<'a, F> {
             // Internal invariant (shapes come from validated batches and layer sizes); a failure here
             // is a bug in this module, and must not turn into an out-of-bounds read.
             let last = (rows - 1) * rs + (cols - 1) * cs;
-            assert!(last < data.len(), "gemm view out of bounds: {rows}x{cols} rs={rs} cs={cs} len={}", data.len());
+            assert!(
+                last < data.len(),
+                "gemm view out of bounds: {rows}x{cols} rs={rs} cs={cs} len={}",
+                data.len()
+            );
         }
-        Self { data, rows, cols, rs, cs }
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
     }
 
     /// Rows `start..start + n` of this view.
     fn row_block(&self, start: usize, n: usize) -> Self {
         debug_assert!(start + n <= self.rows);
         if n == 0 || self.cols == 0 {
-            return Self { data: &self.data[..0], rows: n, cols: self.cols, rs: self.rs, cs: self.cs };
+            return Self {
+                data: &self.data[..0],
+                rows: n,
+                cols: self.cols,
+                rs: self.rs,
+                cs: self.cs,
+            };
         }
-        Self::new(&self.data[start * self.rs..], n, self.cols, self.rs, self.cs)
+        Self::new(
+            &self.data[start * self.rs..],
+            n,
+            self.cols,
+            self.rs,
+            self.cs,
+        )
     }
 }
 
 /// `C = A B` (or `C += A B` when `accumulate`), with `C` row-major `m x n`, leading dimension `ldc`.
 ///
 /// Single-threaded: callers parallelise above this (directions, row blocks).
-pub(crate) fn matmul<F: NnFloat>(accumulate: bool, a: View<'_, F>, b: View<'_, F>, c: &mut [F], ldc: usize) {
+pub(crate) fn matmul<F: NnFloat>(
+    accumulate: bool,
+    a: View<'_, F>,
+    b: View<'_, F>,
+    c: &mut [F],
+    ldc: usize,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "gemm inner dimensions differ");
     if m == 0 || n == 0 {
         return;
     }
-    assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "gemm output out of bounds");
+    assert!(
+        ldc >= n && (m - 1) * ldc + n <= c.len(),
+        "gemm output out of bounds"
+    );
     if k == 0 {
         if !accumulate {
             for row in c.chunks_mut(ldc).take(m) {
@@ -104,13 +135,23 @@ const PAR_MIN_FLOPS: usize = 1 << 21;
 
 /// As [`matmul`], splitting the rows of `A` and `C` in two parallel halves when the product is large
 /// (with the `rayon` feature; otherwise the same as `matmul`).
-pub(crate) fn matmul_par<F: NnFloat>(accumulate: bool, a: View<'_, F>, b: View<'_, F>, c: &mut [F], ldc: usize) {
+pub(crate) fn matmul_par<F: NnFloat>(
+    accumulate: bool,
+    a: View<'_, F>,
+    b: View<'_, F>,
+    c: &mut [F],
+    ldc: usize,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    if cfg!(feature = "rayon") && m >= 32 && m.saturating_mul(k).saturating_mul(n) >= PAR_MIN_FLOPS {
+    if cfg!(feature = "rayon") && m >= 32 && m.saturating_mul(k).saturating_mul(n) >= PAR_MIN_FLOPS
+    {
         let half = m / 2;
         let (c0, c1) = c.split_at_mut(half * ldc);
         let (a0, a1) = (a.row_block(0, half), a.row_block(half, m - half));
-        super::join(|| matmul(accumulate, a0, b, c0, ldc), || matmul(accumulate, a1, b, c1, ldc));
+        super::join(
+            || matmul(accumulate, a0, b, c0, ldc),
+            || matmul(accumulate, a1, b, c1, ldc),
+        );
     } else {
         matmul(accumulate, a, b, c, ldc);
     }

@@ -5,8 +5,8 @@ use rand::rngs::Xoshiro256PlusPlus;
 use super::gemm::{add_col_sums, fill_rows, matmul_par, View};
 use super::param::default_bound;
 use super::{
-    check_channels, check_grad_len, masked_copy, zero_padded_rows, Batch, Layer, Mode, NnError, NnFloat, Param,
-    ParamInit,
+    check_channels, check_grad_len, masked_copy, zero_padded_rows, Batch, Layer, Mode, NnError,
+    NnFloat, Param, ParamInit,
 };
 
 /// `y[b, t, :] = W x[b, t, :] + bias` on every valid frame.
@@ -38,13 +38,27 @@ impl<F: NnFloat> Linear<F> {
     ) -> Result<Self, NnError> {
         for (field, v) in [("in_features", in_features), ("out_features", out_features)] {
             if v == 0 {
-                return Err(NnError::InvalidConfig { field, value: 0.0, requirement: "at least 1" });
+                return Err(NnError::InvalidConfig {
+                    field,
+                    value: 0.0,
+                    requirement: "at least 1",
+                });
             }
         }
         let bound = default_bound(in_features);
         Ok(Self {
-            weight: Param::new(format!("{prefix}.weight"), vec![out_features, in_features], ParamInit::Uniform(bound), rng),
-            bias: Param::new(format!("{prefix}.bias"), vec![out_features], ParamInit::Uniform(bound), rng),
+            weight: Param::new(
+                format!("{prefix}.weight"),
+                vec![out_features, in_features],
+                ParamInit::Uniform(bound),
+                rng,
+            ),
+            bias: Param::new(
+                format!("{prefix}.bias"),
+                vec![out_features],
+                ParamInit::Uniform(bound),
+                rng,
+            ),
             in_features,
             out_features,
             input: Vec::new(),
@@ -80,22 +94,47 @@ impl<F: NnFloat> Layer<F> for Linear<F> {
         );
         zero_padded_rows(&mut out, t, self.out_features, input.lengths());
         self.shape = Some((b, t, input.lengths().to_vec()));
-        Ok(Batch::from_parts(out, b, t, self.out_features, input.lengths().to_vec()))
+        Ok(Batch::from_parts(
+            out,
+            b,
+            t,
+            self.out_features,
+            input.lengths().to_vec(),
+        ))
     }
 
     fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError> {
-        let (b, t, lengths) = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "Linear" })?;
+        let (b, t, lengths) = self
+            .shape
+            .as_ref()
+            .ok_or(NnError::NoForwardCache { layer: "Linear" })?;
         let (b, t) = (*b, *t);
         let rows = b * t;
-        check_grad_len("linear grad_output length", rows * self.out_features, grad_output.len())?;
+        check_grad_len(
+            "linear grad_output length",
+            rows * self.out_features,
+            grad_output.len(),
+        )?;
         let mut g = Vec::new();
         masked_copy(&mut g, grad_output, t, self.out_features, lengths);
         // dW (out, in) += g^T (out, rows) x input (rows, in)
         let (o, i) = (self.out_features, self.in_features);
-        matmul_par(true, View::tr(&g, rows, o), View::rm(&self.input, rows, i), self.weight.grad_mut(), i);
+        matmul_par(
+            true,
+            View::tr(&g, rows, o),
+            View::rm(&self.input, rows, i),
+            self.weight.grad_mut(),
+            i,
+        );
         add_col_sums(self.bias.grad_mut(), &g, o);
         let mut gin = vec![F::ZERO; rows * i];
-        matmul_par(false, View::rm(&g, rows, o), View::rm(self.weight.value(), o, i), &mut gin, i);
+        matmul_par(
+            false,
+            View::rm(&g, rows, o),
+            View::rm(self.weight.value(), o, i),
+            &mut gin,
+            i,
+        );
         Ok(gin)
     }
 

@@ -83,9 +83,17 @@ impl<F: NnFloat> Batch<F> {
         let expected = batch
             .checked_mul(time)
             .and_then(|x| x.checked_mul(channels))
-            .ok_or(NnError::ShapeOverflow { batch, time, channels })?;
+            .ok_or(NnError::ShapeOverflow {
+                batch,
+                time,
+                channels,
+            })?;
         if data.len() != expected {
-            return Err(NnError::ShapeMismatch { what: "batch data length", expected, got: data.len() });
+            return Err(NnError::ShapeMismatch {
+                what: "batch data length",
+                expected,
+                got: data.len(),
+            });
         }
         if lengths.len() != batch {
             return Err(NnError::ShapeMismatch {
@@ -95,20 +103,39 @@ impl<F: NnFloat> Batch<F> {
             });
         }
         if let Some((index, &length)) = lengths.iter().enumerate().find(|(_, &l)| l > time) {
-            return Err(NnError::LengthTooLong { index, length, max: time });
+            return Err(NnError::LengthTooLong {
+                index,
+                length,
+                max: time,
+            });
         }
-        Ok(Self { data, batch, time, channels, lengths })
+        Ok(Self {
+            data,
+            batch,
+            time,
+            channels,
+            lengths,
+        })
     }
 
     /// A batch of zeros of shape `(batch, time, channels)` with the given lengths.
     ///
     /// # Errors
     /// As [`Batch::new`].
-    pub fn zeros(batch: usize, time: usize, channels: usize, lengths: Vec<usize>) -> Result<Self, NnError> {
+    pub fn zeros(
+        batch: usize,
+        time: usize,
+        channels: usize,
+        lengths: Vec<usize>,
+    ) -> Result<Self, NnError> {
         let n = batch
             .checked_mul(time)
             .and_then(|x| x.checked_mul(channels))
-            .ok_or(NnError::ShapeOverflow { batch, time, channels })?;
+            .ok_or(NnError::ShapeOverflow {
+                batch,
+                time,
+                channels,
+            })?;
         Self::new(vec![F::ZERO; n], batch, time, channels, lengths)
     }
 
@@ -158,11 +185,23 @@ impl<F: NnFloat> Batch<F> {
     }
 
     /// Builds a batch without checks, for layers whose shapes are correct by construction.
-    fn from_parts(data: Vec<F>, batch: usize, time: usize, channels: usize, lengths: Vec<usize>) -> Self {
+    fn from_parts(
+        data: Vec<F>,
+        batch: usize,
+        time: usize,
+        channels: usize,
+        lengths: Vec<usize>,
+    ) -> Self {
         debug_assert_eq!(data.len(), batch * time * channels);
         debug_assert_eq!(lengths.len(), batch);
         debug_assert!(lengths.iter().all(|&l| l <= time));
-        Self { data, batch, time, channels, lengths }
+        Self {
+            data,
+            batch,
+            time,
+            channels,
+            lengths,
+        }
     }
 }
 
@@ -211,7 +250,13 @@ fn zero_padded_rows<F: NnFloat>(data: &mut [F], time: usize, channels: usize, le
 }
 
 /// Copies a `(B, T, C)` buffer, writing zeros at padded frames (which may hold anything, NaN included).
-fn masked_copy<F: NnFloat>(dst: &mut Vec<F>, src: &[F], time: usize, channels: usize, lengths: &[usize]) {
+fn masked_copy<F: NnFloat>(
+    dst: &mut Vec<F>,
+    src: &[F],
+    time: usize,
+    channels: usize,
+    lengths: &[usize],
+) {
     dst.clear();
     dst.resize(src.len(), F::ZERO);
     for (b, &len) in lengths.iter().enumerate() {
@@ -224,7 +269,11 @@ fn masked_copy<F: NnFloat>(dst: &mut Vec<F>, src: &[F], time: usize, channels: u
 /// Checks that a gradient has the length of the cached output.
 fn check_grad_len(what: &'static str, expected: usize, got: usize) -> Result<(), NnError> {
     if expected != got {
-        return Err(NnError::ShapeMismatch { what, expected, got });
+        return Err(NnError::ShapeMismatch {
+            what,
+            expected,
+            got,
+        });
     }
     Ok(())
 }
@@ -232,7 +281,11 @@ fn check_grad_len(what: &'static str, expected: usize, got: usize) -> Result<(),
 /// Checks the channel count of a layer's input.
 fn check_channels(layer: &'static str, expected: usize, got: usize) -> Result<(), NnError> {
     if expected != got {
-        return Err(NnError::ShapeMismatch { what: layer, expected, got });
+        return Err(NnError::ShapeMismatch {
+            what: layer,
+            expected,
+            got,
+        });
     }
     Ok(())
 }

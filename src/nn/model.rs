@@ -5,8 +5,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_channels, conv_output_length, zero_padded_rows, Activation, ActivationLayer, Batch, BiGru,
-    Conv1d, Conv1dSpec, Dropout, Layer, LayerNorm, Linear, Mode, NnError, NnFloat, Param,
+    check_channels, conv_output_length, zero_padded_rows, Activation, ActivationLayer, Batch,
+    BiGru, Conv1d, Conv1dSpec, Dropout, Layer, LayerNorm, Linear, Mode, NnError, NnFloat, Param,
 };
 
 /// Sizes of the recurrent model: `conv_layers` x (Conv1d(kernel `conv_kernel`, stride `conv_stride`,
@@ -112,14 +112,22 @@ impl Default for ModelConfig {
 
 fn positive(field: &'static str, v: usize) -> Result<(), NnError> {
     if v == 0 {
-        return Err(NnError::InvalidConfig { field, value: 0.0, requirement: "at least 1" });
+        return Err(NnError::InvalidConfig {
+            field,
+            value: 0.0,
+            requirement: "at least 1",
+        });
     }
     Ok(())
 }
 
 fn dropout_p(p: f64) -> Result<(), NnError> {
     if !(0.0..1.0).contains(&p) {
-        return Err(NnError::InvalidConfig { field: "dropout", value: p, requirement: "in [0, 1)" });
+        return Err(NnError::InvalidConfig {
+            field: "dropout",
+            value: p,
+            requirement: "in [0, 1)",
+        });
     }
     Ok(())
 }
@@ -142,7 +150,7 @@ impl ModelConfig {
                     positive("conv_stride", c.conv_stride)?;
                 }
                 if let Activation::HardTanh { min, max } = c.activation {
-                    if !(min <= max) {
+                    if min.is_nan() || max.is_nan() || min > max {
                         return Err(NnError::InvalidConfig {
                             field: "activation.max",
                             value: max,
@@ -195,7 +203,13 @@ impl ModelConfig {
     /// The subsampling convolutions' geometries, in order.
     fn subsampling(&self) -> Vec<Conv1dSpec> {
         let (n, input, channels, kernel, stride) = match self {
-            Self::Gru(c) => (c.conv_layers, c.input_dim, c.conv_channels, c.conv_kernel, c.conv_stride),
+            Self::Gru(c) => (
+                c.conv_layers,
+                c.input_dim,
+                c.conv_channels,
+                c.conv_kernel,
+                c.conv_stride,
+            ),
             Self::Conv(c) => (c.subsample_layers, c.input_dim, c.channels, 3, 2),
         };
         (0..n)
@@ -212,7 +226,7 @@ impl ModelConfig {
 
     /// Number of output frames for `len` input frames (the subsampling convolutions' lengths, composed).
     pub fn output_length(&self, len: usize) -> usize {
-        self.subsampling().iter().fold(len, |l, s| conv_output_length(l, s))
+        self.subsampling().iter().fold(len, conv_output_length)
     }
 }
 
@@ -244,7 +258,11 @@ impl<F: NnFloat> ResidualConvBlock<F> {
         rng: &mut Xoshiro256PlusPlus,
     ) -> Result<Self, NnError> {
         if kernel % 2 == 0 {
-            return Err(NnError::InvalidConfig { field: "kernel", value: kernel as f64, requirement: "odd" });
+            return Err(NnError::InvalidConfig {
+                field: "kernel",
+                value: kernel as f64,
+                requirement: "odd",
+            });
         }
         positive("dilation", dilation)?;
         let spec = Conv1dSpec {
@@ -287,7 +305,9 @@ impl<F: NnFloat> Layer<F> for ResidualConvBlock<F> {
         for (a, &d) in g.iter_mut().zip(grad_output) {
             *a += d;
         }
-        let (t, c, lengths) = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "ResidualConvBlock" })?;
+        let (t, c, lengths) = self.shape.as_ref().ok_or(NnError::NoForwardCache {
+            layer: "ResidualConvBlock",
+        })?;
         zero_padded_rows(&mut g, *t, *c, lengths);
         Ok(g)
     }
@@ -348,7 +368,12 @@ impl<F: NnFloat> AcousticModel<F> {
                 }
                 layers.push(Box::new(Dropout::new(c.dropout, next_seed())?));
                 for l in 0..c.gru_layers {
-                    layers.push(Box::new(BiGru::new(&format!("rnn.{l}"), width, c.hidden, &mut rng)?));
+                    layers.push(Box::new(BiGru::new(
+                        &format!("rnn.{l}"),
+                        width,
+                        c.hidden,
+                        &mut rng,
+                    )?));
                     layers.push(Box::new(Dropout::new(c.dropout, next_seed())?));
                     width = 2 * c.hidden;
                 }
@@ -394,7 +419,10 @@ impl<F: NnFloat> AcousticModel<F> {
                 layers.push(Box::new(Linear::new("output", width, c.vocab, &mut rng)?));
             }
         }
-        Ok(Self { config: config.clone(), layers })
+        Ok(Self {
+            config: config.clone(),
+            layers,
+        })
     }
 
     /// The configuration the model was built from.
@@ -409,7 +437,10 @@ impl<F: NnFloat> AcousticModel<F> {
 
     /// Output lengths (frames of logits) for the given input lengths (feature frames).
     pub fn output_lengths(&self, lengths: &[usize]) -> Vec<usize> {
-        lengths.iter().map(|&l| self.config.output_length(l)).collect()
+        lengths
+            .iter()
+            .map(|&l| self.config.output_length(l))
+            .collect()
     }
 
     /// Logits `(B, T', vocab)` for features `(B, T, input_dim)`, caching activations for
@@ -418,7 +449,11 @@ impl<F: NnFloat> AcousticModel<F> {
     /// # Errors
     /// [`NnError::ShapeMismatch`] if the features do not have `input_dim` channels.
     pub fn forward(&mut self, features: &Batch<F>, mode: Mode) -> Result<Batch<F>, NnError> {
-        check_channels("model input channels", self.config.input_dim(), features.channels())?;
+        check_channels(
+            "model input channels",
+            self.config.input_dim(),
+            features.channels(),
+        )?;
         let mut layers = self.layers.iter_mut();
         let Some(first) = layers.next() else {
             return Ok(features.clone());

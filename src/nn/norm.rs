@@ -2,7 +2,10 @@
 
 use rand::rngs::Xoshiro256PlusPlus;
 
-use super::{check_channels, check_grad_len, zero_padded_rows, Batch, Layer, Mode, NnError, NnFloat, Param, ParamInit};
+use super::{
+    check_channels, check_grad_len, zero_padded_rows, Batch, Layer, Mode, NnError, NnFloat, Param,
+    ParamInit,
+};
 
 /// `y = (x - mean) / sqrt(var + eps) * weight + bias` over the `C` channels of each valid frame
 /// (biased variance, like PyTorch's `LayerNorm(C)`).
@@ -29,16 +32,39 @@ impl<F: NnFloat> LayerNorm<F> {
     ///
     /// # Errors
     /// [`NnError::InvalidConfig`] if `channels == 0` or `eps` is not positive and finite.
-    pub fn new(prefix: &str, channels: usize, eps: f64, rng: &mut Xoshiro256PlusPlus) -> Result<Self, NnError> {
+    pub fn new(
+        prefix: &str,
+        channels: usize,
+        eps: f64,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Result<Self, NnError> {
         if channels == 0 {
-            return Err(NnError::InvalidConfig { field: "channels", value: 0.0, requirement: "at least 1" });
+            return Err(NnError::InvalidConfig {
+                field: "channels",
+                value: 0.0,
+                requirement: "at least 1",
+            });
         }
         if !(eps > 0.0 && eps.is_finite()) {
-            return Err(NnError::InvalidConfig { field: "eps", value: eps, requirement: "positive and finite" });
+            return Err(NnError::InvalidConfig {
+                field: "eps",
+                value: eps,
+                requirement: "positive and finite",
+            });
         }
         Ok(Self {
-            weight: Param::new(format!("{prefix}.weight"), vec![channels], ParamInit::Constant(1.0), rng),
-            bias: Param::new(format!("{prefix}.bias"), vec![channels], ParamInit::Constant(0.0), rng),
+            weight: Param::new(
+                format!("{prefix}.weight"),
+                vec![channels],
+                ParamInit::Constant(1.0),
+                rng,
+            ),
+            bias: Param::new(
+                format!("{prefix}.bias"),
+                vec![channels],
+                ParamInit::Constant(0.0),
+                rng,
+            ),
             channels,
             eps,
             xhat: Vec::new(),
@@ -81,9 +107,16 @@ impl<F: NnFloat> Layer<F> for LayerNorm<F> {
     }
 
     fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError> {
-        let (t, lengths) = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "LayerNorm" })?;
+        let (t, lengths) = self
+            .shape
+            .as_ref()
+            .ok_or(NnError::NoForwardCache { layer: "LayerNorm" })?;
         let c = self.channels;
-        check_grad_len("layer norm grad_output length", self.xhat.len(), grad_output.len())?;
+        check_grad_len(
+            "layer norm grad_output length",
+            self.xhat.len(),
+            grad_output.len(),
+        )?;
         let mut gin = vec![F::ZERO; self.xhat.len()];
         let inv_c = F::ONE / F::from_usize(c);
         let w = self.weight.value().to_vec();

@@ -21,7 +21,12 @@ pub struct Param<F> {
 
 impl<F: NnFloat> Param<F> {
     /// A parameter of the given shape, initialised by `init` with `rng`, gradient zero.
-    pub(crate) fn new(name: String, shape: Vec<usize>, init: ParamInit, rng: &mut Xoshiro256PlusPlus) -> Self {
+    pub(crate) fn new(
+        name: String,
+        shape: Vec<usize>,
+        init: ParamInit,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Self {
         let n: usize = shape.iter().product();
         let value = match init {
             ParamInit::Constant(c) => vec![F::from_f64(c); n],
@@ -29,7 +34,12 @@ impl<F: NnFloat> Param<F> {
                 .map(|_| F::from_f64((rng.random::<f64>() * 2.0 - 1.0) * bound))
                 .collect(),
         };
-        Self { name, shape, grad: vec![F::ZERO; n], value }
+        Self {
+            name,
+            shape,
+            grad: vec![F::ZERO; n],
+            value,
+        }
     }
 
     /// A parameter with the given values (row-major, `shape.iter().product()` of them) and a zero
@@ -37,12 +47,28 @@ impl<F: NnFloat> Param<F> {
     ///
     /// # Errors
     /// [`NnError::ShapeMismatch`] if `values.len()` is not the product of `shape`.
-    pub fn from_values(name: impl Into<String>, shape: Vec<usize>, values: Vec<F>) -> Result<Self, NnError> {
-        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
+    pub fn from_values(
+        name: impl Into<String>,
+        shape: Vec<usize>,
+        values: Vec<F>,
+    ) -> Result<Self, NnError> {
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX);
         if n != values.len() {
-            return Err(NnError::ShapeMismatch { what: "parameter values for its shape", expected: n, got: values.len() });
+            return Err(NnError::ShapeMismatch {
+                what: "parameter values for its shape",
+                expected: n,
+                got: values.len(),
+            });
         }
-        Ok(Self { name: name.into(), shape, grad: vec![F::ZERO; n], value: values })
+        Ok(Self {
+            name: name.into(),
+            shape,
+            grad: vec![F::ZERO; n],
+            value: values,
+        })
     }
 
     /// The parameter's dotted name.
