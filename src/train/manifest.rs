@@ -88,12 +88,9 @@ impl fmt::Display for ManifestError {
             ManifestError::MissingField { path, line, field } => {
                 write!(f, "{}:{line}: missing field `{field}`", path.display())
             }
-            ManifestError::InvalidField {
-                path,
-                line,
-                field,
-                detail,
-            } => write!(f, "{}:{line}: field `{field}`: {detail}", path.display()),
+            ManifestError::InvalidField { path, line, field, detail } => {
+                write!(f, "{}:{line}: field `{field}`: {detail}", path.display())
+            }
         }
     }
 }
@@ -109,21 +106,15 @@ impl std::error::Error for ManifestError {
 
 /// Reads a JSON-lines manifest. Errors stop at the first bad line, naming the file and the line.
 pub fn read_manifest(path: &Path) -> Result<Vec<ManifestEntry>, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ManifestError::Io { path: path.to_path_buf(), source })?;
     let base = path.parent().unwrap_or(Path::new(""));
     parse_manifest(&text, path, base)
 }
 
 /// Parses manifest text; `path` is only used in errors, `base` is the folder relative audio paths
 /// are resolved against.
-pub fn parse_manifest(
-    text: &str,
-    path: &Path,
-    base: &Path,
-) -> Result<Vec<ManifestEntry>, ManifestError> {
+pub fn parse_manifest(text: &str, path: &Path, base: &Path) -> Result<Vec<ManifestEntry>, ManifestError> {
     let mut entries = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
@@ -135,12 +126,7 @@ pub fn parse_manifest(
     Ok(entries)
 }
 
-fn parse_line(
-    raw: &str,
-    path: &Path,
-    base: &Path,
-    line: usize,
-) -> Result<ManifestEntry, ManifestError> {
+fn parse_line(raw: &str, path: &Path, base: &Path, line: usize) -> Result<ManifestEntry, ManifestError> {
     let value: Value = serde_json::from_str(raw).map_err(|e| ManifestError::Json {
         path: path.to_path_buf(),
         line,
@@ -153,26 +139,13 @@ fn parse_line(
             detail: "the line is valid JSON but not an object".into(),
         });
     };
-    let missing = |field| ManifestError::MissingField {
-        path: path.to_path_buf(),
-        line,
-        field,
-    };
-    let invalid = |field, detail: String| ManifestError::InvalidField {
-        path: path.to_path_buf(),
-        line,
-        field,
-        detail,
-    };
+    let missing = |field| ManifestError::MissingField { path: path.to_path_buf(), line, field };
+    let invalid =
+        |field, detail: String| ManifestError::InvalidField { path: path.to_path_buf(), line, field, detail };
     let audio = match obj.remove("audio_filepath") {
         None => return Err(missing("audio_filepath")),
         Some(Value::String(s)) if !s.is_empty() => s,
-        Some(v) => {
-            return Err(invalid(
-                "audio_filepath",
-                format!("{v} is not a non-empty string"),
-            ))
-        }
+        Some(v) => return Err(invalid("audio_filepath", format!("{v} is not a non-empty string"))),
     };
     let text = match obj.remove("text") {
         None => return Err(missing("text")),
@@ -183,26 +156,11 @@ fn parse_line(
         None => return Err(missing("duration")),
         Some(Value::Number(n)) => match n.as_f64() {
             Some(d) if d.is_finite() && d >= 0.0 => d,
-            _ => {
-                return Err(invalid(
-                    "duration",
-                    format!("{n} is not a finite number >= 0"),
-                ))
-            }
+            _ => return Err(invalid("duration", format!("{n} is not a finite number >= 0"))),
         },
         Some(v) => return Err(invalid("duration", format!("{v} is not a number"))),
     };
     let audio = PathBuf::from(audio);
-    let audio_filepath = if audio.is_absolute() {
-        audio
-    } else {
-        base.join(audio)
-    };
-    Ok(ManifestEntry {
-        audio_filepath,
-        text,
-        duration,
-        extra: obj,
-        line,
-    })
+    let audio_filepath = if audio.is_absolute() { audio } else { base.join(audio) };
+    Ok(ManifestEntry { audio_filepath, text, duration, extra: obj, line })
 }
