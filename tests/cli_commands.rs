@@ -39,7 +39,7 @@ fn errors_name_the_problem_and_fail() {
     assert!(!o.status.success());
     assert!(text(&o).1.contains("nope"), "{}", text(&o).1);
 
-    let o = fastctc(&["train", "--minutes", "-1", "--no-progress", "--out", "/tmp/fastctc-never-written"]);
+    let o = fastctc(&["train", "--minutes", "0", "--no-progress", "--out", "/tmp/fastctc-never-written"]);
     assert!(!o.status.success());
     assert!(text(&o).1.contains("--minutes"), "{}", text(&o).1);
 

@@ -119,9 +119,15 @@ fn loss_falls_checkpoints_round_trip_and_resume_matches() {
     assert_eq!(state.step, report.steps);
     assert_eq!(state.moments.len(), w.len());
 
-    // Resume: 5 epochs, then resume to 12, must match the uninterrupted 12-epoch run.
+    // Resume: the same 12-epoch run interrupted after 5 epochs, then resumed, must match the
+    // uninterrupted one.
     let run2 = dir.join("run2");
-    train(&tiny_options(&manifest, 5), &run2, false).unwrap();
+    let per_epoch = report.steps / 12;
+    let mut interrupted = tiny_options(&manifest, 12);
+    interrupted.pause_after_steps = Some(5 * per_epoch);
+    let first = train(&interrupted, &run2, false).unwrap();
+    assert_eq!(first.epochs.len(), 5);
+    assert_eq!(checkpoint::load_state(&run2.join(files::STATE)).unwrap().epoch, 5);
     let resumed = train(&tiny_options(&manifest, 12), &run2, true).unwrap();
     assert_eq!(resumed.epochs.len(), 12);
     assert_eq!(resumed.steps, report.steps);

@@ -67,6 +67,10 @@ pub struct TrainOptions {
     pub skip_bad: bool,
     /// Use at most this many training utterances (the first ones), e.g. for quick tests.
     pub max_train_utterances: Option<usize>,
+    /// Stop, as if interrupted, once this many optimizer steps are done, keeping the schedule of the
+    /// full run (checkpoints are written; no test evaluation). For testing `--resume`.
+    #[serde(default)]
+    pub pause_after_steps: Option<u64>,
     /// Beam width of the final beam-search evaluation (0 skips it).
     pub beam_width: usize,
     /// Show progress bars (otherwise plain log lines).
@@ -95,6 +99,7 @@ impl Default for TrainOptions {
             seed: 1,
             skip_bad: false,
             max_train_utterances: None,
+            pause_after_steps: None,
             beam_width: 16,
             progress: true,
         }
@@ -367,6 +372,7 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
         saved.minutes = opts.minutes;
         saved.epochs = opts.epochs;
         saved.progress = opts.progress;
+        saved.pause_after_steps = opts.pause_after_steps;
         saved
     } else {
         opts.clone()
@@ -455,8 +461,9 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
     let batches_per_epoch =
         bucket_batches(&data.lengths, opts.batch_frames, opts.max_batch, opts.seed, 0).len() as u64;
 
+    let paused = |state: &TrainerState| opts.pause_after_steps.is_some_and(|s| state.step >= s);
     'epochs: loop {
-        if opts.epochs.is_some_and(|e| state.epoch >= e) || state.train_seconds >= budget {
+        if opts.epochs.is_some_and(|e| state.epoch >= e) || state.train_seconds >= budget || paused(&state) {
             break;
         }
         let epoch = state.epoch;
@@ -477,7 +484,7 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
         let mut step_time = 0.0;
         let mut partial = false;
         for (bi, batch_idx) in batches.iter().enumerate().skip(state.batch_in_epoch) {
-            if state.train_seconds >= budget {
+            if state.train_seconds >= budget || paused(&state) {
                 partial = true;
                 break;
             }
@@ -569,6 +576,13 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
         if partial {
             break 'epochs;
         }
+    }
+    if paused(&state) {
+        report.epochs = metrics;
+        report.steps = state.step;
+        report.skipped_steps = state.skipped_steps;
+        report.profile = profile;
+        return Ok(report);
     }
     state.finished = true;
     save_checkpoint(out_dir, &model, &adam, &state)?;
