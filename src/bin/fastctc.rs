@@ -1,0 +1,470 @@
+//! `fastctc`: train a speech recognizer on the fastctc loss, evaluate, transcribe, align, benchmark.
+//!
+//! `fastctc --help` and `fastctc <command> --help` describe every option. Errors print one message
+//! naming the file or option at fault and exit with status 1 (2 for command-line usage errors).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use fastctc::align::align_text;
+use fastctc::decode::NgramModel;
+use fastctc::loss::shapes::standard_shapes;
+use fastctc::nn::{Activation, ConvModelConfig, GruModelConfig, ModelConfig};
+use fastctc::train::checkpoint::files;
+use fastctc::train::data::load_corpus;
+use fastctc::train::recognizer::{DEFAULT_LM_ALPHA, DEFAULT_LM_BETA};
+use fastctc::train::trainer::{default_run_dir, format_report};
+use fastctc::train::{evaluate, train, Decoding, Recognizer, TrainError, TrainOptions};
+use fastctc::{ctc_compute, ActsView, ActsViewMut, Backend, CtcOptions, Reduction, Targets, Workspace};
+
+#[derive(Parser)]
+#[command(
+    name = "fastctc",
+    version,
+    about = "CTC speech recognition on the CPU: train, evaluate, transcribe, align, benchmark"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train an acoustic model from scratch (defaults: the shipped corpus in data/, a 12-minute budget).
+    Train(TrainArgs),
+    /// CER and WER of a trained model on a manifest (greedy, or beam search with an optional LM).
+    Eval(EvalArgs),
+    /// Print the transcript of each audio file (WAV, FLAC or Ogg Vorbis).
+    Transcribe(TranscribeArgs),
+    /// Word timestamps of a known transcript in an audio file (CTC forced alignment).
+    Align(AlignArgs),
+    /// Speed of the CTC kernel (loss + gradient, f32) on the standard benchmark shapes.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Arch {
+    /// Convolutional subsampling + bidirectional GRU layers.
+    Gru,
+    /// Convolutional subsampling + residual dilated 1-D convolution blocks.
+    Conv,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Training manifest (JSON lines: audio_filepath, text, duration).
+    #[arg(long, default_value = "data/train.jsonl")]
+    train: PathBuf,
+    /// Dev manifest, evaluated after every epoch (the best model by dev CER is kept).
+    #[arg(long, default_value = "data/dev.jsonl")]
+    dev: PathBuf,
+    /// Test manifest, evaluated at the end (greedy, beam, beam + LM).
+    #[arg(long, default_value = "data/test.jsonl")]
+    test: PathBuf,
+    /// Skip the final test evaluation.
+    #[arg(long)]
+    no_test: bool,
+    /// Run directory (default: runs/<UTC timestamp>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in DIR where it stopped (its saved options are used; --minutes and --epochs
+    /// set the new budget).
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// Training budget in minutes (steps plus per-epoch dev evaluation).
+    #[arg(long, default_value_t = 12.0)]
+    minutes: f64,
+    /// Stop after this many epochs (or at the budget, whichever comes first).
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// Model architecture.
+    #[arg(long, value_enum, default_value_t = Arch::Gru)]
+    arch: Arch,
+    /// GRU: hidden units per direction; conv: channels of the residual blocks.
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// GRU: recurrent layers; conv: residual blocks.
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Channels of the convolutional subsampling (GRU model).
+    #[arg(long)]
+    conv_channels: Option<usize>,
+    /// Dropout probability.
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Largest padded batch, in 10 ms feature frames.
+    #[arg(long)]
+    batch_frames: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Warm-up steps.
+    #[arg(long)]
+    warmup: Option<u64>,
+    /// Seed of initialisation, shuffling and augmentation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Disable speed perturbation (0.9/1.0/1.1).
+    #[arg(long)]
+    no_speed_perturb: bool,
+    /// Probability of additive white noise per utterance (0 disables it).
+    #[arg(long)]
+    noise_prob: Option<f64>,
+    /// Disable SpecAugment.
+    #[arg(long)]
+    no_specaugment: bool,
+    /// List and skip missing or corrupt audio files instead of stopping.
+    #[arg(long)]
+    skip_bad: bool,
+    /// Beam width of the final beam-search evaluation (0 skips beam search).
+    #[arg(long)]
+    beam: Option<usize>,
+    /// Use only the first N training utterances.
+    #[arg(long, value_name = "N")]
+    max_train_utterances: Option<usize>,
+    /// Plain log lines instead of progress bars.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct DecodeArgs {
+    /// Beam search of this width instead of greedy decoding.
+    #[arg(long, value_name = "N")]
+    beam: Option<usize>,
+    /// Word n-gram language model (ARPA) for beam search, e.g. RUN_DIR/lm.arpa.
+    #[arg(long, value_name = "FILE", requires = "beam")]
+    lm: Option<PathBuf>,
+    /// LM weight.
+    #[arg(long, default_value_t = DEFAULT_LM_ALPHA)]
+    alpha: f64,
+    /// Word insertion bonus.
+    #[arg(long, default_value_t = DEFAULT_LM_BETA)]
+    beta: f64,
+    /// Weights file inside the model directory.
+    #[arg(long, default_value = files::BEST)]
+    weights: String,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A run directory (config.json + model.safetensors).
+    model_dir: PathBuf,
+    /// Manifest to evaluate (JSON lines).
+    manifest: PathBuf,
+    #[command(flatten)]
+    decode: DecodeArgs,
+    /// List and skip missing or corrupt audio files.
+    #[arg(long)]
+    skip_bad: bool,
+}
+
+#[derive(Args)]
+struct TranscribeArgs {
+    /// A run directory (config.json + model.safetensors).
+    model_dir: PathBuf,
+    /// Audio files.
+    #[arg(required = true)]
+    audio: Vec<PathBuf>,
+    #[command(flatten)]
+    decode: DecodeArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AlignFormat {
+    /// One JSON object with token and word times.
+    Json,
+    /// NIST CTM lines: utterance channel start duration word confidence.
+    Ctm,
+}
+
+#[derive(Args)]
+struct AlignArgs {
+    /// A run directory (config.json + model.safetensors).
+    model_dir: PathBuf,
+    /// The audio file.
+    audio: PathBuf,
+    /// Its transcript (space, apostrophe, a-z).
+    text: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = AlignFormat::Json)]
+    format: AlignFormat,
+    /// Weights file inside the model directory.
+    #[arg(long, default_value = files::BEST)]
+    weights: String,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Repetitions per case (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Only this shape (tiny, chars, chars_long, bpe, bpe_large, ragged).
+    #[arg(long)]
+    shape: Option<String>,
+    /// Thread counts to try.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
+}
+
+/// The CLI's errors: the trainer's, or a message naming what is wrong.
+#[derive(Debug)]
+enum CliError {
+    Train(TrainError),
+    Other(String),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Train(e) => write!(f, "{e}"),
+            CliError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<TrainError> for CliError {
+    fn from(e: TrainError) -> Self {
+        CliError::Train(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => cmd_train(a),
+        Command::Eval(a) => cmd_eval(a),
+        Command::Transcribe(a) => cmd_transcribe(a),
+        Command::Align(a) => cmd_align(a),
+        Command::Bench(a) => cmd_bench(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
+    let start = Instant::now();
+    let mut o = TrainOptions {
+        train: a.train,
+        dev: a.dev,
+        test: (!a.no_test).then_some(a.test),
+        minutes: a.minutes,
+        epochs: a.epochs,
+        skip_bad: a.skip_bad,
+        max_train_utterances: a.max_train_utterances,
+        progress: !a.no_progress,
+        ..TrainOptions::default()
+    };
+    o.model = match (a.arch, o.model) {
+        (Arch::Gru, ModelConfig::Gru(mut c)) => {
+            c.hidden = a.hidden.unwrap_or(c.hidden);
+            c.gru_layers = a.layers.unwrap_or(c.gru_layers);
+            c.conv_channels = a.conv_channels.unwrap_or(c.conv_channels);
+            c.dropout = a.dropout.unwrap_or(c.dropout);
+            ModelConfig::Gru(c)
+        }
+        (Arch::Gru, _) => {
+            ModelConfig::Gru(GruModelConfig { activation: Activation::Relu, ..GruModelConfig::default() })
+        }
+        (Arch::Conv, _) => {
+            let d = ConvModelConfig::default();
+            ModelConfig::Conv(ConvModelConfig {
+                channels: a.hidden.unwrap_or(d.channels),
+                blocks: a.layers.unwrap_or(d.blocks),
+                dropout: a.dropout.unwrap_or(d.dropout),
+                ..d
+            })
+        }
+    };
+    if let Some(x) = a.batch_frames {
+        o.batch_frames = x;
+    }
+    if let Some(x) = a.lr {
+        o.lr = x;
+    }
+    if let Some(x) = a.warmup {
+        o.warmup_steps = x;
+    }
+    if let Some(x) = a.seed {
+        o.seed = x;
+    }
+    if let Some(x) = a.beam {
+        o.beam_width = x;
+    }
+    if let Some(x) = a.noise_prob {
+        o.augment.noise_prob = x;
+    }
+    o.augment.speed_perturb &= !a.no_speed_perturb;
+    if a.no_specaugment {
+        o.augment.freq_masks = (0, 0);
+        o.augment.time_masks = (0, 0);
+    }
+    let (dir, resume) = match a.resume {
+        Some(d) => (d, true),
+        None => (a.out.unwrap_or_else(default_run_dir), false),
+    };
+    let report = train(&o, &dir, resume)?;
+    let p = &report.profile;
+    if p.steps > 0 {
+        let tot = p.total_s().max(1e-9);
+        eprintln!(
+            "step profile over {} steps ({:.1} utt/s): features {:.1}%, forward {:.1}%, loss {:.1}%, backward {:.1}%, optimizer {:.1}%",
+            p.steps,
+            p.utterances as f64 / tot,
+            100.0 * p.features_s / tot,
+            100.0 * p.forward_s / tot,
+            100.0 * p.loss_s / tot,
+            100.0 * p.backward_s / tot,
+            100.0 * p.optimizer_s / tot
+        );
+    }
+    eprintln!("run directory: {} (total {:.1} min)", dir.display(), start.elapsed().as_secs_f64() / 60.0);
+    Ok(())
+}
+
+fn load_lm(d: &DecodeArgs) -> Result<Option<NgramModel>, CliError> {
+    match &d.lm {
+        Some(p) => Ok(Some(
+            NgramModel::from_arpa_file(p).map_err(|e| CliError::Other(format!("{}: {e}", p.display())))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+fn decoding<'a>(d: &DecodeArgs, lm: &'a Option<NgramModel>) -> Result<Decoding<'a>, CliError> {
+    match d.beam {
+        None => Ok(Decoding::Greedy),
+        Some(0) => Err(CliError::Other("option --beam: the width must be at least 1".into())),
+        Some(w) => Ok(Decoding::Beam { width: w, lm: lm.as_ref().map(|m| (m, d.alpha, d.beta)) }),
+    }
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<(), CliError> {
+    let mut rec = Recognizer::load(&a.model_dir, &a.decode.weights)?;
+    let lm = load_lm(&a.decode)?;
+    let corpus = load_corpus(&a.manifest, a.skip_bad)?;
+    for (p, why) in &corpus.skipped {
+        eprintln!("skipped {}: {why}", p.display());
+    }
+    let feats = fastctc::train::data::features_of_corpus(&rec.config.features, &corpus)?;
+    let report = evaluate(&mut rec, &corpus, &feats, decoding(&a.decode, &lm)?, 12_000)?;
+    println!("{}: loss {:.4}", a.manifest.display(), report.loss);
+    println!("{}", format_report(&report));
+    Ok(())
+}
+
+fn cmd_transcribe(a: TranscribeArgs) -> Result<(), CliError> {
+    let mut rec = Recognizer::load(&a.model_dir, &a.decode.weights)?;
+    let lm = load_lm(&a.decode)?;
+    let dec = decoding(&a.decode, &lm)?;
+    for path in &a.audio {
+        let f = rec.features_of_file(path)?;
+        let lp = rec.log_probs(vec![f])?;
+        let hyp = rec.decode(&lp, dec)?;
+        let text = hyp.first().map_or("", |h| h.text.as_str());
+        if a.audio.len() > 1 {
+            println!("{}\t{text}", path.display());
+        } else {
+            println!("{text}");
+        }
+    }
+    Ok(())
+}
+
+fn cmd_align(a: AlignArgs) -> Result<(), CliError> {
+    let mut rec = Recognizer::load(&a.model_dir, &a.weights)?;
+    let f = rec.features_of_file(&a.audio)?;
+    let lp = rec.log_probs(vec![f])?;
+    let view = lp.view()?;
+    let text = a.text.trim().to_string();
+    let al = align_text(&view, &lp.lengths, &[text.as_str()], &rec.vocab)
+        .map_err(|e| CliError::Other(format!("aligning {:?} to {}: {e}", text, a.audio.display())))?;
+    let utt = utterance_name(&a.audio);
+    let shift = rec.config.frame_shift_s;
+    match a.format {
+        AlignFormat::Json => {
+            let v = al[0].to_json(&utt, &rec.vocab, shift);
+            println!("{}", serde_json::to_string_pretty(&v).map_err(|e| CliError::Other(e.to_string()))?);
+        }
+        AlignFormat::Ctm => {
+            let mut s = String::new();
+            al[0].write_ctm(&mut s, &utt, "1", shift);
+            print!("{s}");
+        }
+    }
+    Ok(())
+}
+
+fn utterance_name(p: &Path) -> String {
+    p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
+    let shapes: Vec<_> =
+        standard_shapes().into_iter().filter(|s| a.shape.as_deref().is_none_or(|o| o == s.name)).collect();
+    if shapes.is_empty() {
+        let names: Vec<&str> = standard_shapes().iter().map(|s| s.name).collect();
+        return Err(CliError::Other(format!(
+            "option --shape: no shape named {:?} (known: {})",
+            a.shape.unwrap_or_default(),
+            names.join(", ")
+        )));
+    }
+    if a.threads.contains(&0) {
+        return Err(CliError::Other("option --threads: thread counts must be at least 1".into()));
+    }
+    println!("{:<11} {:>7} {:>10} {:>12}", "shape", "threads", "median ms", "Mcells/s");
+    for shape in shapes {
+        let (logits, labels) = shape.generate(1);
+        let (t, b, v) = (shape.max_time(), shape.batch(), shape.classes);
+        let il: Vec<u32> = shape.input_lengths.iter().map(|&x| x as u32).collect();
+        let tl: Vec<u32> = shape.target_lengths.iter().map(|&x| x as u32).collect();
+        let acts = ActsView::time_major(&logits, t, b, v).map_err(TrainError::from)?;
+        let mut grad = vec![0.0f32; logits.len()];
+        for &threads in &a.threads {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| CliError::Other(format!("thread pool of {threads}: {e}")))?;
+            let opts = CtcOptions { reduction: Reduction::Sum, backend: Backend::Auto, ..Default::default() };
+            let mut ws = Workspace::new();
+            let mut losses = vec![0.0f32; b];
+            let mut times = Vec::new();
+            for _ in 0..a.rounds.max(1) {
+                let mut g = ActsViewMut::time_major(&mut grad, t, b, v).map_err(TrainError::from)?;
+                let start = Instant::now();
+                pool.install(|| {
+                    ctc_compute(
+                        &acts,
+                        &Targets::Concatenated { labels: &labels, lengths: &tl },
+                        &il,
+                        &mut losses,
+                        Some(&mut g),
+                        &opts,
+                        &mut ws,
+                    )
+                })
+                .map_err(TrainError::from)?;
+                times.push(start.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            let med = times[times.len() / 2];
+            println!(
+                "{:<11} {:>7} {:>10.3} {:>12.1}",
+                shape.name,
+                threads,
+                med * 1e3,
+                shape.cells() as f64 / med / 1e6
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,442 @@
+//! Corpus preparation: the character vocabulary, transcripts to labels, audio to features, global
+//! CMVN, length-bucketed batches and the training-time augmentations (speed perturbation, additive
+//! noise, SpecAugment).
+
+use std::path::{Path, PathBuf};
+
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::audio::{
+    read_audio, spec_augment, speed_perturb, CmvnStats, Fbank, FbankConfig, Features, GlobalCmvn,
+    SpecAugmentConfig, WORKING_RATE,
+};
+use crate::decode::Vocabulary;
+use crate::nn::Batch;
+
+use super::error::TrainError;
+use super::manifest::read_manifest;
+
+/// The characters after the blank, in class order: class 0 is the blank, 1 the space (the word
+/// separator), 2 the apostrophe, 3..=28 `a`..=`z`; 29 classes in all.
+pub const CHARS: &str = " 'abcdefghijklmnopqrstuvwxyz";
+
+/// The 29-class character vocabulary (blank 0, separator = space at 1).
+pub fn vocabulary() -> Vocabulary {
+    // CHARS has no duplicate and no empty token, so construction cannot fail.
+    Vocabulary::from_chars(CHARS).unwrap_or_else(|_| unreachable!("CHARS is a valid vocabulary"))
+}
+
+/// Class indices of `text` under [`CHARS`] (`' '` -> 1, `'\''` -> 2, `a` -> 3, ...), or the first
+/// character outside the vocabulary.
+pub fn encode_chars(text: &str) -> Result<Vec<u32>, char> {
+    text.chars()
+        .map(|c| match c {
+            ' ' => Ok(1),
+            '\'' => Ok(2),
+            'a'..='z' => Ok(3 + (c as u32 - 'a' as u32)),
+            other => Err(other),
+        })
+        .collect()
+}
+
+/// Log-mel feature settings saved with a model, so that inference computes the same features.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSettings {
+    /// Sample rate the audio is resampled to, in Hz.
+    pub sample_rate: u32,
+    /// Mel bins per frame (the model's input dimension).
+    pub num_mel_bins: usize,
+    /// Analysis window, in milliseconds.
+    pub frame_length_ms: f64,
+    /// Hop between frames, in milliseconds.
+    pub frame_shift_ms: f64,
+}
+
+impl Default for FeatureSettings {
+    /// 16 kHz, 80 bins, 25 ms windows every 10 ms (Kaldi's defaults with 80 bins).
+    fn default() -> Self {
+        FeatureSettings {
+            sample_rate: WORKING_RATE,
+            num_mel_bins: 80,
+            frame_length_ms: 25.0,
+            frame_shift_ms: 10.0,
+        }
+    }
+}
+
+impl FeatureSettings {
+    /// The filterbank extractor for these settings (no dither: features are deterministic).
+    pub fn fbank(&self) -> Result<Fbank, TrainError> {
+        let config = FbankConfig {
+            sample_rate: self.sample_rate,
+            num_mel_bins: self.num_mel_bins,
+            frame_length_ms: self.frame_length_ms,
+            frame_shift_ms: self.frame_shift_ms,
+            dither: 0.0,
+            ..FbankConfig::default()
+        };
+        Fbank::new(config)
+            .map_err(|source| TrainError::Audio { path: PathBuf::from("<feature settings>"), source })
+    }
+}
+
+/// One utterance held in memory: its waveform, transcript and labels.
+#[derive(Clone, Debug)]
+pub struct Utterance {
+    /// The audio file it came from.
+    pub path: PathBuf,
+    /// Mono samples at [`FeatureSettings::sample_rate`], in `[-1, 1]`.
+    pub samples: Vec<f32>,
+    /// The transcript.
+    pub text: String,
+    /// The transcript as class indices (see [`encode_chars`]).
+    pub labels: Vec<u32>,
+    /// The manifest's `kind` field (`digits`, `sentence`) when present.
+    pub kind: Option<String>,
+}
+
+/// A manifest loaded into memory.
+#[derive(Clone, Debug)]
+pub struct Corpus {
+    /// The manifest.
+    pub manifest: PathBuf,
+    /// The usable utterances, in manifest order.
+    pub utterances: Vec<Utterance>,
+    /// Audio files that could not be read (only when skipping bad files), with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Reads a manifest and decodes all its audio (in parallel). Transcripts outside the vocabulary are
+/// an error naming the manifest line; a missing or corrupt audio file is an error naming the file,
+/// unless `skip_bad`, in which case it is listed in [`Corpus::skipped`] and left out.
+pub fn load_corpus(manifest: &Path, skip_bad: bool) -> Result<Corpus, TrainError> {
+    let entries = read_manifest(manifest)?;
+    let mut labels = Vec::with_capacity(entries.len());
+    for e in &entries {
+        match encode_chars(&e.text) {
+            Ok(l) => labels.push(l),
+            Err(character) => {
+                return Err(TrainError::BadTranscript {
+                    manifest: manifest.to_path_buf(),
+                    line: e.line,
+                    character,
+                    text: e.text.clone(),
+                })
+            }
+        }
+    }
+    let decoded: Vec<Result<Vec<f32>, TrainError>> = entries
+        .par_iter()
+        .map(|e| {
+            read_audio(&e.audio_filepath)
+                .map(|a| a.samples)
+                .map_err(|source| TrainError::Audio { path: e.audio_filepath.clone(), source })
+        })
+        .collect();
+    let mut utterances = Vec::with_capacity(entries.len());
+    let mut skipped = Vec::new();
+    for ((e, l), r) in entries.into_iter().zip(labels).zip(decoded) {
+        match r {
+            Ok(samples) => utterances.push(Utterance {
+                path: e.audio_filepath.clone(),
+                samples,
+                kind: e.extra.get("kind").and_then(|k| k.as_str()).map(str::to_string),
+                text: e.text,
+                labels: l,
+            }),
+            Err(TrainError::Audio { path, source }) if skip_bad => skipped.push((path, source.to_string())),
+            Err(err) => return Err(err),
+        }
+    }
+    if utterances.is_empty() {
+        return Err(TrainError::EmptyManifest { manifest: manifest.to_path_buf() });
+    }
+    Ok(Corpus { manifest: manifest.to_path_buf(), utterances, skipped })
+}
+
+/// Log-mel features of `samples` (no normalisation), `(frames, bins)` row-major.
+pub fn compute_features(fbank: &mut Fbank, samples: &[f32], path: &Path) -> Result<Features, TrainError> {
+    fbank.compute(samples).map_err(|source| TrainError::Audio { path: path.to_path_buf(), source })
+}
+
+/// Features of every utterance (in parallel, one extractor per worker), in corpus order.
+pub fn features_of_corpus(settings: &FeatureSettings, corpus: &Corpus) -> Result<Vec<Features>, TrainError> {
+    settings.fbank()?;
+    corpus
+        .utterances
+        .par_iter()
+        .map_init(|| settings.fbank(), |fb, u| compute_features(worker_fbank(fb)?, &u.samples, &u.path))
+        .collect()
+}
+
+/// A worker's extractor, or the error its construction gave (the settings were checked once before
+/// the workers started, so this is not expected).
+fn worker_fbank(fb: &mut Result<Fbank, TrainError>) -> Result<&mut Fbank, TrainError> {
+    match fb {
+        Ok(f) => Ok(f),
+        Err(e) => Err(TrainError::InvalidOption { option: "features", reason: e.to_string() }),
+    }
+}
+
+/// Global mean/variance statistics over a set of feature matrices.
+pub fn global_cmvn(features: &[Features], manifest: &Path) -> Result<GlobalCmvn, TrainError> {
+    let bins = features.first().map_or(0, |f| f.bins);
+    let mut stats = CmvnStats::new(bins);
+    for f in features {
+        stats.accumulate(f).map_err(|source| TrainError::Audio { path: manifest.to_path_buf(), source })?;
+    }
+    stats.finalize().map_err(|source| TrainError::Audio { path: manifest.to_path_buf(), source })
+}
+
+/// Training-time augmentation switches and ranges.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AugmentOptions {
+    /// Speed perturbation: each utterance of each epoch is played at 0.9, 1.0 or 1.1 times its speed
+    /// (equally likely), by resampling.
+    pub speed_perturb: bool,
+    /// Probability that an utterance gets additive white noise; 0 disables noise.
+    pub noise_prob: f64,
+    /// Signal-to-noise ratio range of the additive noise, in dB (drawn uniformly).
+    pub noise_snr_db: (f64, f64),
+    /// SpecAugment: frequency masks (count, widest in bins); `(0, 0)` disables them.
+    pub freq_masks: (usize, usize),
+    /// SpecAugment: time masks (count, widest in frames); `(0, 0)` disables them.
+    pub time_masks: (usize, usize),
+}
+
+impl Default for AugmentOptions {
+    /// Speed perturbation on, noise on half of the utterances at 10-30 dB SNR, two frequency masks of
+    /// up to 15 bins and two time masks of up to 20 frames (capped at 20 % of the utterance).
+    fn default() -> Self {
+        AugmentOptions {
+            speed_perturb: true,
+            noise_prob: 0.5,
+            noise_snr_db: (10.0, 30.0),
+            freq_masks: (2, 15),
+            time_masks: (2, 20),
+        }
+    }
+}
+
+impl AugmentOptions {
+    /// No augmentation at all.
+    pub fn none() -> Self {
+        AugmentOptions {
+            speed_perturb: false,
+            noise_prob: 0.0,
+            noise_snr_db: (10.0, 30.0),
+            freq_masks: (0, 0),
+            time_masks: (0, 0),
+        }
+    }
+
+    /// Whether features must be recomputed from the waveform for every use (noise changes them).
+    pub fn needs_waveform(&self) -> bool {
+        self.noise_prob > 0.0
+    }
+
+    fn spec_augment(&self) -> Option<SpecAugmentConfig> {
+        if self.freq_masks.0 * self.freq_masks.1 == 0 && self.time_masks.0 * self.time_masks.1 == 0 {
+            return None;
+        }
+        let mut c = SpecAugmentConfig::librispeech_basic();
+        c.freq_masks = if self.freq_masks.1 == 0 { 0 } else { self.freq_masks.0 };
+        c.max_freq_width = self.freq_masks.1;
+        c.time_masks = if self.time_masks.1 == 0 { 0 } else { self.time_masks.0 };
+        c.max_time_width = self.time_masks.1;
+        c.max_time_ratio = 0.2;
+        Some(c)
+    }
+
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        if !(0.0..=1.0).contains(&self.noise_prob) {
+            return Err(TrainError::InvalidOption {
+                option: "--noise-prob",
+                reason: format!("{} is not a probability in [0, 1]", self.noise_prob),
+            });
+        }
+        let (a, b) = self.noise_snr_db;
+        if !(a.is_finite() && b.is_finite() && a <= b) {
+            return Err(TrainError::InvalidOption {
+                option: "--noise-snr",
+                reason: format!("SNR range {a}..{b} dB must be finite and ordered"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The speed factors of speed perturbation, by index.
+pub const SPEEDS: [f64; 3] = [0.9, 1.0, 1.1];
+
+/// A seeded generator for one (purpose, epoch, item) triple, so that every random choice of a run is
+/// reproducible and independent of thread scheduling and of where a run was resumed.
+pub fn rng_for(seed: u64, purpose: u64, epoch: u64, item: u64) -> Xoshiro256PlusPlus {
+    let mut z = seed ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = z.wrapping_add(epoch.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    z ^= item.wrapping_mul(0x94D0_49BB_1331_11EB);
+    Xoshiro256PlusPlus::seed_from_u64(z)
+}
+
+/// Adds white Gaussian noise to `samples` at `snr_db` (relative to the signal's mean power).
+pub fn add_noise(samples: &mut [f32], snr_db: f64, rng: &mut Xoshiro256PlusPlus) {
+    let power =
+        samples.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / samples.len().max(1) as f64;
+    if power <= 0.0 {
+        return;
+    }
+    let sigma = (power / 10f64.powf(snr_db / 10.0)).sqrt();
+    let mut i = 0;
+    while i < samples.len() {
+        // Box-Muller: two independent normals from two uniforms.
+        let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+        let u2: f64 = rng.random::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt() * sigma;
+        let th = 2.0 * std::f64::consts::PI * u2;
+        samples[i] = (f64::from(samples[i]) + r * th.cos()) as f32;
+        if i + 1 < samples.len() {
+            samples[i + 1] = (f64::from(samples[i + 1]) + r * th.sin()) as f32;
+        }
+        i += 2;
+    }
+}
+
+/// One utterance of a training batch: (utterance index, speed index into [`SPEEDS`], additive noise
+/// as (SNR in dB, generator seed) or none).
+pub type BatchItem = (usize, usize, Option<(f64, u64)>);
+
+/// Training features: cached per (utterance, speed) when no noise is added, recomputed otherwise.
+pub struct FeatureStore {
+    settings: FeatureSettings,
+    /// `cache[speed][utt]`: log-mel features (not normalised).
+    cache: Vec<Vec<Option<Features>>>,
+}
+
+impl FeatureStore {
+    /// A store whose speed-1.0 entries are `base` (features of every utterance, corpus order).
+    pub fn new(settings: &FeatureSettings, base: Vec<Features>) -> Result<Self, TrainError> {
+        let n = base.len();
+        let mut cache: Vec<Vec<Option<Features>>> = (0..SPEEDS.len()).map(|_| vec![None; n]).collect();
+        cache[1] = base.into_iter().map(Some).collect();
+        settings.fbank()?;
+        Ok(FeatureStore { settings: settings.clone(), cache })
+    }
+
+    /// Features for a batch of utterances: `items[i] = (utterance index, speed index, noise seed)`,
+    /// computed in parallel. Cached entries are reused; with noise the features are always recomputed.
+    pub fn get(&mut self, corpus: &Corpus, items: &[BatchItem]) -> Result<Vec<Features>, TrainError> {
+        let rate = self.settings.sample_rate;
+        let settings = &self.settings;
+        let cache = &self.cache;
+        let computed: Vec<Result<(Features, bool), TrainError>> = items
+            .par_iter()
+            .map_init(
+                || settings.fbank(),
+                |fb, &(u, s, noise)| {
+                    if noise.is_none() {
+                        if let Some(f) = &cache[s][u] {
+                            return Ok((f.clone(), false));
+                        }
+                    }
+                    let utt = &corpus.utterances[u];
+                    let mut samples = if SPEEDS[s] == 1.0 {
+                        utt.samples.clone()
+                    } else {
+                        speed_perturb(&utt.samples, rate, SPEEDS[s])
+                            .map_err(|source| TrainError::Audio { path: utt.path.clone(), source })?
+                    };
+                    if let Some((snr, seed)) = noise {
+                        add_noise(&mut samples, snr, &mut Xoshiro256PlusPlus::seed_from_u64(seed));
+                    }
+                    Ok((compute_features(worker_fbank(fb)?, &samples, &utt.path)?, noise.is_none()))
+                },
+            )
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for (&(u, s, _), r) in items.iter().zip(computed) {
+            let (f, cacheable) = r?;
+            if cacheable {
+                self.cache[s][u] = Some(f.clone());
+            }
+            out.push(f);
+        }
+        Ok(out)
+    }
+}
+
+/// Normalises features with `cmvn`, optionally applies SpecAugment (seeded per item), and pads them
+/// into a `(B, T, bins)` batch with per-sequence lengths.
+pub fn make_batch(
+    mut features: Vec<Features>,
+    cmvn: &GlobalCmvn,
+    augment: Option<(&AugmentOptions, &[u64])>,
+    path_for_errors: &Path,
+) -> Result<Batch<f32>, TrainError> {
+    let audio_err = |source| TrainError::Audio { path: path_for_errors.to_path_buf(), source };
+    let spec = augment.and_then(|(a, _)| a.spec_augment());
+    for (i, f) in features.iter_mut().enumerate() {
+        cmvn.apply(f).map_err(audio_err)?;
+        if let (Some(spec), Some((_, seeds))) = (&spec, augment) {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(seeds[i]);
+            spec_augment(spec, f, &mut rng).map_err(audio_err)?;
+        }
+    }
+    let bins = cmvn.bins();
+    let time = features.iter().map(|f| f.frames).max().unwrap_or(0);
+    let mut data = vec![0.0f32; features.len() * time * bins];
+    let lengths: Vec<usize> = features.iter().map(|f| f.frames).collect();
+    for (b, f) in features.iter().enumerate() {
+        data[b * time * bins..b * time * bins + f.data.len()].copy_from_slice(&f.data);
+    }
+    Ok(Batch::new(data, features.len(), time, bins, lengths)?)
+}
+
+/// Splits utterance indices into batches of similar length: indices are shuffled (seeded by `seed`
+/// and `epoch`), sorted by length within windows of 50 batches' worth, cut into batches whose padded
+/// size `count * longest` stays within `max_frames` (and at most `max_batch` utterances), and the
+/// batch order is shuffled again. `lengths[i]` is utterance `i`'s length in frames.
+pub fn bucket_batches(
+    lengths: &[usize],
+    max_frames: usize,
+    max_batch: usize,
+    seed: u64,
+    epoch: u64,
+) -> Vec<Vec<usize>> {
+    let mut rng = rng_for(seed, 1, epoch, 0);
+    let mut idx: Vec<usize> = (0..lengths.len()).collect();
+    shuffle(&mut idx, &mut rng);
+    let mean = (lengths.iter().sum::<usize>() / lengths.len().max(1)).max(1);
+    let window = (max_frames / mean).max(1) * 50;
+    let mut batches = Vec::new();
+    for chunk in idx.chunks_mut(window) {
+        chunk.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+        let mut current: Vec<usize> = Vec::new();
+        let mut longest = 0;
+        for &i in chunk.iter() {
+            let l = lengths[i].max(longest);
+            if !current.is_empty() && ((current.len() + 1) * l > max_frames || current.len() >= max_batch) {
+                batches.push(std::mem::take(&mut current));
+                longest = 0;
+            }
+            longest = longest.max(lengths[i]);
+            current.push(i);
+        }
+        if !current.is_empty() {
+            batches.push(current);
+        }
+    }
+    shuffle(&mut batches, &mut rng);
+    batches
+}
+
+/// Fisher-Yates shuffle with our seeded generator.
+pub fn shuffle<T>(items: &mut [T], rng: &mut Xoshiro256PlusPlus) {
+    for i in (1..items.len()).rev() {
+        let j = rng.random_range(0..=i);
+        items.swap(i, j);
+    }
+}

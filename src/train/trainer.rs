@@ -1,0 +1,791 @@
+//! The training loop: bucketed batches, augmentation, forward, fastctc loss, backward, clipping,
+//! AdamW with warm-up and cosine decay over a time (or epoch) budget, per-epoch dev evaluation,
+//! checkpoints, resume, and the final test evaluation (greedy and beam search + word 3-gram LM).
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+
+use crate::audio::{Features, GlobalCmvn};
+use crate::decode::{estimate_ngram, EstimateOptions, NgramModel};
+use crate::nn::{AcousticModel, Activation, GruModelConfig, Mode, ModelConfig};
+use crate::optim::{clip_grad_norm, Adam, AdamConfig};
+use crate::{
+    ctc_compute, ActsView, ActsViewMut, CtcError, CtcOptions, InputKind, Reduction, Targets, Workspace,
+};
+
+use super::checkpoint::{self, files, ModelFile, TrainerState};
+use super::curves::write_curves;
+use super::data::{
+    bucket_batches, features_of_corpus, global_cmvn, load_corpus, make_batch, rng_for, vocabulary,
+    AugmentOptions, BatchItem, Corpus, FeatureSettings, FeatureStore, SPEEDS,
+};
+use super::error::{io_err, TrainError};
+use super::recognizer::{evaluate, Decoding, EvalReport, Recognizer, DEFAULT_LM_ALPHA, DEFAULT_LM_BETA};
+
+/// Everything that defines a training run; saved as `train_options.json` in the run directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// Training manifest (JSON lines).
+    pub train: PathBuf,
+    /// Dev manifest, evaluated after every epoch (model selection by dev CER).
+    pub dev: PathBuf,
+    /// Test manifest, evaluated once at the end (greedy and beam + LM); `None` skips it.
+    pub test: Option<PathBuf>,
+    /// Training budget in minutes (training steps plus per-epoch dev evaluation); training stops at
+    /// the first batch boundary past it.
+    pub minutes: f64,
+    /// Stop after this many epochs (whichever of budget and epochs comes first).
+    pub epochs: Option<u64>,
+    /// The acoustic model.
+    pub model: ModelConfig,
+    /// Feature settings.
+    pub features: FeatureSettings,
+    /// Training-time augmentation.
+    pub augment: AugmentOptions,
+    /// Largest padded batch, in feature frames (`utterances * longest`).
+    pub batch_frames: usize,
+    /// Most utterances per batch.
+    pub max_batch: usize,
+    /// Peak learning rate (after warm-up).
+    pub lr: f64,
+    /// Final learning rate as a fraction of the peak.
+    pub min_lr_ratio: f64,
+    /// Linear warm-up length, in steps.
+    pub warmup_steps: u64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Gradient clipping: largest global L2 norm.
+    pub clip_norm: f64,
+    /// Seed of initialisation, shuffling, augmentation and dropout.
+    pub seed: u64,
+    /// List and skip unreadable audio files instead of stopping.
+    pub skip_bad: bool,
+    /// Use at most this many training utterances (the first ones), e.g. for quick tests.
+    pub max_train_utterances: Option<usize>,
+    /// Stop, as if interrupted, once this many optimizer steps are done, keeping the schedule of the
+    /// full run (checkpoints are written; no test evaluation). For testing `--resume`.
+    #[serde(default)]
+    pub pause_after_steps: Option<u64>,
+    /// Beam width of the final beam-search evaluation (0 skips it).
+    pub beam_width: usize,
+    /// Show progress bars (otherwise plain log lines).
+    pub progress: bool,
+}
+
+impl Default for TrainOptions {
+    /// The defaults of `fastctc train`: the shipped corpus, a 12-minute budget, the default model.
+    fn default() -> Self {
+        TrainOptions {
+            train: PathBuf::from("data/train.jsonl"),
+            dev: PathBuf::from("data/dev.jsonl"),
+            test: Some(PathBuf::from("data/test.jsonl")),
+            minutes: 12.0,
+            epochs: None,
+            model: default_model(),
+            features: FeatureSettings::default(),
+            augment: AugmentOptions::default(),
+            batch_frames: 6000,
+            max_batch: 64,
+            lr: 2e-3,
+            min_lr_ratio: 0.05,
+            warmup_steps: 100,
+            weight_decay: 0.01,
+            clip_norm: 5.0,
+            seed: 1,
+            skip_bad: false,
+            max_train_utterances: None,
+            pause_after_steps: None,
+            beam_width: 16,
+            progress: true,
+        }
+    }
+}
+
+/// The default architecture, chosen by measured step time on 2 cores (see docs/TRAINING.md).
+pub fn default_model() -> ModelConfig {
+    ModelConfig::Gru(GruModelConfig {
+        input_dim: 80,
+        vocab: 29,
+        conv_layers: 2,
+        conv_channels: 192,
+        conv_kernel: 3,
+        conv_stride: 2,
+        activation: Activation::Relu,
+        gru_layers: 2,
+        hidden: 256,
+        dropout: 0.1,
+    })
+}
+
+impl TrainOptions {
+    /// Checks the ranges of the options.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |option, reason: String| Err(TrainError::InvalidOption { option, reason });
+        if !(self.minutes.is_finite() && self.minutes > 0.0) {
+            return bad("--minutes", format!("{} is not a positive number of minutes", self.minutes));
+        }
+        if self.epochs == Some(0) {
+            return bad("--epochs", "must be at least 1".into());
+        }
+        if self.batch_frames == 0 || self.max_batch == 0 {
+            return bad("--batch-frames", "batch sizes must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("--lr", format!("{} is not a positive learning rate", self.lr));
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return bad("--min-lr-ratio", format!("{} is not in [0, 1]", self.min_lr_ratio));
+        }
+        if !(self.clip_norm.is_finite() && self.clip_norm > 0.0) {
+            return bad("--clip-norm", format!("{} is not positive", self.clip_norm));
+        }
+        if self.model.vocab() != vocabulary().len() {
+            return bad(
+                "model.vocab",
+                format!("{} outputs, the vocabulary has {}", self.model.vocab(), vocabulary().len()),
+            );
+        }
+        if self.model.input_dim() != self.features.num_mel_bins {
+            return bad("model.input_dim", "must equal the number of mel bins".into());
+        }
+        self.model.validate()?;
+        self.augment.validate()
+    }
+
+    /// Learning rate at `step` given the run's progress in `[0, 1]`: linear warm-up over
+    /// `warmup_steps`, then half a cosine from `lr` to `lr * min_lr_ratio` over the progress.
+    pub fn lr_at(&self, step: u64, progress: f64) -> f64 {
+        if step < self.warmup_steps {
+            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let min = self.lr * self.min_lr_ratio;
+        min + (self.lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos())
+    }
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch (1-based, as printed).
+    pub epoch: u64,
+    /// Whether the epoch was cut short by the budget.
+    pub partial: bool,
+    /// Optimizer steps so far.
+    pub step: u64,
+    /// Mean training loss over the epoch's applied steps.
+    pub train_loss: f64,
+    /// Dev loss (mean per utterance of loss / target length).
+    pub dev_loss: f64,
+    /// Dev CER (greedy).
+    pub dev_cer: f64,
+    /// Dev WER (greedy).
+    pub dev_wer: f64,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    /// Training seconds used so far.
+    pub train_seconds: f64,
+    /// Training utterances per second over the epoch (steps only).
+    pub utterances_per_s: f64,
+    /// Steps skipped so far for a non-finite loss or gradient.
+    pub skipped_steps: u64,
+}
+
+/// Seconds spent in each phase of the training steps.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepProfile {
+    /// Steps measured.
+    pub steps: u64,
+    /// Utterances processed.
+    pub utterances: u64,
+    /// Feature lookup / extraction, CMVN, SpecAugment, padding.
+    pub features_s: f64,
+    /// Model forward pass.
+    pub forward_s: f64,
+    /// CTC loss and gradient (the fastctc kernel).
+    pub loss_s: f64,
+    /// Model backward pass.
+    pub backward_s: f64,
+    /// Gradient clipping and the AdamW update.
+    pub optimizer_s: f64,
+}
+
+impl StepProfile {
+    /// Total seconds of the measured phases.
+    pub fn total_s(&self) -> f64 {
+        self.features_s + self.forward_s + self.loss_s + self.backward_s + self.optimizer_s
+    }
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TrainReport {
+    /// The run directory.
+    pub out_dir: PathBuf,
+    /// Per-epoch metrics.
+    pub epochs: Vec<EpochMetrics>,
+    /// Optimizer steps taken (including skipped ones).
+    pub steps: u64,
+    /// Steps skipped for a non-finite loss or gradient.
+    pub skipped_steps: u64,
+    /// Mean training loss of every applied step, in order (for tests and plots).
+    pub step_losses: Vec<f64>,
+    /// Time profile of the training steps of this invocation.
+    pub profile: StepProfile,
+    /// Seconds spent loading audio and computing features before training.
+    pub setup_seconds: f64,
+    /// Test-set evaluation with greedy decoding (best model).
+    pub test_greedy: Option<EvalReport>,
+    /// Test-set evaluation with beam search + LM (best model).
+    pub test_beam_lm: Option<EvalReport>,
+    /// Test-set evaluation with beam search, no LM.
+    pub test_beam: Option<EvalReport>,
+}
+
+/// Prints a line above the progress bar (or to stderr when there is none).
+fn say(bar: &ProgressBar, line: &str) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+fn new_bar(show: bool, len: u64, prefix: String) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(len),
+        if show && std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(prefix);
+    bar
+}
+
+/// Prepared data of a run.
+struct Data {
+    train: Corpus,
+    dev: Corpus,
+    dev_features: Vec<Features>,
+    store: FeatureStore,
+    /// Nominal lengths (frames at speed 1.0) of the training utterances.
+    lengths: Vec<usize>,
+}
+
+fn load_data(
+    opts: &TrainOptions,
+    cmvn: Option<GlobalCmvn>,
+    log: &dyn Fn(&str),
+) -> Result<(Data, GlobalCmvn), TrainError> {
+    let mut train = load_corpus(&opts.train, opts.skip_bad)?;
+    if let Some(n) = opts.max_train_utterances {
+        train.utterances.truncate(n.max(1));
+    }
+    let dev = load_corpus(&opts.dev, opts.skip_bad)?;
+    for (c, name) in [(&train, "train"), (&dev, "dev")] {
+        for (path, why) in &c.skipped {
+            log(&format!("skipped unreadable {name} audio {}: {why}", path.display()));
+        }
+    }
+    let train_features = features_of_corpus(&opts.features, &train)?;
+    let dev_features = features_of_corpus(&opts.features, &dev)?;
+    let cmvn = match cmvn {
+        Some(c) => c,
+        None => global_cmvn(&train_features, &opts.train)?,
+    };
+    let lengths = train_features.iter().map(|f| f.frames).collect();
+    let store = FeatureStore::new(&opts.features, train_features)?;
+    Ok((Data { train, dev, dev_features, store, lengths }, cmvn))
+}
+
+/// Copies every parameter value of `from` into `to` (same architecture).
+fn copy_weights(from: &AcousticModel<f32>, to: &mut AcousticModel<f32>) {
+    let src: Vec<Vec<f32>> = from.params().iter().map(|p| p.value().to_vec()).collect();
+    for (p, v) in to.params_mut().into_iter().zip(src) {
+        p.value_mut().copy_from_slice(&v);
+    }
+}
+
+fn write_metrics(dir: &Path, metrics: &[EpochMetrics]) -> Result<(), TrainError> {
+    let mut text = String::new();
+    for m in metrics {
+        let line = serde_json::to_string(m)
+            .map_err(|e| TrainError::Checkpoint { path: dir.join(files::METRICS), detail: e.to_string() })?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    checkpoint::write_atomic(&dir.join(files::METRICS), text.as_bytes())?;
+    write_curves(&dir.join(files::CURVES), metrics)
+}
+
+fn read_metrics(dir: &Path) -> Result<Vec<EpochMetrics>, TrainError> {
+    let path = dir.join(files::METRICS);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| TrainError::Checkpoint { path: path.clone(), detail: e.to_string() })
+        })
+        .collect()
+}
+
+/// The name of a fresh run directory: `runs/<UTC timestamp>`.
+pub fn default_run_dir() -> PathBuf {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, in integers).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    PathBuf::from(format!("runs/{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem / 60 % 60, rem % 60))
+}
+
+/// Trains a model as `opts` says into `out_dir` (created if needed). With `resume`, `out_dir` must
+/// hold a run: its saved options are used (with `opts.minutes`/`opts.epochs` as the new budget), and
+/// training continues from the last checkpoint.
+pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainReport, TrainError> {
+    let setup_start = Instant::now();
+    let options_path = out_dir.join("train_options.json");
+    let opts = if resume {
+        let bytes = checkpoint::read_file(&options_path)?;
+        let mut saved: TrainOptions = serde_json::from_slice(&bytes)
+            .map_err(|e| TrainError::Checkpoint { path: options_path.clone(), detail: e.to_string() })?;
+        saved.minutes = opts.minutes;
+        saved.epochs = opts.epochs;
+        saved.progress = opts.progress;
+        saved.pause_after_steps = opts.pause_after_steps;
+        saved
+    } else {
+        opts.clone()
+    };
+    opts.validate()?;
+    std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    let text = serde_json::to_string_pretty(&opts)
+        .map_err(|e| TrainError::Checkpoint { path: options_path.clone(), detail: e.to_string() })?;
+    checkpoint::write_atomic(&options_path, text.as_bytes())?;
+
+    let quiet = ProgressBar::hidden();
+    let log = |s: &str| say(&quiet, s);
+    let saved_config =
+        if resume { Some(checkpoint::load_config(&out_dir.join(files::CONFIG))?) } else { None };
+    log(&format!("loading {} and {} ...", opts.train.display(), opts.dev.display()));
+    let (mut data, cmvn) = load_data(&opts, saved_config.as_ref().map(|c| c.cmvn.clone()), &log)?;
+    let vocab = vocabulary();
+    let subsampling = (opts.features.num_mel_bins > 0).then(|| {
+        // Output frames per input frame: measured on the configuration itself.
+        let probe = 10_000;
+        probe as f64 / opts.model.output_length(probe).max(1) as f64
+    });
+    let config = ModelFile {
+        format: "fastctc-model".into(),
+        version: 1,
+        vocabulary: vocab.tokens().to_vec(),
+        blank: vocab.blank(),
+        separator: vocab.separator(),
+        features: opts.features.clone(),
+        cmvn: cmvn.clone(),
+        model: opts.model.clone(),
+        frame_shift_s: opts.features.frame_shift_ms / 1000.0 * subsampling.unwrap_or(1.0).round(),
+    };
+    checkpoint::save_config(&out_dir.join(files::CONFIG), &config)?;
+
+    let mut model = AcousticModel::<f32>::new(&opts.model, opts.seed)?;
+    let mut adam = Adam::new(AdamConfig { weight_decay: opts.weight_decay, ..AdamConfig::default() })?;
+    let mut state = TrainerState {
+        epoch: 0,
+        batch_in_epoch: 0,
+        step: 0,
+        skipped_steps: 0,
+        train_seconds: 0.0,
+        best_dev_cer: f64::INFINITY,
+        best_epoch: None,
+        epoch_loss: (0.0, 0),
+        finished: false,
+    };
+    let mut metrics = Vec::new();
+    if resume {
+        checkpoint::load_weights(&out_dir.join(files::LAST), &mut model)?;
+        adam.load_state(checkpoint::load_optimizer(&out_dir.join(files::OPTIMIZER))?)?;
+        state = checkpoint::load_state(&out_dir.join(files::STATE))?;
+        state.finished = false;
+        metrics = read_metrics(out_dir)?;
+        log(&format!(
+            "resuming {} at epoch {} batch {} (step {})",
+            out_dir.display(),
+            state.epoch + 1,
+            state.batch_in_epoch,
+            state.step
+        ));
+    }
+    let n_params = model.num_params();
+    let setup_seconds = setup_start.elapsed().as_secs_f64();
+    log(&format!(
+        "{} training / {} dev utterances, features in {:.1} s; model {} parameters; budget {} min{}",
+        data.train.utterances.len(),
+        data.dev.utterances.len(),
+        setup_seconds,
+        n_params,
+        opts.minutes,
+        opts.epochs.map_or(String::new(), |e| format!(", {e} epochs"))
+    ));
+
+    let budget = opts.minutes * 60.0;
+    let ctc_opts = CtcOptions {
+        input: InputKind::Logits,
+        reduction: Reduction::Mean,
+        zero_infinity: true,
+        ..CtcOptions::default()
+    };
+    let mut ws = Workspace::<f32>::new();
+    let mut report = TrainReport { out_dir: out_dir.to_path_buf(), setup_seconds, ..TrainReport::default() };
+    let mut profile = StepProfile::default();
+    let batches_per_epoch =
+        bucket_batches(&data.lengths, opts.batch_frames, opts.max_batch, opts.seed, 0).len() as u64;
+
+    let paused = |state: &TrainerState| opts.pause_after_steps.is_some_and(|s| state.step >= s);
+    'epochs: loop {
+        if opts.epochs.is_some_and(|e| state.epoch >= e) || state.train_seconds >= budget || paused(&state) {
+            break;
+        }
+        let epoch = state.epoch;
+        let batches = bucket_batches(&data.lengths, opts.batch_frames, opts.max_batch, opts.seed, epoch);
+        // Dropout masks are drawn from a generator seeded per epoch, so that a run resumed at an
+        // epoch boundary draws the same masks as an uninterrupted one.
+        if state.batch_in_epoch == 0 {
+            let mut fresh = AcousticModel::<f32>::new(
+                &opts.model,
+                opts.seed ^ (epoch + 1).wrapping_mul(0xA24B_AED4_963E_E407),
+            )?;
+            copy_weights(&model, &mut fresh);
+            model = fresh;
+        }
+        let bar = new_bar(opts.progress, batches.len() as u64, format!("epoch {}", epoch + 1));
+        bar.set_position(state.batch_in_epoch as u64);
+        let mut epoch_utts = 0u64;
+        let mut step_time = 0.0;
+        let mut partial = false;
+        for (bi, batch_idx) in batches.iter().enumerate().skip(state.batch_in_epoch) {
+            if state.train_seconds >= budget || paused(&state) {
+                partial = true;
+                break;
+            }
+            let t0 = Instant::now();
+            let (loss, applied) = train_step(
+                &opts,
+                &mut data,
+                &cmvn,
+                &mut model,
+                &mut adam,
+                &mut ws,
+                &ctc_opts,
+                &mut state,
+                &mut profile,
+                batch_idx,
+                batches_per_epoch,
+            )?;
+            let dt = t0.elapsed().as_secs_f64();
+            state.train_seconds += dt;
+            step_time += dt;
+            epoch_utts += batch_idx.len() as u64;
+            state.batch_in_epoch = bi + 1;
+            if applied {
+                state.epoch_loss.0 += loss;
+                state.epoch_loss.1 += 1;
+                report.step_losses.push(loss);
+            }
+            let progress = progress_of(&opts, &state, batches_per_epoch);
+            bar.set_position((bi + 1) as u64);
+            bar.set_message(format!(
+                "loss {:.3} lr {:.2e} {:.1} utt/s | {:.0}/{:.0} s",
+                if applied { loss } else { f64::NAN },
+                opts.lr_at(state.step, progress),
+                epoch_utts as f64 / step_time.max(1e-9),
+                state.train_seconds,
+                budget
+            ));
+        }
+        bar.finish_and_clear();
+        // Dev evaluation with the current weights; its time counts against the budget.
+        let eval_start = Instant::now();
+        let mut rec = Recognizer { config: config.clone(), model, vocab: vocab.clone() };
+        let dev = evaluate(&mut rec, &data.dev, &data.dev_features, Decoding::Greedy, opts.batch_frames * 2)?;
+        model = rec.model;
+        state.train_seconds += eval_start.elapsed().as_secs_f64();
+        let progress = progress_of(&opts, &state, batches_per_epoch);
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            partial,
+            step: state.step,
+            train_loss: state.epoch_loss.0 / state.epoch_loss.1.max(1) as f64,
+            dev_loss: dev.loss,
+            dev_cer: dev.all.cer,
+            dev_wer: dev.all.wer,
+            lr: opts.lr_at(state.step, progress),
+            train_seconds: state.train_seconds,
+            utterances_per_s: epoch_utts as f64 / step_time.max(1e-9),
+            skipped_steps: state.skipped_steps,
+        };
+        say(
+            &quiet,
+            &format!(
+                "epoch {:>2}{}: train loss {:.3} | dev loss {:.3} CER {:.2}% WER {:.2}% | lr {:.2e} | {:.0} utt/s | {:.0} s{}",
+                m.epoch,
+                if partial { " (partial)" } else { "" },
+                m.train_loss,
+                m.dev_loss,
+                100.0 * m.dev_cer,
+                100.0 * m.dev_wer,
+                m.lr,
+                m.utterances_per_s,
+                m.train_seconds,
+                if m.skipped_steps > 0 { format!(" | {} skipped steps", m.skipped_steps) } else { String::new() }
+            ),
+        );
+        if dev.all.cer < state.best_dev_cer {
+            state.best_dev_cer = dev.all.cer;
+            state.best_epoch = Some(epoch);
+            checkpoint::save_weights(&out_dir.join(files::BEST), &model)?;
+        }
+        metrics.push(m);
+        if !partial {
+            state.epoch += 1;
+            state.batch_in_epoch = 0;
+            state.epoch_loss = (0.0, 0);
+        }
+        save_checkpoint(out_dir, &model, &adam, &state)?;
+        write_metrics(out_dir, &metrics)?;
+        if partial {
+            break 'epochs;
+        }
+    }
+    if paused(&state) {
+        report.epochs = metrics;
+        report.steps = state.step;
+        report.skipped_steps = state.skipped_steps;
+        report.profile = profile;
+        return Ok(report);
+    }
+    state.finished = true;
+    save_checkpoint(out_dir, &model, &adam, &state)?;
+    if !out_dir.join(files::BEST).exists() {
+        checkpoint::save_weights(&out_dir.join(files::BEST), &model)?;
+    }
+    report.epochs = metrics;
+    report.steps = state.step;
+    report.skipped_steps = state.skipped_steps;
+    report.profile = profile;
+
+    if let Some(test) = &opts.test {
+        let (g, b, bl) = final_test(&opts, out_dir, test, &data.train, &log)?;
+        report.test_greedy = Some(g);
+        report.test_beam = b;
+        report.test_beam_lm = bl;
+        let text = serde_json::to_string_pretty(&report).map_err(|e| TrainError::Checkpoint {
+            path: out_dir.join("results.json"),
+            detail: e.to_string(),
+        })?;
+        checkpoint::write_atomic(&out_dir.join("results.json"), text.as_bytes())?;
+    }
+    Ok(report)
+}
+
+fn progress_of(opts: &TrainOptions, state: &TrainerState, batches_per_epoch: u64) -> f64 {
+    // With an epoch count the schedule follows steps only, so that it (and a resumed run) does not
+    // depend on timing; with a time budget alone it follows the time used.
+    match opts.epochs {
+        Some(e) => state.step as f64 / (e * batches_per_epoch).max(1) as f64,
+        None => state.train_seconds / (opts.minutes * 60.0),
+    }
+}
+
+fn save_checkpoint(
+    dir: &Path,
+    model: &AcousticModel<f32>,
+    adam: &Adam<f32>,
+    state: &TrainerState,
+) -> Result<(), TrainError> {
+    checkpoint::save_weights(&dir.join(files::LAST), model)?;
+    checkpoint::save_optimizer(&dir.join(files::OPTIMIZER), adam.state())?;
+    // The state goes last: it is what `--resume` trusts, and it refers to the files above.
+    checkpoint::save_state(&dir.join(files::STATE), state)
+}
+
+/// One optimizer step on one batch; returns the batch loss and whether the update was applied (a
+/// non-finite loss or gradient skips it and counts it in `state.skipped_steps`).
+#[allow(clippy::too_many_arguments)]
+fn train_step(
+    opts: &TrainOptions,
+    data: &mut Data,
+    cmvn: &GlobalCmvn,
+    model: &mut AcousticModel<f32>,
+    adam: &mut Adam<f32>,
+    ws: &mut Workspace<f32>,
+    ctc_opts: &CtcOptions,
+    state: &mut TrainerState,
+    profile: &mut StepProfile,
+    batch_idx: &[usize],
+    batches_per_epoch: u64,
+) -> Result<(f64, bool), TrainError> {
+    let epoch = state.epoch;
+    let t = Instant::now();
+    let aug = &opts.augment;
+    let items: Vec<BatchItem> = batch_idx
+        .iter()
+        .map(|&u| {
+            let mut rng = rng_for(opts.seed, 2, epoch, u as u64);
+            let speed = if aug.speed_perturb { rng.random_range(0..SPEEDS.len()) } else { 1 };
+            let noise = (aug.noise_prob > 0.0 && rng.random::<f64>() < aug.noise_prob).then(|| {
+                let (lo, hi) = aug.noise_snr_db;
+                (lo + (hi - lo) * rng.random::<f64>(), rng.random::<u64>())
+            });
+            (u, speed, noise)
+        })
+        .collect();
+    let seeds: Vec<u64> =
+        batch_idx.iter().map(|&u| rng_for(opts.seed, 3, epoch, u as u64).random::<u64>()).collect();
+    let feats = data.store.get(&data.train, &items)?;
+    let batch = make_batch(feats, cmvn, Some((aug, &seeds)), &opts.train)?;
+    profile.features_s += t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let out = model.forward(&batch, Mode::Train)?;
+    profile.forward_s += t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let in_lens: Vec<u32> = model.output_lengths(batch.lengths()).into_iter().map(|l| l as u32).collect();
+    let labels: Vec<u32> =
+        batch_idx.iter().flat_map(|&u| data.train.utterances[u].labels.iter().copied()).collect();
+    let lens: Vec<u32> = batch_idx.iter().map(|&u| data.train.utterances[u].labels.len() as u32).collect();
+    let (b, tt, v) = out.shape();
+    let mut grad = vec![0.0f32; out.data().len()];
+    let mut losses = vec![0.0f32; b];
+    let acts = ActsView::batch_major(out.data(), tt, b, v)?;
+    let mut g = ActsViewMut::batch_major(&mut grad, tt, b, v)?;
+    let targets = Targets::Concatenated { labels: &labels, lengths: &lens };
+    let loss = match ctc_compute(&acts, &targets, &in_lens, &mut losses, Some(&mut g), ctc_opts, ws) {
+        Ok(l) => f64::from(l),
+        Err(CtcError::NonFinite { .. }) => f64::NAN,
+        Err(e) => return Err(e.into()),
+    };
+    profile.loss_s += t.elapsed().as_secs_f64();
+
+    let progress = progress_of(opts, state, batches_per_epoch);
+    let lr = opts.lr_at(state.step, progress);
+    state.step += 1;
+    profile.steps += 1;
+    profile.utterances += b as u64;
+    if !loss.is_finite() {
+        state.skipped_steps += 1;
+        return Ok((loss, false));
+    }
+    let t = Instant::now();
+    model.zero_grad();
+    model.backward(&grad)?;
+    profile.backward_s += t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let mut params = model.params_mut();
+    let norm = clip_grad_norm(&mut params, opts.clip_norm)?;
+    if !norm.is_finite() {
+        state.skipped_steps += 1;
+        profile.optimizer_s += t.elapsed().as_secs_f64();
+        return Ok((loss, false));
+    }
+    adam.step(&mut params, lr)?;
+    profile.optimizer_s += t.elapsed().as_secs_f64();
+    Ok((loss, true))
+}
+
+/// Builds the word 3-gram LM from the training transcripts (saved as `lm.arpa`) and evaluates the
+/// best model on the test manifest: greedy, beam search without and with the LM.
+fn final_test(
+    opts: &TrainOptions,
+    out_dir: &Path,
+    test: &Path,
+    train: &Corpus,
+    log: &dyn Fn(&str),
+) -> Result<(EvalReport, Option<EvalReport>, Option<EvalReport>), TrainError> {
+    let text: String = train.utterances.iter().map(|u| format!("{}\n", u.text)).collect();
+    let lm: NgramModel = estimate_ngram(&text, &EstimateOptions { order: 3 })?;
+    let lm_path = out_dir.join(files::LM);
+    let arpa = lm.to_arpa_string();
+    checkpoint::write_atomic(&lm_path, arpa.as_bytes())?;
+    let mut rec = Recognizer::load(out_dir, files::BEST)?;
+    let corpus = load_corpus(test, opts.skip_bad)?;
+    let feats = features_of_corpus(&rec.config.features, &corpus)?;
+    let t = Instant::now();
+    let greedy = evaluate(&mut rec, &corpus, &feats, Decoding::Greedy, opts.batch_frames * 2)?;
+    log(&format!("test, greedy ({:.1} s):", t.elapsed().as_secs_f64()));
+    log(&format_report(&greedy));
+    let (mut beam, mut beam_lm) = (None, None);
+    if opts.beam_width > 0 {
+        let t = Instant::now();
+        let r = evaluate(
+            &mut rec,
+            &corpus,
+            &feats,
+            Decoding::Beam { width: opts.beam_width, lm: None },
+            opts.batch_frames * 2,
+        )?;
+        log(&format!("test, beam {} ({:.1} s):", opts.beam_width, t.elapsed().as_secs_f64()));
+        log(&format_report(&r));
+        beam = Some(r);
+        let t = Instant::now();
+        let r = evaluate(
+            &mut rec,
+            &corpus,
+            &feats,
+            Decoding::Beam { width: opts.beam_width, lm: Some((&lm, DEFAULT_LM_ALPHA, DEFAULT_LM_BETA)) },
+            opts.batch_frames * 2,
+        )?;
+        log(&format!(
+            "test, beam {} + word 3-gram LM {} (alpha {DEFAULT_LM_ALPHA}, beta {DEFAULT_LM_BETA}) ({:.1} s):",
+            opts.beam_width,
+            lm_path.display(),
+            t.elapsed().as_secs_f64()
+        ));
+        log(&format_report(&r));
+        beam_lm = Some(r);
+    }
+    Ok((greedy, beam, beam_lm))
+}
+
+/// A small table of an evaluation: all utterances and each kind, CER and WER in percent.
+pub fn format_report(r: &EvalReport) -> String {
+    let mut s = format!(
+        "  {:<10} {:>5} utts  CER {:>6.2}%  WER {:>6.2}%",
+        "all",
+        r.all.utterances,
+        100.0 * r.all.cer,
+        100.0 * r.all.wer
+    );
+    for (k, v) in &r.by_kind {
+        s.push_str(&format!(
+            "\n  {:<10} {:>5} utts  CER {:>6.2}%  WER {:>6.2}%",
+            k,
+            v.utterances,
+            100.0 * v.cer,
+            100.0 * v.wer
+        ));
+    }
+    s
+}

@@ -1,0 +1,126 @@
+//! The `fastctc` binary: help for every subcommand, clear errors with a non-zero exit status, and
+//! train -> transcribe / eval / align on a tiny model.
+#![cfg(feature = "cli")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fastctc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fastctc")).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in ["train", "eval", "transcribe", "align", "bench"] {
+        let o = fastctc(&[sub, "--help"]);
+        let (out, _) = text(&o);
+        assert!(o.status.success(), "{sub} --help failed");
+        assert!(out.contains("Usage: fastctc"), "{sub}: {out}");
+    }
+    let o = fastctc(&["--help"]);
+    assert!(o.status.success() && text(&o).0.contains("transcribe"));
+}
+
+#[test]
+fn errors_name_the_problem_and_fail() {
+    let o = fastctc(&["eval", "/nonexistent/run", "data/dev.jsonl"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("/nonexistent/run/config.json"), "{}", text(&o).1);
+
+    let o = fastctc(&["bench", "--shape", "nope"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("nope"), "{}", text(&o).1);
+
+    let o = fastctc(&["train", "--minutes", "0", "--no-progress", "--out", "/tmp/fastctc-never-written"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("--minutes"), "{}", text(&o).1);
+
+    let o = fastctc(&["frobnicate"]);
+    assert!(!o.status.success());
+}
+
+#[test]
+fn bench_reports_every_shape_asked_for() {
+    let o = fastctc(&["bench", "--shape", "tiny", "--rounds", "2", "--threads", "1"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let (out, _) = text(&o);
+    assert!(out.lines().any(|l| l.starts_with("tiny")), "{out}");
+}
+
+#[test]
+fn train_then_transcribe_eval_and_align() {
+    let dir = std::env::temp_dir().join(format!("fastctc-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = std::fs::read_to_string(data_dir().join("dev.jsonl")).unwrap();
+    let mut manifest = String::new();
+    for line in src.lines().take(6) {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let rel = v["audio_filepath"].as_str().unwrap().to_string();
+        v["audio_filepath"] = serde_json::Value::String(data_dir().join(rel).display().to_string());
+        manifest.push_str(&v.to_string());
+        manifest.push('\n');
+    }
+    let m = dir.join("m.jsonl");
+    std::fs::write(&m, &manifest).unwrap();
+    let run = dir.join("run");
+    let (ms, rs) = (m.display().to_string(), run.display().to_string());
+    let o = fastctc(&[
+        "train",
+        "--train",
+        &ms,
+        "--dev",
+        &ms,
+        "--test",
+        &ms,
+        "--epochs",
+        "1",
+        "--hidden",
+        "16",
+        "--layers",
+        "1",
+        "--conv-channels",
+        "16",
+        "--beam",
+        "2",
+        "--no-progress",
+        "--out",
+        &rs,
+    ]);
+    assert!(o.status.success(), "train failed: {}", text(&o).1);
+    assert!(text(&o).1.contains("test, greedy"), "{}", text(&o).1);
+    assert!(run.join("lm.arpa").is_file() && run.join("results.json").is_file());
+
+    let first: serde_json::Value = serde_json::from_str(manifest.lines().next().unwrap()).unwrap();
+    let audio = first["audio_filepath"].as_str().unwrap();
+    let transcript = first["text"].as_str().unwrap();
+    let o = fastctc(&["transcribe", &rs, audio]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert_eq!(text(&o).0.lines().count(), 1);
+
+    let o = fastctc(&["eval", &rs, &ms, "--beam", "2", "--lm", &run.join("lm.arpa").display().to_string()]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(text(&o).0.contains("CER"), "{}", text(&o).0);
+
+    let o = fastctc(&["align", &rs, audio, transcript, "--format", "ctm"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let words: Vec<String> =
+        text(&o).0.lines().map(|l| l.split_whitespace().nth(4).unwrap_or_default().to_string()).collect();
+    assert_eq!(words, transcript.split_whitespace().map(str::to_string).collect::<Vec<_>>());
+
+    let o = fastctc(&["align", &rs, audio, "Not Valid!"]);
+    assert!(!o.status.success());
+
+    let o = fastctc(&["transcribe", &rs, "/nonexistent.ogg"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("/nonexistent.ogg"), "{}", text(&o).1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
