@@ -475,7 +475,7 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) -> bool {
         let rows: Vec<Vec<f64>> = (0..*tb).map(|t| (0..classes).map(|v| at(t, b, v)).collect()).collect();
         let lp = if case.logprobs { rows.clone() } else { reference::log_softmax(&rows) };
         let lat = reference::forward_backward(&lp, labs, opts.blank);
-        let feasible = lat.log_likelihood > f64::NEG_INFINITY;
+        let mut feasible = lat.log_likelihood > f64::NEG_INFINITY;
         let mut loss = -lat.log_likelihood;
         if opts.zero_infinity && loss == f64::INFINITY {
             loss = 0.0;
@@ -497,6 +497,12 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) -> bool {
         let base = if is_f64 { F64_TOL } else { 0.0 };
         let loss_tol = (base * loss.abs().max(1.0)).max(cond);
         let got_loss = losses[b].to_f64();
+        // The kernel zeroes a loss that overflows F under `zero_infinity` (documented). Where the true
+        // loss lies within rounding of F's largest value, the kernel's own sum may land on either side.
+        if opts.zero_infinity && got_loss == 0.0 && loss.is_finite() && rounded::<F>(loss + loss_tol).is_infinite() {
+            loss = 0.0;
+            feasible = false;
+        }
         assert!(
             got_loss == loss || got_loss == rounded::<F>(loss) || (got_loss - loss).abs() <= loss_tol,
             "{ctx}: seq {b} loss {got_loss} vs reference {loss} (tol {loss_tol})"
