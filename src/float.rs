@@ -38,9 +38,12 @@ pub trait Float:
 {
     /// The vector row kernels for this type (`f32x8` or `f64x4` lanes).
     type Simd: crate::simd::Kernels<Self> + Default + Copy + Send + Sync;
-    /// The row kernels over array lanes ([`crate::simd::ArrayF32x8`] or [`crate::simd::ArrayF64x4`]),
-    /// which the kernel runs inside its runtime-dispatched `avx2,fma` clones.
-    type Array: crate::simd::Kernels<Self> + Default + Copy + Send + Sync;
+    /// The row kernels over AVX2 intrinsic lanes, which the kernel runs inside its runtime-dispatched
+    /// `avx2,fma` clones (on other architectures, the portable ones, never used).
+    type Avx2: crate::simd::Kernels<Self> + Copy + Send + Sync;
+
+    /// The AVX2 kernels, given proof that the CPU has AVX2 and FMA (which only this crate can give).
+    fn avx2_kernels(proof: crate::simd::Avx2FmaToken) -> Self::Avx2;
 
     /// `0`.
     const ZERO: Self;
@@ -83,7 +86,12 @@ macro_rules! impl_float {
     ($t:ident, $v:ty, $a:ty) => {
         impl Float for $t {
             type Simd = crate::simd::Vector<$v>;
-            type Array = crate::simd::Vector<$a>;
+            type Avx2 = crate::simd::Avx2Kernels<$a>;
+
+            #[inline(always)]
+            fn avx2_kernels(proof: crate::simd::Avx2FmaToken) -> Self::Avx2 {
+                crate::simd::Avx2Kernels::new(proof)
+            }
 
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -140,5 +148,11 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, wide::f32x8, crate::simd::ArrayF32x8);
-impl_float!(f64, wide::f64x4, crate::simd::ArrayF64x4);
+#[cfg(target_arch = "x86_64")]
+impl_float!(f32, wide::f32x8, crate::simd::Avx2F32x8);
+#[cfg(target_arch = "x86_64")]
+impl_float!(f64, wide::f64x4, crate::simd::Avx2F64x4);
+#[cfg(not(target_arch = "x86_64"))]
+impl_float!(f32, wide::f32x8, wide::f32x8);
+#[cfg(not(target_arch = "x86_64"))]
+impl_float!(f64, wide::f64x4, wide::f64x4);

@@ -499,7 +499,11 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) -> bool {
         let got_loss = losses[b].to_f64();
         // The kernel zeroes a loss that overflows F under `zero_infinity` (documented). Where the true
         // loss lies within rounding of F's largest value, the kernel's own sum may land on either side.
-        if opts.zero_infinity && got_loss == 0.0 && loss.is_finite() && rounded::<F>(loss + loss_tol).is_infinite() {
+        if opts.zero_infinity
+            && got_loss == 0.0
+            && loss.is_finite()
+            && rounded::<F>(loss + loss_tol).is_infinite()
+        {
             loss = 0.0;
             feasible = false;
         }

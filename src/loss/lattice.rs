@@ -19,7 +19,7 @@
 
 use super::{GradOutput, InputKind};
 use crate::error::CtcError;
-use crate::simd::Kernels;
+use crate::simd::{Avx2FmaToken, Kernels};
 use crate::Float;
 
 /// Where one sequence's pieces of the workspace start, relative to its region, in elements of `F`.
@@ -96,6 +96,14 @@ impl<F: Float> SeqActs<'_, F> {
         self.data[self.base + t * self.stride_t + k * self.stride_v]
     }
 
+    /// Asks the cache for frame `t`'s row (contiguous rows only; a hint, never a fault).
+    #[inline(always)]
+    fn prefetch_row(&self, t: usize) {
+        if let Some(row) = self.row(t) {
+            crate::simd::prefetch(row);
+        }
+    }
+
     /// Frame `t` as a contiguous slice, when the class stride is 1.
     #[inline(always)]
     fn row(&self, t: usize) -> Option<&[F]> {
@@ -107,6 +115,12 @@ impl<F: Float> SeqActs<'_, F> {
         }
     }
 }
+
+/// How many frames ahead the passes ask for the rows they will read: in a time-major batch a
+/// sequence's consecutive frames are `B * V` elements apart, a stride the hardware prefetchers do not
+/// follow, and each frame's work (a few hundred cycles for short targets) is shorter than a miss to
+/// memory.
+const PREFETCH_FRAMES: usize = 4;
 
 /// Write access to one sequence's gradient rows: element `(t, k)` at `ptr[base + t*st + k*sv]`.
 pub(crate) struct SeqGrad<F> {
@@ -135,6 +149,15 @@ impl<F: Float> SeqGrad<F> {
             })
         } else {
             None
+        }
+    }
+
+    /// Asks the cache for row `t` (contiguous rows only): it is about to be written in full.
+    #[inline(always)]
+    fn prefetch_row(&self, t: usize) {
+        if self.stride_v == 1 && t < self.max_time {
+            let start = self.ptr.wrapping_add(self.base + t * self.stride_t);
+            crate::simd::prefetch_raw(start, self.classes);
         }
     }
 
@@ -183,6 +206,9 @@ pub(crate) fn forward<F: Float, K: Kernels<F>>(
 
     // Frame normalisers, and the scan for values that are never valid.
     for t in 0..time {
+        if t + PREFETCH_FRAMES < time {
+            acts.prefetch_row(t + PREFETCH_FRAMES);
+        }
         let (norm, bad) = match acts.row(t) {
             Some(row) => match kind {
                 InputKind::Logits => k.log_sum_exp_checked(row),
@@ -224,9 +250,7 @@ pub(crate) fn forward<F: Float, K: Kernels<F>>(
         }
         let base = ws[lay.norm + t] + shift;
         let eb = acts.at(t, blank) - base;
-        for j in 0..l_len {
-            ws[lay.emit + j] = acts.at(t, labels[j] as usize) - base;
-        }
+        gather_emissions(k, acts, t, labels, base, &mut ws[lay.emit..lay.emit + l_len]);
         offset += shift.to_f64();
         let (hi, lo) = split_f64::<F>(offset);
         ws[lay.offsets + 2 * t] = hi;
@@ -306,13 +330,15 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
     let mut t = time;
     while t > 0 {
         t -= 1;
+        if t >= PREFETCH_FRAMES {
+            acts.prefetch_row(t - PREFETCH_FRAMES);
+            grad.prefetch_row(t - PREFETCH_FRAMES);
+        }
         if t + 1 < time {
             // `next` holds beta'_{t+1}; turn it into beta'_t in `cur`, rescaled by its maximum.
             let base = norm[t + 1] + shift;
             let eb = acts.at(t + 1, blank) - base;
-            for j in 0..l_len {
-                emit[j] = acts.at(t + 1, labels[j] as usize) - base;
-            }
+            gather_emissions(k, acts, t + 1, labels, base, &mut emit[..l_len]);
             emit[l_len] = ninf;
             beta_offset += shift.to_f64();
             shift = k.beta_step(next, cur, eb, &emit[..l_len + 1], skip, l_len, band(t, time, l_len));
@@ -340,6 +366,26 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
             grad,
         );
         core::mem::swap(&mut cur, &mut next);
+    }
+}
+
+/// `out[j] = e_t(l_j) - base`: frame `t`'s label activations, shifted.
+#[inline(always)]
+fn gather_emissions<F: Float, K: Kernels<F>>(
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    t: usize,
+    labels: &[u32],
+    base: F,
+    out: &mut [F],
+) {
+    match acts.row(t) {
+        Some(row) => k.gather_shifted(row, labels, base, out),
+        None => {
+            for (o, &l) in out.iter_mut().zip(labels) {
+                *o = acts.at(t, l as usize) - base;
+            }
+        }
     }
 }
 
@@ -486,25 +532,9 @@ fn locate_bad_value<F: Float>(acts: &SeqActs<'_, F>, t: usize, kind: InputKind, 
 pub(crate) enum Isa {
     /// Whatever the build targets (SSE2 for a default x86-64 build).
     Baseline,
-    /// AVX2 and FMA, checked at run time: only constructed by [`Isa::avx2_fma`].
+    /// AVX2 and FMA, checked at run time (the token proves it).
     #[cfg(target_arch = "x86_64")]
     Avx2Fma(Avx2FmaToken),
-}
-
-/// Proof that the running CPU has AVX2 and FMA; only [`Isa::avx2_fma`] makes one.
-#[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Avx2FmaToken(());
-
-impl Isa {
-    /// `Some` when the CPU has AVX2 and FMA (the standard library caches the detection).
-    pub(crate) fn avx2_fma() -> Option<Isa> {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return Some(Isa::Avx2Fma(Avx2FmaToken(())));
-        }
-        None
-    }
 }
 
 /// [`forward`], compiled for `isa`.

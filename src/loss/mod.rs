@@ -46,7 +46,7 @@ pub mod shapes;
 
 use crate::buffer::{ActsView, ActsViewMut, Index, Layout, Targets};
 use crate::error::CtcError;
-use crate::simd::{Kernels, Scalar};
+use crate::simd::{Avx2FmaToken, Kernels, Scalar};
 use crate::Float;
 use lattice::{Isa, SeqActs, SeqGrad, SeqLayout};
 
@@ -124,7 +124,7 @@ impl Backend {
     /// without AVX2 and FMA, where it falls back to [`Backend::Vector`]).
     pub fn is_supported(self) -> bool {
         match self {
-            Backend::Avx2 => lattice::Isa::avx2_fma().is_some(),
+            Backend::Avx2 => Avx2FmaToken::detect().is_some(),
             Backend::Auto | Backend::Scalar | Backend::Vector => true,
         }
     }
@@ -304,17 +304,26 @@ pub fn ctc_compute<F: Float, L: Index>(
     let compiled_avx2 = cfg!(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"));
     let avx2 = match opts.backend {
         Backend::Auto if compiled_avx2 => None,
-        Backend::Auto | Backend::Avx2 => lattice::Isa::avx2_fma(),
+        Backend::Auto | Backend::Avx2 => Avx2FmaToken::detect(),
         Backend::Scalar | Backend::Vector => None,
     };
     match (opts.backend, avx2) {
         (Backend::Scalar, _) => {
             compute_on(Isa::Baseline, &Scalar, acts, targets, input_lengths, losses, grad, opts, ws)
         }
-        (_, Some(isa)) => {
-            compute_on(isa, &F::Array::default(), acts, targets, input_lengths, losses, grad, opts, ws)
-        }
-        (Backend::Auto | Backend::Vector | Backend::Avx2, None) => compute_on(
+        #[cfg(target_arch = "x86_64")]
+        (_, Some(token)) => compute_on(
+            Isa::Avx2Fma(token),
+            &F::avx2_kernels(token),
+            acts,
+            targets,
+            input_lengths,
+            losses,
+            grad,
+            opts,
+            ws,
+        ),
+        _ => compute_on(
             Isa::Baseline,
             &F::Simd::default(),
             acts,

@@ -128,8 +128,8 @@ const fn to_f32<const N: usize>(c: [f64; N]) -> [f32; N] {
     out
 }
 
-const EXP_F32: [f32; 8] = to_f32(taylor::<8>());
-const EXP_F64: [f64; 14] = taylor::<14>();
+pub(super) const EXP_F32: [f32; 8] = to_f32(taylor::<8>());
+pub(super) const EXP_F64: [f64; 14] = taylor::<14>();
 
 vector_math!(
     exp_f32x8,
@@ -161,123 +161,6 @@ vector_math!(
     u64x4,
     f64,
     i64,
-    magic = 6_755_399_441_055_744.0,
-    mantissa_bits = 52,
-    bias = 1023,
-    exp_hi = 709.782_712_893_384,
-    exp_lo = -708.396_418_532_264_1,
-    ln2_hi = 0.693_147_180_369_123_8,
-    ln2_lo = 1.908_214_929_270_587_7e-10,
-    exp_terms = EXP_F64,
-    ln_terms = 11,
-    subnormal_scale = 18_014_398_509_481_984.0,
-    subnormal_bits = 54
-);
-
-/// The same algorithms, one lane at a time, written without branches (every `if` is a select) so
-/// that a loop over the lanes of an array vectorises. Used by [`super::lanes`], whose hot paths run
-/// inside `#[target_feature(enable = "avx2,fma")]` clones; there `mul_add` is one instruction (elsewhere
-/// it is a correct but slow library call, which is why the portable path uses `wide` instead).
-macro_rules! lane_math {
-    (
-        $exp:ident, $ln:ident, $f:ident, $u:ident,
-        magic = $magic:expr, mantissa_bits = $mbits:expr, bias = $bias:expr,
-        exp_hi = $exp_hi:expr, exp_lo = $exp_lo:expr,
-        ln2_hi = $ln2_hi:expr, ln2_lo = $ln2_lo:expr,
-        exp_terms = $exp_terms:expr, ln_terms = $ln_terms:expr,
-        subnormal_scale = $sub_scale:expr, subnormal_bits = $sub_bits:expr
-    ) => {
-        /// `e^x` for one lane, branch-free; the same reduction, series and special values as the
-        /// `wide` version.
-        #[inline(always)]
-        pub fn $exp(x: $f) -> $f {
-            let magic: $f = $magic;
-            let xc = if x > $exp_lo { x } else { $exp_lo };
-            let xc = if xc < $exp_hi { xc } else { $exp_hi };
-            let t = xc.mul_add(core::$f::consts::LOG2_E, magic);
-            let n = t - magic;
-            let r = (-n).mul_add($ln2_hi, xc);
-            let r = (-n).mul_add($ln2_lo, r);
-            let c = $exp_terms;
-            let mut p = c[0];
-            let mut k = 1;
-            while k < c.len() {
-                p = p.mul_add(r, c[k]);
-                k += 1;
-            }
-            let top = n > $bias as $f;
-            let ni = t.to_bits().wrapping_sub(magic.to_bits()).wrapping_sub(top as $u);
-            let pow = $f::from_bits(ni.wrapping_add($bias) << $mbits);
-            let y = p * pow;
-            let y = if top { y + y } else { y };
-            let y = if x > $exp_hi { $f::INFINITY } else { y };
-            let y = if x < $exp_lo { 0.0 } else { y };
-            if x.is_nan() {
-                x
-            } else {
-                y
-            }
-        }
-
-        /// `ln x` for one lane, branch-free; as the `wide` version.
-        #[inline(always)]
-        pub fn $ln(x: $f) -> $f {
-            let magic: $f = $magic;
-            let subnormal = x < $f::MIN_POSITIVE && x > 0.0;
-            let xs = if subnormal { x * $sub_scale } else { x };
-            let bits = xs.to_bits();
-            let mant_mask: $u = (1 << $mbits) - 1;
-            let exp_field = (bits >> $mbits) & (2 * $bias + 1);
-            let e = exp_field.wrapping_sub($bias).wrapping_sub(if subnormal { $sub_bits } else { 0 });
-            let m = $f::from_bits((bits & mant_mask) | (($bias as $u) << $mbits));
-            let big = m > core::$f::consts::SQRT_2;
-            let m = if big { m * 0.5 } else { m };
-            let ef = $f::from_bits(e.wrapping_add(magic.to_bits())) - magic + if big { 1.0 } else { 0.0 };
-            let s = (m - 1.0) / (m + 1.0);
-            let s2 = s * s;
-            let terms = $ln_terms;
-            let mut p = 2.0 / (2 * terms - 1) as $f;
-            let mut k = terms - 1;
-            while k > 0 {
-                k -= 1;
-                p = p.mul_add(s2, 2.0 / (2 * k + 1) as $f);
-            }
-            let lnm = p * s;
-            let y = ef.mul_add($ln2_hi, ef.mul_add($ln2_lo, lnm));
-            let y = if x == 0.0 { $f::NEG_INFINITY } else { y };
-            let y = if x == $f::INFINITY { x } else { y };
-            if x < 0.0 || x.is_nan() {
-                $f::NAN
-            } else {
-                y
-            }
-        }
-    };
-}
-
-lane_math!(
-    exp_f32_lane,
-    ln_f32_lane,
-    f32,
-    u32,
-    magic = 12_582_912.0,
-    mantissa_bits = 23,
-    bias = 127,
-    exp_hi = 88.722_83,
-    exp_lo = -87.336_55,
-    ln2_hi = 0.693_359_4,
-    ln2_lo = -2.121_944_4e-4,
-    exp_terms = EXP_F32,
-    ln_terms = 5,
-    subnormal_scale = 16_777_216.0,
-    subnormal_bits = 24
-);
-
-lane_math!(
-    exp_f64_lane,
-    ln_f64_lane,
-    f64,
-    u64,
     magic = 6_755_399_441_055_744.0,
     mantissa_bits = 52,
     bias = 1023,
@@ -385,15 +268,6 @@ mod tests {
         ld.extend(specials::<f64>());
         let l64 = worst_f64(ln_f64x4, f64::ln, &ld);
         println!("worst error in ulps: exp f32 {e32:.2}, ln f32 {l32:.2}, exp f64 {e64:.2}, ln f64 {l64:.2}");
-        assert!(e32 <= 2.0 && l32 <= 2.0 && e64 <= 2.0 && l64 <= 2.0, "{e32} {l32} {e64} {l64}");
-        // The one-lane versions behind the array lanes, on the same inputs.
-        let e32 = worst_f32(|v| f32x8::new(v.to_array().map(exp_f32_lane)), f32::exp, &xs);
-        let l32 = worst_f32(|v| f32x8::new(v.to_array().map(ln_f32_lane)), f32::ln, &ls);
-        let e64 = worst_f64(|v| f64x4::new(v.to_array().map(exp_f64_lane)), f64::exp, &xd);
-        let l64 = worst_f64(|v| f64x4::new(v.to_array().map(ln_f64_lane)), f64::ln, &ld);
-        println!(
-            "one lane at a time:   exp f32 {e32:.2}, ln f32 {l32:.2}, exp f64 {e64:.2}, ln f64 {l64:.2}"
-        );
         assert!(e32 <= 2.0 && l32 <= 2.0 && e64 <= 2.0 && l64 <= 2.0, "{e32} {l32} {e64} {l64}");
     }
 }

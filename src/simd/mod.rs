@@ -3,17 +3,17 @@
 //! Every implementation computes the same functions; the scalar one is the readable statement of what
 //! they are, and the tests run every implementation through the same properties.
 
-mod lanes;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod math;
 mod scalar;
 mod vector;
 
-pub use lanes::{ArrayF32x8, ArrayF64x4};
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::{F32x8 as Avx2F32x8, F64x4 as Avx2F64x4};
 pub use vector::{Lanes, Vector};
 
-pub use math::{
-    exp_f32_lane, exp_f32x8, exp_f64_lane, exp_f64x4, ln_f32_lane, ln_f32x8, ln_f64_lane, ln_f64x4,
-};
+pub use math::{exp_f32x8, exp_f64x4, ln_f32x8, ln_f64x4};
 
 pub use scalar::Scalar;
 
@@ -70,9 +70,136 @@ pub trait Kernels<F: Float>: Sync {
         band: (usize, usize),
     ) -> F;
 
+    /// `out[j] = row[labels[j]] - shift` for `j < labels.len()` (`out` at least as long). Every label
+    /// is `< row.len()` (validated before any kernel runs).
+    fn gather_shifted(&self, row: &[F], labels: &[u32], shift: F, out: &mut [F]) {
+        for (o, &l) in out.iter_mut().zip(labels) {
+            *o = row[l as usize] - shift;
+        }
+    }
+
     /// `dst[k] = exp(src[k] - shift) * scale`.
     fn exp_shifted_scaled(&self, src: &[F], shift: F, scale: F, dst: &mut [F]);
 
     /// `out[i] = exp(alpha[i] + beta[i] - shift)` for every state; returns `sum_i out[i]`.
     fn posterior_weights(&self, alpha: &[F], beta: &[F], shift: F, out: &mut [F]) -> F;
+}
+
+/// Proof that the running CPU has AVX2 and FMA. Only this crate makes one, after asking the CPU
+/// (`is_x86_feature_detected!`, which the standard library caches), so holding one is what makes the
+/// AVX2 kernels sound to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Avx2FmaToken(());
+
+impl Avx2FmaToken {
+    /// `Some` when the CPU has AVX2 and FMA.
+    pub(crate) fn detect() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return Some(Avx2FmaToken(()));
+        }
+        None
+    }
+}
+
+/// The [`Vector`] row kernels over AVX2 intrinsic lanes (`V`): the kernels of [`Float::Avx2`].
+///
+/// Their instructions need AVX2 and FMA, so a value exists only where an [`Avx2FmaToken`] did:
+/// [`Float::avx2_kernels`] is the only constructor, and the crate calls it only after detection.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx2Kernels<V>(core::marker::PhantomData<V>);
+
+impl<V> Avx2Kernels<V> {
+    pub(crate) fn new(_proof: Avx2FmaToken) -> Self {
+        Avx2Kernels(core::marker::PhantomData)
+    }
+}
+
+// Delegation, one line per method: the kernels are [`Vector`]'s; only the way to obtain them differs.
+impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Avx2Kernels<V> {
+    #[inline(always)]
+    fn lse2(&self, a: F, b: F) -> F {
+        Vector::<V>::new().lse2(a, b)
+    }
+    #[inline(always)]
+    fn log_sum_exp_checked(&self, row: &[F]) -> (F, bool) {
+        Vector::<V>::new().log_sum_exp_checked(row)
+    }
+    #[inline(always)]
+    fn all_valid_log_probs(&self, row: &[F]) -> bool {
+        Vector::<V>::new().all_valid_log_probs(row)
+    }
+    #[inline(always)]
+    fn alpha_step(
+        &self,
+        prev: &[F],
+        cur: &mut [F],
+        eb: F,
+        emit: &[F],
+        skip: &[F],
+        l_len: usize,
+        band: (usize, usize),
+    ) -> F {
+        Vector::<V>::new().alpha_step(prev, cur, eb, emit, skip, l_len, band)
+    }
+    #[inline(always)]
+    fn beta_step(
+        &self,
+        next: &[F],
+        cur: &mut [F],
+        eb: F,
+        emit: &[F],
+        skip: &[F],
+        l_len: usize,
+        band: (usize, usize),
+    ) -> F {
+        Vector::<V>::new().beta_step(next, cur, eb, emit, skip, l_len, band)
+    }
+    #[inline(always)]
+    fn gather_shifted(&self, row: &[F], labels: &[u32], shift: F, out: &mut [F]) {
+        Vector::<V>::new().gather_shifted(row, labels, shift, out)
+    }
+    #[inline(always)]
+    fn exp_shifted_scaled(&self, src: &[F], shift: F, scale: F, dst: &mut [F]) {
+        Vector::<V>::new().exp_shifted_scaled(src, shift, scale, dst)
+    }
+    #[inline(always)]
+    fn posterior_weights(&self, alpha: &[F], beta: &[F], shift: F, out: &mut [F]) -> F {
+        Vector::<V>::new().posterior_weights(alpha, beta, shift, out)
+    }
+}
+
+/// Hints the cache to load the lines of `s` (x86-64; elsewhere nothing). Never faults.
+#[inline(always)]
+pub(crate) fn prefetch<F>(s: &[F]) {
+    prefetch_raw(s.as_ptr(), s.len());
+}
+
+/// As [`prefetch`], for `len` elements at `ptr`. A prefetch is a hint: it never faults and never
+/// changes memory, so any address is fine (the arithmetic wraps rather than assume it is in bounds).
+#[inline(always)]
+pub(crate) fn prefetch_raw<F>(ptr: *const F, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let bytes = len.saturating_mul(core::mem::size_of::<F>());
+        if bytes == 0 {
+            return;
+        }
+        // Every line the range touches, from the one holding its first byte to the one holding its
+        // last (a row that straddles one more line than its length suggests gets that line too).
+        let first = ptr as usize & !63;
+        let last = (ptr as usize).wrapping_add(bytes - 1);
+        let p = ptr.cast::<i8>().wrapping_sub(ptr as usize - first);
+        let mut off = 0;
+        while first.wrapping_add(off) <= last {
+            // SAFETY: `prefetcht0` is SSE (baseline on x86-64) and has no architectural effect: it
+            // does not fault on any address.
+            unsafe {
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(off))
+            };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ptr, len);
 }

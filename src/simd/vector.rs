@@ -23,6 +23,16 @@ pub trait Lanes<F: Float>: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<
     fn load(src: &[F]) -> Self;
     /// Writes the first `min(N, dst.len())` lanes.
     fn store(self, dst: &mut [F]);
+    /// `row[idx[k]]` in lane `k < min(N, idx.len())`, `fill` in the others. Every index must be
+    /// `< row.len()` (an index past it is clamped to the last element by the SIMD forms, a panic here).
+    #[inline(always)]
+    fn gather_or(row: &[F], idx: &[u32], fill: F) -> Self {
+        let mut a = [fill; 16];
+        for (d, &i) in a.iter_mut().zip(idx).take(Self::N) {
+            *d = row[i as usize];
+        }
+        Self::load(&a)
+    }
     /// Lane-wise maximum (no NaN ever reaches the lattice, so the fast form is exact).
     fn max(self, o: Self) -> Self;
     /// Lane-wise minimum.
@@ -31,6 +41,20 @@ pub trait Lanes<F: Float>: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<
     fn exp(self) -> Self;
     /// Lane-wise `ln x`.
     fn ln(self) -> Self;
+    /// `e^x` for lanes known to hold `x <= 0` or NaN, feeding a sum with 1 (log-sum-exp): an
+    /// implementation may skip the overflow and NaN handling, and return any value below `F::EPSILON`
+    /// (not exactly 0) under `e^-87` (f32) or `e^-708` (f64). NaN lanes may give anything: the caller
+    /// replaces them.
+    #[inline(always)]
+    fn exp_nonpositive(self) -> Self {
+        self.exp()
+    }
+    /// `ln x` for lanes known to hold positive, normal, finite `x` (log-sum-exp's `1 + ...`); other
+    /// lanes may give anything. The default is [`Lanes::ln`].
+    #[inline(always)]
+    fn ln_normal(self) -> Self {
+        self.ln()
+    }
     /// `self` where `mask_src` is not `-inf`, `-inf` where it is.
     fn neg_inf_where_neg_inf(self, mask_src: Self) -> Self;
     /// Largest lane.
@@ -123,7 +147,7 @@ impl<V> Vector<V> {
 fn lse2_v<F: Float, V: Lanes<F>>(a: V, b: V) -> V {
     let hi = a.max(b);
     let lo = a.min(b);
-    let r = hi + (V::splat(F::ONE) + (lo - hi).exp()).ln();
+    let r = hi + (V::splat(F::ONE) + (lo - hi).exp_nonpositive()).ln_normal();
     // hi = -inf makes lo - hi NaN: select the exact answer instead.
     r.neg_inf_where_neg_inf(hi)
 }
@@ -136,8 +160,8 @@ fn lse3_v<F: Float, V: Lanes<F>>(a: V, b: V, c: V) -> V {
     let low = a.min(b);
     let m = hi_ab.max(c);
     let mid = hi_ab.min(c);
-    let s = V::splat(F::ONE) + (mid - m).exp() + (low - m).exp();
-    (m + s.ln()).neg_inf_where_neg_inf(m)
+    let s = V::splat(F::ONE) + (mid - m).exp_nonpositive() + (low - m).exp_nonpositive();
+    (m + s.ln_normal()).neg_inf_where_neg_inf(m)
 }
 
 /// Loads `count` elements at `src[at..]`, padded with `-inf`.
@@ -337,6 +361,19 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
             }
         }
         mx.reduce_max().max(cb[l_len])
+    }
+
+    #[inline(always)]
+    fn gather_shifted(&self, row: &[F], labels: &[u32], shift: F, out: &mut [F]) {
+        let sv = V::splat(shift);
+        let n = labels.len().min(out.len());
+        let mut at = 0;
+        while at < n {
+            let count = (n - at).min(V::N);
+            let r = V::gather_or(row, &labels[at..at + count], F::NEG_INFINITY) - sv;
+            r.store(&mut out[at..at + count]);
+            at += V::N;
+        }
     }
 
     #[inline(always)]
