@@ -444,7 +444,12 @@ fn write_output_row<F: Float, K: Kernels<F>>(
     };
     // SAFETY: t < time <= max_time; this task owns the sequence's rows.
     match (unsafe { grad.row_mut(t) }, acts.row(t)) {
-        (Some(row), Some(src)) if dense => k.exp_shifted_scaled(src, norm, dense_scale, row),
+        (Some(row), Some(src)) if dense => match kind {
+            // x - logsumexp(x) <= 0: a softmax.
+            InputKind::Logits => k.softmax_scaled(src, norm, dense_scale, row),
+            // Unnormalised log-probabilities may exceed 0 (Torch's convention exponentiates them).
+            InputKind::LogProbs => k.exp_shifted_scaled(src, norm, dense_scale, row),
+        },
         (Some(row), _) if !dense => row.fill(F::ZERO),
         _ => {
             for c in 0..acts.classes {
@@ -458,7 +463,7 @@ fn write_output_row<F: Float, K: Kernels<F>>(
     // so large that `ln p - C_t - D_t` cancels catastrophically (finite log-probs near 1e40 do it in
     // f32), the weights over- or underflow: fall back to the frame's own largest `alpha + beta`, which
     // puts the largest weight at exactly 1 and the sum in [1, S].
-    let mut total = k.posterior_weights(alpha, beta, shift, post);
+    let (mut total, mut blank_mass) = k.posterior_weights(alpha, beta, shift, l_len + 1, post);
     if !(total > F::from_f64(1e-3) && total < F::from_f64(1e3)) {
         let m = alpha.iter().zip(beta).fold(F::NEG_INFINITY, |m, (&a, &b)| m.max(a + b));
         if !m.is_finite() {
@@ -467,15 +472,26 @@ fn write_output_row<F: Float, K: Kernels<F>>(
             // Either way, report none rather than divide by zero or produce NaN.
             return;
         }
-        total = k.posterior_weights(alpha, beta, m, post);
+        (total, blank_mass) = k.posterior_weights(alpha, beta, m, l_len + 1, post);
     }
     let norm = sign_scale / total;
-    let blank_mass: F = post[..=l_len].iter().copied().sum();
-    // SAFETY: blank < classes (validated); as above.
-    unsafe { grad.sub(t, blank, blank_mass * norm) };
-    for (j, &w) in post[l_len + 1..].iter().enumerate() {
-        // SAFETY: labels are validated < classes; as above.
-        unsafe { grad.sub(t, labels[j] as usize, w * norm) };
+    // SAFETY: t < time <= max_time; this task owns the sequence's rows.
+    match unsafe { grad.row_mut(t) } {
+        Some(row) => {
+            // Contiguous: plain indexing (labels and blank were validated < classes = row.len()).
+            row[blank] -= blank_mass * norm;
+            for (&w, &l) in post[l_len + 1..].iter().zip(labels) {
+                row[l as usize] -= w * norm;
+            }
+        }
+        None => {
+            // SAFETY: blank < classes (validated); as above.
+            unsafe { grad.sub(t, blank, blank_mass * norm) };
+            for (j, &w) in post[l_len + 1..].iter().enumerate() {
+                // SAFETY: labels are validated < classes; as above.
+                unsafe { grad.sub(t, labels[j] as usize, w * norm) };
+            }
+        }
     }
 }
 

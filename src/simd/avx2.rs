@@ -232,6 +232,18 @@ macro_rules! avx2_lanes {
                 }
             }
             #[inline(always)]
+            fn exp_le0(self) -> Self {
+                let x = self.0;
+                // SAFETY: see the module documentation.
+                unsafe {
+                    // x <= 0, not NaN: no overflow and no top exponent; below exp_lo (and -inf) the
+                    // exact answer in the normal range is 0.
+                    let lo = $set1($exp_lo);
+                    let (y, _) = Self::exp_core($max(x, lo));
+                    $name($blendv(y, $set1(0.0), $cmp::<_CMP_LT_OQ>(x, lo)))
+                }
+            }
+            #[inline(always)]
             fn ln(self) -> Self {
                 let x = self.0;
                 // SAFETY: see the module documentation.
@@ -570,6 +582,10 @@ mod tests {
         let l = worst(|v: F32x8| v.ln(), f32::ln, &ls, true);
         let neg: Vec<f32> = (0..=400_000).map(|i| -87.0 * i as f32 / 400_000.0).collect();
         let en = worst(|v: F32x8| v.exp_nonpositive(), f32::exp, &neg, false);
+        let mut le0: Vec<f32> = (0..=400_000).map(|i| -104.0 * i as f32 / 400_000.0).collect();
+        le0.extend([f32::NEG_INFINITY, -0.0, 0.0, f32::MIN]);
+        let e0 = worst(|v: F32x8| v.exp_le0(), f32::exp, &le0, true);
+        assert!(e0 <= 1.0, "exp on x <= 0: {e0} ulps");
         let sums: Vec<f32> = (0..=400_000).map(|i| 1.0 + 2.0 * i as f32 / 400_000.0).collect();
         let ln = worst(|v: F32x8| v.ln_normal(), f32::ln, &sums, false);
         println!("AVX2 worst error in ulps: exp {e:.2}, ln {l:.2}, exp(x <= 0) {en:.2}, ln([1, 3]) {ln:.2}");

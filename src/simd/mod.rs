@@ -81,8 +81,15 @@ pub trait Kernels<F: Float>: Sync {
     /// `dst[k] = exp(src[k] - shift) * scale`.
     fn exp_shifted_scaled(&self, src: &[F], shift: F, scale: F, dst: &mut [F]);
 
-    /// `out[i] = exp(alpha[i] + beta[i] - shift)` for every state; returns `sum_i out[i]`.
-    fn posterior_weights(&self, alpha: &[F], beta: &[F], shift: F, out: &mut [F]) -> F;
+    /// [`Kernels::exp_shifted_scaled`] where every `src[k] - shift <= 0` (a softmax: `shift` is the
+    /// row's log-sum-exp); implementations may use a cheaper `exp` for it.
+    fn softmax_scaled(&self, src: &[F], shift: F, scale: F, dst: &mut [F]) {
+        self.exp_shifted_scaled(src, shift, scale, dst)
+    }
+
+    /// `out[i] = exp(alpha[i] + beta[i] - shift)` for every state; returns `(sum_i out[i], sum_{i <
+    /// split} out[i])` (the second: the blanks' share, `split = L + 1`).
+    fn posterior_weights(&self, alpha: &[F], beta: &[F], shift: F, split: usize, out: &mut [F]) -> (F, F);
 }
 
 /// Proof that the running CPU has AVX2 and FMA. Only this crate makes one, after asking the CPU
@@ -164,8 +171,12 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Avx2Kernels<V> {
         Vector::<V>::new().exp_shifted_scaled(src, shift, scale, dst)
     }
     #[inline(always)]
-    fn posterior_weights(&self, alpha: &[F], beta: &[F], shift: F, out: &mut [F]) -> F {
-        Vector::<V>::new().posterior_weights(alpha, beta, shift, out)
+    fn softmax_scaled(&self, src: &[F], shift: F, scale: F, dst: &mut [F]) {
+        Vector::<V>::new().softmax_scaled(src, shift, scale, dst)
+    }
+    #[inline(always)]
+    fn posterior_weights(&self, alpha: &[F], beta: &[F], shift: F, split: usize, out: &mut [F]) -> (F, F) {
+        Vector::<V>::new().posterior_weights(alpha, beta, shift, split, out)
     }
 }
 

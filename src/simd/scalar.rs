@@ -113,12 +113,12 @@ impl<F: Float> Kernels<F> for Scalar {
         }
     }
 
-    fn posterior_weights(&self, alpha: &[F], beta: &[F], shift: F, out: &mut [F]) -> F {
-        let mut sum = F::ZERO;
-        for ((o, &a), &b) in out.iter_mut().zip(alpha).zip(beta) {
+    fn posterior_weights(&self, alpha: &[F], beta: &[F], shift: F, split: usize, out: &mut [F]) -> (F, F) {
+        let mut sums = [F::ZERO; 2];
+        for (i, ((o, &a), &b)) in out.iter_mut().zip(alpha).zip(beta).enumerate() {
             *o = (a + b - shift).exp();
-            sum += *o;
+            sums[usize::from(i >= split)] += *o;
         }
-        sum
+        (sums[0] + sums[1], sums[0])
     }
 }

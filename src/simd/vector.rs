@@ -49,6 +49,12 @@ pub trait Lanes<F: Float>: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<
     fn exp_nonpositive(self) -> Self {
         self.exp()
     }
+    /// `e^x` for lanes known to hold `x <= 0` (`-inf` included, NaN excluded), exact as [`Lanes::exp`]
+    /// (0 below the normal range): a softmax, whose arguments are `x - logsumexp <= 0`.
+    #[inline(always)]
+    fn exp_le0(self) -> Self {
+        self.exp()
+    }
     /// `ln x` for lanes known to hold positive, normal, finite `x` (log-sum-exp's `1 + ...`); other
     /// lanes may give anything. The default is [`Lanes::ln`].
     #[inline(always)]
@@ -165,13 +171,32 @@ fn lse3_v<F: Float, V: Lanes<F>>(a: V, b: V, c: V) -> V {
 }
 
 /// Loads `count` elements at `src[at..]`, padded with `-inf`.
+///
+/// # Safety
+/// `at + count <= src.len()` and `count <= V::N`. The kernels below establish this once per row, with
+/// one assertion on the slice lengths before their loops, and then load without a check per vector:
+/// the checks were a fifth of the instructions of the lattice (callgrind, `chars_long`).
 #[inline(always)]
-fn ld<F: Float, V: Lanes<F>>(src: &[F], at: usize, count: usize) -> V {
+unsafe fn ld<F: Float, V: Lanes<F>>(src: &[F], at: usize, count: usize) -> V {
+    debug_assert!(at + count <= src.len() && count <= V::N);
+    // SAFETY: in bounds by the caller's contract.
+    let s = unsafe { src.get_unchecked(at..at + count) };
     if count == V::N {
-        V::load(&src[at..])
+        V::load(s)
     } else {
-        V::load_or(&src[at..at + count], F::NEG_INFINITY)
+        V::load_or(s, F::NEG_INFINITY)
     }
+}
+
+/// Stores the first `count` lanes of `v` at `dst[at..]`.
+///
+/// # Safety
+/// `at + count <= dst.len()` and `count <= V::N`, established as for [`ld`].
+#[inline(always)]
+unsafe fn st<F: Float, V: Lanes<F>>(v: V, dst: &mut [F], at: usize, count: usize) {
+    debug_assert!(at + count <= dst.len() && count <= V::N);
+    // SAFETY: in bounds by the caller's contract.
+    v.store(unsafe { dst.get_unchecked_mut(at..at + count) });
 }
 
 // Every loop below is a plain `while` over `count = min(N, remaining)` rather than a helper taking a
@@ -205,7 +230,8 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
             let mut at = 0;
             while at < n {
                 let count = (n - at).min(V::N);
-                let a: V = ld(row, i + at, count);
+                // SAFETY: i + at + count <= i + n = row.len().
+                let a: V = unsafe { ld(row, i + at, count) };
                 bad |= a.any_invalid();
                 m0 = m0.max(a);
                 at += V::N;
@@ -220,8 +246,8 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
         let mut s1 = s0;
         let mut i = 0;
         while i + 2 * n <= row.len() {
-            s0 = s0 + (V::load(&row[i..]) - mv).exp();
-            s1 = s1 + (V::load(&row[i + n..]) - mv).exp();
+            s0 = s0 + (V::load(&row[i..]) - mv).exp_le0();
+            s1 = s1 + (V::load(&row[i + n..]) - mv).exp_le0();
             i += 2 * n;
         }
         {
@@ -229,8 +255,9 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
             let mut at = 0;
             while at < n {
                 let count = (n - at).min(V::N);
-                let a: V = ld(row, i + at, count);
-                s0 = s0 + (a - mv).exp();
+                // SAFETY: as above.
+                let a: V = unsafe { ld(row, i + at, count) };
+                s0 = s0 + (a - mv).exp_le0();
                 at += V::N;
             }
         }
@@ -245,7 +272,8 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
             let mut at = 0;
             while at < n {
                 let count = (n - at).min(V::N);
-                let a: V = ld(row, at, count);
+                // SAFETY: at + count <= n = row.len().
+                let a: V = unsafe { ld(row, at, count) };
                 bad |= a.any_invalid();
                 at += V::N;
             }
@@ -265,6 +293,13 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
         band: (usize, usize),
     ) -> F {
         let (lo, hi) = band;
+        // The one bounds check of the row: every index below is derived from these lengths.
+        assert!(
+            prev.len() == 2 * l_len + 1
+                && cur.len() == prev.len()
+                && emit.len() >= l_len
+                && skip.len() >= l_len
+        );
         if lo > 0 || hi <= l_len {
             cur.fill(F::NEG_INFINITY);
         }
@@ -281,9 +316,12 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
             let mut i = start;
             while i < n {
                 let count = (n - i).min(V::N);
-                let r = ebv + lse2_v::<F, V>(ld(pb, i, count), ld(pl, i - 1, count));
+                // SAFETY: 1 <= i, i + count <= n <= L + 1 = pb.len() = cb.len(), and
+                // i - 1 + count <= L = pl.len() (asserted lengths).
+                let r = unsafe { ebv + lse2_v::<F, V>(ld(pb, i, count), ld(pl, i - 1, count)) };
                 mx = mx.max(r);
-                r.store(&mut cb[i..i + count]);
+                // SAFETY: as above.
+                unsafe { st(r, cb, i, count) };
                 i += V::N;
             }
         }
@@ -295,11 +333,15 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
             let mut j = lo;
             while j < n {
                 let count = (n - j).min(V::N);
-                let from_skip = ld::<F, V>(prev, l_len + j, count) + ld(skip, j, count);
-                let r = ld::<F, V>(emit, j, count)
-                    + lse3_v::<F, V>(ld(pl, j, count), ld(pb, j, count), from_skip);
+                // SAFETY: j + count <= n <= L: within pl, cl, pb (L + 1), emit and skip (>= L), and
+                // L + j + count <= 2L < prev.len() (asserted lengths).
+                let r = unsafe {
+                    let from_skip = ld::<F, V>(prev, l_len + j, count) + ld(skip, j, count);
+                    ld::<F, V>(emit, j, count) + lse3_v::<F, V>(ld(pl, j, count), ld(pb, j, count), from_skip)
+                };
                 mx = mx.max(r);
-                r.store(&mut cl[j..j + count]);
+                // SAFETY: as above.
+                unsafe { st(r, cl, j, count) };
                 j += V::N;
             }
         }
@@ -318,6 +360,13 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
         band: (usize, usize),
     ) -> F {
         let (lo, hi) = band;
+        // The one bounds check of the row: every index below is derived from these lengths.
+        assert!(
+            next.len() == 2 * l_len + 1
+                && cur.len() == next.len()
+                && emit.len() > l_len
+                && skip.len() > l_len
+        );
         if lo > 0 || hi <= l_len {
             cur.fill(F::NEG_INFINITY);
         }
@@ -331,11 +380,15 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
             let mut i = lo;
             while i < n {
                 let count = (n - i).min(V::N);
-                let qb = ebv + ld(nb, i, count);
-                let ql = ld::<F, V>(emit, i, count) + ld(nl, i, count);
-                let r = lse2_v::<F, V>(qb, ql);
+                // SAFETY: i + count <= n <= L: within nb, cb (L + 1), nl (L) and emit (L + 1).
+                let r = unsafe {
+                    let qb = ebv + ld(nb, i, count);
+                    let ql = ld::<F, V>(emit, i, count) + ld(nl, i, count);
+                    lse2_v::<F, V>(qb, ql)
+                };
                 mx = mx.max(r);
-                r.store(&mut cb[i..i + count]);
+                // SAFETY: as above.
+                unsafe { st(r, cb, i, count) };
                 i += V::N;
             }
         }
@@ -349,14 +402,19 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
             let mut j = lo;
             while j < n {
                 let count = (n - j).min(V::N);
-                let stay = ld::<F, V>(emit, j, count) + ld(nl, j, count);
-                let blank = ebv + ld(nb, j + 1, count);
-                let next_label = ld::<F, V>(emit, j + 1, count)
-                    + ld(nl, j + 1, count.min(l_len - j - 1))
-                    + ld(skip, j + 1, count);
-                let r = lse3_v::<F, V>(stay, blank, next_label);
+                // SAFETY: j + count <= n <= L, so j + 1 + count <= L + 1: within emit, skip (> L) and
+                // nb (L + 1); nl (L) is read at j + 1 for at most L - j - 1 elements.
+                let r = unsafe {
+                    let stay = ld::<F, V>(emit, j, count) + ld(nl, j, count);
+                    let blank = ebv + ld(nb, j + 1, count);
+                    let next_label = ld::<F, V>(emit, j + 1, count)
+                        + ld(nl, j + 1, count.min(l_len - j - 1))
+                        + ld(skip, j + 1, count);
+                    lse3_v::<F, V>(stay, blank, next_label)
+                };
                 mx = mx.max(r);
-                r.store(&mut cl[j..j + count]);
+                // SAFETY: as above (cl has L elements).
+                unsafe { st(r, cl, j, count) };
                 j += V::N;
             }
         }
@@ -384,28 +442,54 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
             let mut at = 0;
             while at < n {
                 let count = (n - at).min(V::N);
-                let r = (ld::<F, V>(src, at, count) - sv).exp() * kv;
-                r.store(&mut dst[at..at + count]);
+                // SAFETY: at + count <= n = min(src.len(), dst.len()).
+                let r = (unsafe { ld::<F, V>(src, at, count) } - sv).exp() * kv;
+                // SAFETY: as above.
+                unsafe { st(r, dst, at, count) };
                 at += V::N;
             }
         }
     }
 
     #[inline(always)]
-    fn posterior_weights(&self, alpha: &[F], beta: &[F], shift: F, out: &mut [F]) -> F {
-        let sv = V::splat(shift);
-        let mut acc = V::splat(F::ZERO);
-        let n = alpha.len().min(beta.len()).min(out.len());
+    fn softmax_scaled(&self, src: &[F], shift: F, scale: F, dst: &mut [F]) {
+        let (sv, kv) = (V::splat(shift), V::splat(scale));
         {
+            let n = src.len().min(dst.len());
             let mut at = 0;
             while at < n {
                 let count = (n - at).min(V::N);
-                let w = (ld::<F, V>(alpha, at, count) + ld(beta, at, count) - sv).exp();
-                acc = acc + w;
-                w.store(&mut out[at..at + count]);
+                // SAFETY: at + count <= n = min(src.len(), dst.len()).
+                let r = (unsafe { ld::<F, V>(src, at, count) } - sv).exp_le0() * kv;
+                // SAFETY: as above.
+                unsafe { st(r, dst, at, count) };
                 at += V::N;
             }
         }
-        acc.reduce_add()
+    }
+
+    #[inline(always)]
+    fn posterior_weights(&self, alpha: &[F], beta: &[F], shift: F, split: usize, out: &mut [F]) -> (F, F) {
+        let sv = V::splat(shift);
+        let n = alpha.len().min(beta.len()).min(out.len());
+        let split = split.min(n);
+        // Two sections, each with its own accumulator: the blanks' sum is needed on its own (their
+        // mass all goes to one class), and a vector sum of it costs nothing next to a scalar chain.
+        let mut sums = [F::ZERO; 2];
+        for (part, (from, to)) in [(0, split), (split, n)].into_iter().enumerate() {
+            let mut acc = V::splat(F::ZERO);
+            let mut at = from;
+            while at < to {
+                let count = (to - at).min(V::N);
+                // SAFETY: at + count <= to <= n, the shortest of the three lengths.
+                let w = (unsafe { ld::<F, V>(alpha, at, count) + ld(beta, at, count) } - sv).exp();
+                acc = acc + w;
+                // SAFETY: as above.
+                unsafe { st(w, out, at, count) };
+                at += V::N;
+            }
+            sums[part] = acc.reduce_add();
+        }
+        (sums[0] + sums[1], sums[0])
     }
 }
