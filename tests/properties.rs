@@ -1,7 +1,7 @@
 //! Metamorphic and differential properties of the kernel (quickcheck), for every implementation of the
 //! inner loops and both float types.
 //!
-//! Each property is a generic function over `F: Float` and `K: Kernels<F>`; the `backend_properties!`
+//! Each property is a generic function over `F: Float` and `K: Engine<F>`; the `backend_properties!`
 //! macro instantiates all of them for one `(backend, type)` pair. A new SIMD backend gets the whole
 //! suite with one more line at the bottom of this file.
 //!
@@ -129,9 +129,63 @@ struct Out {
     grad: Vec<f64>,
 }
 
+/// What the properties run: a set of row kernels through `ctc_compute_with` (on the baseline
+/// instruction set), or a [`Backend`] through `ctc_compute` (which is how the AVX2 kernels, compiled
+/// in their `avx2,fma` clones, are reached: they cannot be named outside the crate).
+trait Engine<F: Float>: Sync {
+    #[allow(clippy::too_many_arguments)]
+    fn compute<L: fastctc::Index>(
+        &self,
+        acts: &ActsView<'_, F>,
+        targets: &Targets<'_, L>,
+        input_lengths: &[L],
+        losses: &mut [F],
+        grad: Option<&mut ActsViewMut<'_, F>>,
+        opts: &CtcOptions,
+        ws: &mut Workspace<F>,
+    ) -> Result<F, fastctc::CtcError>;
+}
+
+/// Row kernels, run through `ctc_compute_with`.
+struct WithKernels<K>(K);
+
+impl<F: Float, K: Kernels<F>> Engine<F> for WithKernels<K> {
+    fn compute<L: fastctc::Index>(
+        &self,
+        acts: &ActsView<'_, F>,
+        targets: &Targets<'_, L>,
+        input_lengths: &[L],
+        losses: &mut [F],
+        grad: Option<&mut ActsViewMut<'_, F>>,
+        opts: &CtcOptions,
+        ws: &mut Workspace<F>,
+    ) -> Result<F, fastctc::CtcError> {
+        ctc_compute_with(&self.0, acts, targets, input_lengths, losses, grad, opts, ws)
+    }
+}
+
+/// A backend chosen through the options (`Backend::Avx2` falls back to `Vector` on a CPU without it).
+struct ViaBackend(fastctc::Backend);
+
+impl<F: Float> Engine<F> for ViaBackend {
+    fn compute<L: fastctc::Index>(
+        &self,
+        acts: &ActsView<'_, F>,
+        targets: &Targets<'_, L>,
+        input_lengths: &[L],
+        losses: &mut [F],
+        grad: Option<&mut ActsViewMut<'_, F>>,
+        opts: &CtcOptions,
+        ws: &mut Workspace<F>,
+    ) -> Result<F, fastctc::CtcError> {
+        let opts = CtcOptions { backend: self.0, ..*opts };
+        fastctc::ctc_compute(acts, targets, input_lengths, losses, grad, &opts, ws)
+    }
+}
+
 /// Runs `p` on backend `k` in type `F`, with the activations and the output in layout `lay`.
 /// `padded_garbage`: targets as a padded matrix whose unused slots hold invalid labels.
-fn run<F: Float, K: Kernels<F>>(k: &K, p: &Problem, o: &CtcOptions, lay: Lay, padded_garbage: bool) -> Out {
+fn run<F: Float, K: Engine<F>>(k: &K, p: &Problem, o: &CtcOptions, lay: Lay, padded_garbage: bool) -> Out {
     let (t, b, v) = (p.max_time, p.batch(), p.classes);
     let (front, layout) = lay.layout(t, b, v);
     let len = front + layout.required_len().unwrap() + 4;
@@ -165,10 +219,10 @@ fn run<F: Float, K: Kernels<F>>(k: &K, p: &Problem, o: &CtcOptions, lay: Lay, pa
     let mut ws = Workspace::new();
     let reduced = if padded_garbage {
         let targets = Targets::Padded { labels: &padded, max_len: width, lengths: &lengths64 };
-        ctc_compute_with(k, &view, &targets, &il64, &mut losses, Some(&mut gview), o, &mut ws)
+        k.compute(&view, &targets, &il64, &mut losses, Some(&mut gview), o, &mut ws)
     } else {
         let targets = Targets::Concatenated { labels: &labels, lengths: &lengths };
-        ctc_compute_with(k, &view, &targets, &il, &mut losses, Some(&mut gview), o, &mut ws)
+        k.compute(&view, &targets, &il, &mut losses, Some(&mut gview), o, &mut ws)
     }
     .unwrap_or_else(|e| panic!("valid problem rejected: {e}"));
     let mut grad = vec![0.0; t * b * v];
@@ -235,7 +289,7 @@ fn sub_batch(p: &Problem, order: &[usize]) -> Problem {
 
 /// A sequence's loss and gradient rows do not depend on its neighbours or on its place in the batch.
 /// (Sum reduction: Mean scales by `1/B`, which a sub-batch changes by design.)
-fn prop_batching<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
+fn prop_batching<F: Float, K: Engine<F>>(k: &K, c: &Case) {
     let _seed = SeedOnPanic(c.seed);
     let p = &c.problem;
     let mut o = c.opts();
@@ -266,7 +320,7 @@ fn prop_batching<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
 
 /// Frames past a sequence's input length and padded target slots are never read: garbage there (NaN,
 /// infinities, invalid labels) changes nothing, bit for bit.
-fn prop_padding<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
+fn prop_padding<F: Float, K: Engine<F>>(k: &K, c: &Case) {
     let _seed = SeedOnPanic(c.seed);
     let p = &c.problem;
     let o = c.opts();
@@ -299,7 +353,7 @@ fn prop_padding<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
 
 /// Time-major, batch-major, a strided window of a larger buffer and class stride 2 give the same
 /// results (and the output lands in the same logical places).
-fn prop_layouts<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
+fn prop_layouts<F: Float, K: Engine<F>>(k: &K, c: &Case) {
     let _seed = SeedOnPanic(c.seed);
     let p = &c.problem;
     let o = c.opts();
@@ -335,7 +389,7 @@ fn rounding_budget<F: Float>(p: &Problem, extra_magnitude: &[f64]) -> f64 {
 
 /// Adding a constant `c_t` to every logit of frame `t` (of every sequence) changes no log-probability,
 /// so neither the loss nor the gradient, up to the rounding of the shifted values.
-fn prop_shift<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
+fn prop_shift<F: Float, K: Engine<F>>(k: &K, c: &Case) {
     let _seed = SeedOnPanic(c.seed);
     let p = &c.problem;
     let mut o = c.opts();
@@ -357,7 +411,7 @@ fn prop_shift<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
 /// For logits, each frame's gradient is `scale * (softmax - gamma)`: both sum to 1, so the row sums to
 /// 0 (to a few eps per class); frames past the input length and infeasible sequences are exactly 0.
 /// With posterior output, the rows of feasible sequences sum to exactly 1 (to rounding).
-fn prop_row_sums<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
+fn prop_row_sums<F: Float, K: Engine<F>>(k: &K, c: &Case) {
     let _seed = SeedOnPanic(c.seed);
     let p = &c.problem;
     let (bsz, v) = (p.batch(), p.classes);
@@ -395,7 +449,7 @@ fn prop_row_sums<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
 
 /// The Rayon schedule (longest sequence first, split across threads) gives bitwise the sequential
 /// results: each sequence is computed by exactly the same operations wherever it runs.
-fn prop_rayon<F: Float, K: Kernels<F>>(k: &K, c: &Case) {
+fn prop_rayon<F: Float, K: Engine<F>>(k: &K, c: &Case) {
     let _seed = SeedOnPanic(c.seed);
     let p = &c.problem;
     let o = c.opts();
@@ -422,7 +476,7 @@ static F32_WORST: Mutex<(f64, f64)> = Mutex::new((0.0, 0.0));
 /// (a posterior `exp(alpha + beta - ln p)` inherits the exponent's absolute error, times a value
 /// <= 1). Derivation: every frame contributes its log-normaliser's rounding (`|x|`-sized operands) and
 /// a few roundings in the rescaled lattice; the worst case adds them up over the frames.
-fn prop_f32_vs_f64<K: Kernels<f32>>(k: &K, c: &Case) {
+fn prop_f32_vs_f64<K: Engine<f32>>(k: &K, c: &Case) {
     let _seed = SeedOnPanic(c.seed);
     let mut p = c.problem.clone();
     p.acts.iter_mut().for_each(|x| *x = *x as f32 as f64);
@@ -525,9 +579,12 @@ macro_rules! backend_precision {
     };
 }
 
-backend_properties!(scalar_f32, Scalar, f32);
-backend_properties!(scalar_f64, Scalar, f64);
-backend_precision!(scalar_f32_within_tolerance_of_f64, Scalar);
-backend_properties!(vector_f32, <f32 as fastctc::Float>::Simd::default(), f32);
-backend_properties!(vector_f64, <f64 as fastctc::Float>::Simd::default(), f64);
-backend_precision!(vector_f32_within_tolerance_of_f64, <f32 as fastctc::Float>::Simd::default());
+backend_properties!(scalar_f32, WithKernels(Scalar), f32);
+backend_properties!(scalar_f64, WithKernels(Scalar), f64);
+backend_precision!(scalar_f32_within_tolerance_of_f64, WithKernels(Scalar));
+backend_properties!(vector_f32, WithKernels(<f32 as fastctc::Float>::Simd::default()), f32);
+backend_properties!(vector_f64, WithKernels(<f64 as fastctc::Float>::Simd::default()), f64);
+backend_precision!(vector_f32_within_tolerance_of_f64, WithKernels(<f32 as fastctc::Float>::Simd::default()));
+backend_properties!(avx2_f32, ViaBackend(fastctc::Backend::Avx2), f32);
+backend_properties!(avx2_f64, ViaBackend(fastctc::Backend::Avx2), f64);
+backend_precision!(avx2_f32_within_tolerance_of_f64, ViaBackend(fastctc::Backend::Avx2));
