@@ -334,6 +334,11 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
             acts.prefetch_row(t - PREFETCH_FRAMES);
             grad.prefetch_row(t - PREFETCH_FRAMES);
         }
+        // The alpha rows come back in reverse order of writing, from a store (T * S values per
+        // sequence) that outgrows the caches from T * S ~ 10^5 on: ask for them a frame ahead.
+        if t >= 2 {
+            crate::simd::prefetch(&alpha[(t - 2) * s_len..(t - 1) * s_len]);
+        }
         if t + 1 < time {
             // `next` holds beta'_{t+1}; turn it into beta'_t in `cur`, rescaled by its maximum.
             let base = norm[t + 1] + shift;
