@@ -166,76 +166,51 @@ unsafe fn compute<F: Float>(
     }
 }
 
-/// CTC loss (per-sequence `costs`) and optionally gradients, `f32`.
-///
-/// # Safety
-/// - `activations`: `max_time * minibatch * alphabet_size` readable values, time-major.
-/// - `gradients`: null, or as many writable values, not overlapping `activations`.
-/// - `flat_labels`: `sum(label_lengths)` readable labels (may be null if that sum is 0);
-///   `label_lengths`, `input_lengths`: `minibatch` readable values each; `costs`: `minibatch` writable.
-/// - `options`: a valid [`FastctcOptions`].
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn fastctc_compute_f32(
-    activations: *const f32,
-    gradients: *mut f32,
-    flat_labels: *const i32,
-    label_lengths: *const i32,
-    input_lengths: *const i32,
-    max_time: i32,
-    alphabet_size: i32,
-    minibatch: i32,
-    costs: *mut f32,
-    options: *const FastctcOptions,
-) -> i32 {
-    // SAFETY: forwarded contract.
-    unsafe {
-        compute(
-            activations,
-            gradients,
-            flat_labels,
-            label_lengths,
-            input_lengths,
-            max_time,
-            alphabet_size,
-            minibatch,
-            costs,
-            options,
-        )
-    }
+/// One exported entry point per element type: the C ABI needs a monomorphic function for each, and
+/// their bodies are the generic `compute`.
+macro_rules! c_entry_point {
+    ($name:ident, $f:ty, $doc:expr) => {
+        #[doc = $doc]
+        ///
+        /// # Safety
+        /// - `activations`: `max_time * minibatch * alphabet_size` readable values, time-major.
+        /// - `gradients`: null, or as many writable values, not overlapping `activations`.
+        /// - `flat_labels`: `sum(label_lengths)` readable labels (may be null if that sum is 0);
+        ///   `label_lengths`, `input_lengths`: `minibatch` readable values each; `costs`: `minibatch`
+        ///   writable.
+        /// - `options`: a valid [`FastctcOptions`].
+        #[no_mangle]
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn $name(
+            activations: *const $f,
+            gradients: *mut $f,
+            flat_labels: *const i32,
+            label_lengths: *const i32,
+            input_lengths: *const i32,
+            max_time: i32,
+            alphabet_size: i32,
+            minibatch: i32,
+            costs: *mut $f,
+            options: *const FastctcOptions,
+        ) -> i32 {
+            // SAFETY: forwarded contract.
+            unsafe {
+                compute(
+                    activations,
+                    gradients,
+                    flat_labels,
+                    label_lengths,
+                    input_lengths,
+                    max_time,
+                    alphabet_size,
+                    minibatch,
+                    costs,
+                    options,
+                )
+            }
+        }
+    };
 }
 
-/// As [`fastctc_compute_f32`], in `f64`.
-///
-/// # Safety
-/// As for [`fastctc_compute_f32`].
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn fastctc_compute_f64(
-    activations: *const f64,
-    gradients: *mut f64,
-    flat_labels: *const i32,
-    label_lengths: *const i32,
-    input_lengths: *const i32,
-    max_time: i32,
-    alphabet_size: i32,
-    minibatch: i32,
-    costs: *mut f64,
-    options: *const FastctcOptions,
-) -> i32 {
-    // SAFETY: forwarded contract.
-    unsafe {
-        compute(
-            activations,
-            gradients,
-            flat_labels,
-            label_lengths,
-            input_lengths,
-            max_time,
-            alphabet_size,
-            minibatch,
-            costs,
-            options,
-        )
-    }
-}
+c_entry_point!(fastctc_compute_f32, f32, "CTC loss (per-sequence `costs`) and optionally gradients, `f32`.");
+c_entry_point!(fastctc_compute_f64, f64, "As `fastctc_compute_f32`, in `f64`.");

@@ -6,28 +6,8 @@ use fastctc::decode::{greedy_decode, DecodeError, Vocabulary};
 use fastctc::loss::reference::{collapse, log_softmax};
 use fastctc::ActsView;
 
-struct Rng(u64);
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn random_log_probs(rng: &mut Rng, t: usize, v: usize, scale: f64) -> Vec<Vec<f64>> {
-    log_softmax(
-        &(0..t).map(|_| (0..v).map(|_| scale * (rng.unit() * 2.0 - 1.0)).collect()).collect::<Vec<_>>(),
-    )
-}
+mod common;
+use common::Rng;
 
 fn vocab(v: usize, blank: usize, separator: Option<usize>) -> Vocabulary {
     let tokens = (0..v).map(|i| match i {
@@ -53,12 +33,12 @@ fn check_spans(a: &Alignment, tokens: &[usize], t: usize) {
 fn viterbi_score_is_the_best_alignment_by_brute_force() {
     let mut checked = 0;
     for seed in 0..400u64 {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let t = 1 + rng.below(6);
         let v = 2 + rng.below(3);
         let blank = rng.below(v);
         let scale = [0.5, 3.0][rng.below(2)];
-        let lp = random_log_probs(&mut rng, t, v, scale);
+        let lp = rng.log_probs(t, v, scale);
         // A random transcript, feasible or not.
         let len = rng.below(t + 1);
         let labels: Vec<usize> = (0..len).map(|_| (blank + 1 + rng.below(v - 1)) % v).collect();
@@ -102,7 +82,7 @@ fn viterbi_score_is_the_best_alignment_by_brute_force() {
 #[test]
 fn aligning_greedy_output_reproduces_the_peaks() {
     for seed in 0..50u64 {
-        let mut rng = Rng(900 + seed);
+        let mut rng = Rng::new(900 + seed);
         let (v, blank, sep) = (6, 0, 1);
         let voc = vocab(v, blank, Some(sep));
         // A peaked posteriorgram: a random transcript, each token held 1-3 frames, blanks between.
@@ -182,8 +162,8 @@ fn text_alignment_words_json_and_ctm() {
 fn batched_alignment_and_typed_errors() {
     let voc = Vocabulary::from_chars(" ab").unwrap();
     let (t, v) = (4, voc.len());
-    let mut rng = Rng(3);
-    let lp: Vec<f64> = (0..2).flat_map(|_| random_log_probs(&mut rng, t, v, 2.0)).flatten().collect();
+    let mut rng = Rng::new(3);
+    let lp: Vec<f64> = (0..2).flat_map(|_| rng.log_probs(t, v, 2.0)).flatten().collect();
     // Batch-major, two sequences: the first uses all frames, the second 3.
     let view = ActsView::batch_major(&lp, t, 2, v).unwrap();
     let out = forced_align(&view, &[4, 3], &[vec![2, 3], vec![2, 2]], &voc).unwrap();

@@ -2,33 +2,11 @@
 #![cfg(feature = "decode")]
 
 use fastctc::decode::{beam_search, greedy_decode, BeamOptions, DecodeError, Hypothesis, Vocabulary};
-use fastctc::loss::reference::{collapse, forward_backward, log_softmax};
+use fastctc::loss::reference::{collapse, forward_backward};
 use fastctc::ActsView;
 
-/// SplitMix64: a tiny seeded generator, so failures name a reproducible seed.
-struct Rng(u64);
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// `t` rows of `v` log-probabilities; `scale` sets how peaked they are.
-fn random_log_probs(rng: &mut Rng, t: usize, v: usize, scale: f64) -> Vec<Vec<f64>> {
-    let logits: Vec<Vec<f64>> =
-        (0..t).map(|_| (0..v).map(|_| scale * (rng.unit() * 2.0 - 1.0)).collect()).collect();
-    log_softmax(&logits)
-}
+mod common;
+use common::Rng;
 
 fn vocab(v: usize, blank: usize) -> Vocabulary {
     let tokens =
@@ -61,12 +39,12 @@ const TOL: f64 = 1e-9;
 #[test]
 fn beam_without_pruning_finds_the_most_probable_labelling() {
     for seed in 0..400u64 {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let t = 1 + rng.below(6);
         let v = 2 + rng.below(3);
         let blank = rng.below(v);
         let scale = [0.5, 2.0, 6.0][rng.below(3)];
-        let lp = random_log_probs(&mut rng, t, v, scale);
+        let lp = rng.log_probs(t, v, scale);
         let voc = vocab(v, blank);
 
         // Brute force: every labelling reachable by some path, with its probability summed over paths.
@@ -123,11 +101,11 @@ fn check_spans(h: &Hypothesis, t: usize, seed: u64) {
 #[test]
 fn pruned_beam_never_overestimates_a_labelling() {
     for seed in 0..200u64 {
-        let mut rng = Rng(1000 + seed);
+        let mut rng = Rng::new(1000 + seed);
         let t = 2 + rng.below(5);
         let v = 2 + rng.below(3);
         let blank = rng.below(v);
-        let lp = random_log_probs(&mut rng, t, v, 3.0);
+        let lp = rng.log_probs(t, v, 3.0);
         let data = flat(&lp);
         let view = ActsView::time_major(&data, t, 1, v).unwrap();
         let opts = BeamOptions {
@@ -155,11 +133,11 @@ fn pruned_beam_never_overestimates_a_labelling() {
 #[test]
 fn greedy_is_the_collapse_of_the_best_path() {
     for seed in 0..400u64 {
-        let mut rng = Rng(5000 + seed);
+        let mut rng = Rng::new(5000 + seed);
         let t = 1 + rng.below(6);
         let v = 2 + rng.below(3);
         let blank = rng.below(v);
-        let lp = random_log_probs(&mut rng, t, v, 3.0);
+        let lp = rng.log_probs(t, v, 3.0);
         let (best_score, best_path) = all_paths(t, v)
             .into_iter()
             .map(|p| (p.iter().enumerate().map(|(i, &k)| lp[i][k]).sum::<f64>(), p))
@@ -181,11 +159,11 @@ fn greedy_is_the_collapse_of_the_best_path() {
 
 #[test]
 fn batch_layout_and_float_type_do_not_change_results() {
-    let mut rng = Rng(77);
+    let mut rng = Rng::new(77);
     let (t_max, v, blank) = (9, 4, 2);
     let lens = [9usize, 4, 0, 7];
     let b = lens.len();
-    let seqs: Vec<Vec<Vec<f64>>> = (0..b).map(|_| random_log_probs(&mut rng, t_max, v, 4.0)).collect();
+    let seqs: Vec<Vec<Vec<f64>>> = (0..b).map(|_| rng.log_probs(t_max, v, 4.0)).collect();
     let voc = vocab(v, blank);
     // Batch-major f32 buffer with NaN poison past each sequence's length: those frames must not be read.
     let mut bm = vec![f32::NAN; b * t_max * v];
@@ -365,13 +343,13 @@ fn reference_beam(lp: &[Vec<f64>], blank: usize, width: usize) -> Vec<(Vec<usize
 #[test]
 fn narrow_beam_matches_a_plain_reference_search() {
     for seed in 0..300u64 {
-        let mut rng = Rng(20_000 + seed);
+        let mut rng = Rng::new(20_000 + seed);
         let t = 1 + rng.below(12);
         let v = 2 + rng.below(5);
         let blank = rng.below(v);
         let width = 1 + rng.below(6);
         let scale = [1.0, 4.0, 8.0][rng.below(3)];
-        let lp = random_log_probs(&mut rng, t, v, scale);
+        let lp = rng.log_probs(t, v, scale);
         let data = flat(&lp);
         let view = ActsView::time_major(&data, t, 1, v).unwrap();
         let opts = BeamOptions {
@@ -396,11 +374,11 @@ fn narrow_beam_matches_a_plain_reference_search() {
 fn zero_probabilities_and_tight_pruning_never_panic() {
     use fastctc::align::forced_align;
     for seed in 0..300u64 {
-        let mut rng = Rng(40_000 + seed);
+        let mut rng = Rng::new(40_000 + seed);
         let t = rng.below(8);
         let v = 2 + rng.below(4);
         let blank = rng.below(v);
-        let mut lp = random_log_probs(&mut rng, t, v, 5.0);
+        let mut lp = rng.log_probs(t, v, 5.0);
         for row in lp.iter_mut() {
             for x in row.iter_mut() {
                 if rng.below(4) == 0 {

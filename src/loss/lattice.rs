@@ -80,6 +80,21 @@ fn split_f64<F: Float>(x: f64) -> (F, F) {
     (hi, F::from_f64(x - hi.to_f64()))
 }
 
+/// One sequence's share of a batch call: its activations, labels and length, and the options the
+/// lattice needs. Built once per sequence and per pass; the per-ISA entry points take it whole.
+#[derive(Clone, Copy)]
+pub(crate) struct SeqJob<'a, F> {
+    pub acts: SeqActs<'a, F>,
+    pub labels: &'a [u32],
+    /// Input length `T_b` in frames.
+    pub time: usize,
+    /// Index `b` in the batch (named in errors).
+    pub sequence: usize,
+    pub blank: usize,
+    pub input: InputKind,
+    pub output: GradOutput,
+}
+
 /// Read access to one sequence's activations: element `(t, k)` at `data[base + t*st + k*sv]`.
 #[derive(Clone, Copy)]
 pub(crate) struct SeqActs<'a, F> {
@@ -187,18 +202,14 @@ impl<F: Float> SeqGrad<F> {
 /// previous rows' maxima. Without it, `alpha` grows to `-T * (mean emission)` and an `f32` lattice of
 /// 10^4 frames loses two or three digits of every posterior to the magnitude of its operands; with it,
 /// every stored value is within a few units of 0 and the rounding per step is that of `O(1)` numbers.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn forward<F: Float, K: Kernels<F>>(
     k: &K,
-    acts: &SeqActs<'_, F>,
-    kind: InputKind,
-    labels: &[u32],
-    blank: usize,
-    time: usize,
-    sequence: usize,
+    job: &SeqJob<'_, F>,
     ws: &mut [F],
 ) -> Result<f64, CtcError> {
+    let SeqJob { acts, input: kind, labels, blank, time, sequence, .. } = *job;
+    let acts = &acts;
     let lay = SeqLayout::new(time, labels.len()).expect("workspace layout was checked at validation");
     let l_len = labels.len();
     let s_len = 2 * l_len + 1;
@@ -275,21 +286,17 @@ pub(crate) fn forward<F: Float, K: Kernels<F>>(
 /// infeasible sequence (`log_likelihood = -inf`) gets zero rows everywhere. Beta rows are rescaled like
 /// alpha's, by offsets `D_t`; the posterior of state `s` at `t` is then
 /// `exp(alpha'_t(s) + beta'_t(s) - (ln p - C_t - D_t))`, with the bracket computed in `f64`.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn backward<F: Float, K: Kernels<F>>(
     k: &K,
-    acts: &SeqActs<'_, F>,
-    kind: InputKind,
-    out: GradOutput,
-    labels: &[u32],
-    blank: usize,
-    time: usize,
+    job: &SeqJob<'_, F>,
     log_likelihood: f64,
     scale: F,
     ws: &mut [F],
     grad: &mut SeqGrad<F>,
 ) {
+    let SeqJob { acts, input: kind, output: out, labels, blank, time, .. } = *job;
+    let acts = &acts;
     let l_len = labels.len();
     let s_len = 2 * l_len + 1;
     let ninf = F::NEG_INFINITY;
@@ -327,6 +334,8 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
     }
     let mut shift = F::ZERO;
     let mut beta_offset = 0.0f64;
+    // Past a quarter of a MiB (a typical L2), the alpha rows are no longer in cache when read back.
+    let far_alpha = alpha.len() * core::mem::size_of::<F>() > 1 << 18;
     let mut t = time;
     while t > 0 {
         t -= 1;
@@ -335,8 +344,8 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
             grad.prefetch_row(t - PREFETCH_FRAMES);
         }
         // The alpha rows come back in reverse order of writing, from a store (T * S values per
-        // sequence) that outgrows the caches from T * S ~ 10^5 on: ask for them a frame ahead.
-        if t >= 2 {
+        // sequence) that outgrows the caches: ask for them a frame ahead.
+        if far_alpha && t >= 2 {
             crate::simd::prefetch(&alpha[(t - 2) * s_len..(t - 1) * s_len]);
         }
         if t + 1 < time {
@@ -559,49 +568,35 @@ pub(crate) enum Isa {
 }
 
 /// [`forward`], compiled for `isa`.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_on<F: Float, K: Kernels<F>>(
     isa: Isa,
     k: &K,
-    acts: &SeqActs<'_, F>,
-    kind: InputKind,
-    labels: &[u32],
-    blank: usize,
-    time: usize,
-    sequence: usize,
+    job: &SeqJob<'_, F>,
     ws: &mut [F],
 ) -> Result<f64, CtcError> {
     match isa {
-        Isa::Baseline => forward(k, acts, kind, labels, blank, time, sequence, ws),
+        Isa::Baseline => forward(k, job, ws),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
-        Isa::Avx2Fma(_) => unsafe { forward_avx2_fma(k, acts, kind, labels, blank, time, sequence, ws) },
+        Isa::Avx2Fma(_) => unsafe { forward_avx2_fma(k, job, ws) },
     }
 }
 
 /// [`backward`], compiled for `isa`.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_on<F: Float, K: Kernels<F>>(
     isa: Isa,
     k: &K,
-    acts: &SeqActs<'_, F>,
-    kind: InputKind,
-    out: GradOutput,
-    labels: &[u32],
-    blank: usize,
-    time: usize,
+    job: &SeqJob<'_, F>,
     log_likelihood: f64,
     scale: F,
     ws: &mut [F],
     grad: &mut SeqGrad<F>,
 ) {
     match isa {
-        Isa::Baseline => backward(k, acts, kind, out, labels, blank, time, log_likelihood, scale, ws, grad),
+        Isa::Baseline => backward(k, job, log_likelihood, scale, ws, grad),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
-        Isa::Avx2Fma(_) => unsafe {
-            backward_avx2_fma(k, acts, kind, out, labels, blank, time, log_likelihood, scale, ws, grad)
-        },
+        Isa::Avx2Fma(_) => unsafe { backward_avx2_fma(k, job, log_likelihood, scale, ws, grad) },
     }
 }
 
@@ -609,37 +604,25 @@ pub(crate) fn backward_on<F: Float, K: Kernels<F>>(
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn forward_avx2_fma<F: Float, K: Kernels<F>>(
     k: &K,
-    acts: &SeqActs<'_, F>,
-    kind: InputKind,
-    labels: &[u32],
-    blank: usize,
-    time: usize,
-    sequence: usize,
+    job: &SeqJob<'_, F>,
     ws: &mut [F],
 ) -> Result<f64, CtcError> {
-    forward(k, acts, kind, labels, blank, time, sequence, ws)
+    forward(k, job, ws)
 }
 
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn backward_avx2_fma<F: Float, K: Kernels<F>>(
     k: &K,
-    acts: &SeqActs<'_, F>,
-    kind: InputKind,
-    out: GradOutput,
-    labels: &[u32],
-    blank: usize,
-    time: usize,
+    job: &SeqJob<'_, F>,
     log_likelihood: f64,
     scale: F,
     ws: &mut [F],
     grad: &mut SeqGrad<F>,
 ) {
-    backward(k, acts, kind, out, labels, blank, time, log_likelihood, scale, ws, grad)
+    backward(k, job, log_likelihood, scale, ws, grad)
 }

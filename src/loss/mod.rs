@@ -48,7 +48,7 @@ use crate::buffer::{ActsView, ActsViewMut, Index, Layout, Targets};
 use crate::error::CtcError;
 use crate::simd::{Avx2FmaToken, Kernels, Scalar};
 use crate::Float;
-use lattice::{Isa, SeqActs, SeqGrad, SeqLayout};
+use lattice::{Isa, SeqActs, SeqGrad, SeqJob, SeqLayout};
 
 /// What the activations hold.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -369,12 +369,14 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>>(
     validate(&layout, targets, input_lengths, losses.len(), grad.as_deref(), opts, ws)?;
 
     let acts_data = acts.data();
-    let run_forward = |plan: &mut SeqPlan, region: &mut [F], labels: &[u32]| {
-        let sa = seq_acts(acts_data, &layout, plan.b);
-        match lattice::forward_on(isa, k, &sa, opts.input, labels, opts.blank, plan.time, plan.b, region) {
-            Ok(ll) => plan.log_likelihood = ll,
-            Err(e) => plan.error = Some(e),
-        }
+    let run_forward = |plan: &mut SeqPlan, region: &mut [F], labels: &[u32]| match lattice::forward_on(
+        isa,
+        k,
+        &seq_job(acts_data, &layout, plan, labels, opts),
+        region,
+    ) {
+        Ok(ll) => plan.log_likelihood = ll,
+        Err(e) => plan.error = Some(e),
     };
     for_each_sequence(opts.parallelism, &mut ws.plans, &mut ws.floats, &ws.labels, &run_forward);
 
@@ -410,7 +412,6 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>>(
         let glay = g.layout();
         let gptr = SendPtr(g.as_mut_ptr());
         let run_backward = |plan: &mut SeqPlan, region: &mut [F], labels: &[u32]| {
-            let sa = seq_acts(acts_data, &layout, plan.b);
             let scale = match opts.reduction {
                 Reduction::Mean => F::ONE / (F::from_usize(batch) * F::from_usize(plan.label_len.max(1))),
                 Reduction::Sum | Reduction::None => F::ONE,
@@ -423,20 +424,8 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>>(
                 classes: glay.classes,
                 max_time: glay.max_time,
             };
-            lattice::backward_on(
-                isa,
-                k,
-                &sa,
-                opts.input,
-                opts.output,
-                labels,
-                opts.blank,
-                plan.time,
-                plan.log_likelihood,
-                scale,
-                region,
-                &mut sg,
-            );
+            let job = seq_job(acts_data, &layout, plan, labels, opts);
+            lattice::backward_on(isa, k, &job, plan.log_likelihood, scale, region, &mut sg);
         };
         for_each_sequence(opts.parallelism, &mut ws.plans, &mut ws.floats, &ws.labels, &run_backward);
     }
@@ -455,6 +444,24 @@ unsafe impl<F: Send> Sync for SendPtr<F> {}
 impl<F> SendPtr<F> {
     fn get(self) -> *mut F {
         self.0
+    }
+}
+
+fn seq_job<'a, F: Float>(
+    data: &'a [F],
+    layout: &Layout,
+    plan: &SeqPlan,
+    labels: &'a [u32],
+    opts: &CtcOptions,
+) -> SeqJob<'a, F> {
+    SeqJob {
+        acts: seq_acts(data, layout, plan.b),
+        labels,
+        time: plan.time,
+        sequence: plan.b,
+        blank: opts.blank,
+        input: opts.input,
+        output: opts.output,
     }
 }
 

@@ -27,6 +27,17 @@ impl Rng {
     pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
     }
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        self.uniform(0.0, 1.0)
+    }
+    /// `t` rows of `v` log-probabilities from logits uniform in `[-scale, scale)`; `scale` sets how
+    /// peaked they are.
+    pub fn log_probs(&mut self, t: usize, v: usize, scale: f64) -> Vec<Vec<f64>> {
+        let logits: Vec<Vec<f64>> =
+            (0..t).map(|_| (0..v).map(|_| scale * (self.unit() * 2.0 - 1.0)).collect()).collect();
+        reference::log_softmax(&logits)
+    }
     /// Standard normal (Box–Muller).
     pub fn normal(&mut self) -> f64 {
         let u1 = self.uniform(f64::MIN_POSITIVE, 1.0);
