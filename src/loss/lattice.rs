@@ -335,7 +335,7 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
     let mut shift = F::ZERO;
     let mut beta_offset = 0.0f64;
     // Past a quarter of a MiB (a typical L2), the alpha rows are no longer in cache when read back.
-    let far_alpha = alpha.len() * core::mem::size_of::<F>() > 1 << 18;
+    let far_alpha = core::mem::size_of_val(alpha) > 1 << 18;
     let mut t = time;
     while t > 0 {
         t -= 1;
