@@ -53,7 +53,10 @@
 //! **Vector `exp`/`ln`.** The vector kernels use our own `exp` and `ln` ([`simd`]): worst error against
 //! the standard library over the whole range 1.0 ulp (`exp`, f32 and f64), 1.96 ulp (`ln`, f32) and
 //! 1.76 ulp (`ln`, f64), with `-inf`, `+inf`, NaN, zero and subnormals handled explicitly (test
-//! `simd::math::tests::exp_and_ln_error_table`).
+//! `simd::math::tests::exp_and_ln_error_table`). The AVX2 lanes (`core::arch` intrinsics, the default
+//! on CPUs with AVX2 and FMA) run the same algorithms with fused multiply-adds: 1.00 ulp (`exp`), 1.96
+//! (`ln`), 1.59 (f64); the reduced forms inside log-sum-exp, `exp` on `x <= 0` and `ln` on `[1, 3]`,
+//! 1.00 and 2.00 ulp (`simd::avx2::tests`).
 //!
 //! **Errors.** Every argument is validated before any output is written; NaN or `+inf` anywhere the
 //! kernel reads, or a logits frame that is all `-inf`, is a [`CtcError::NonFinite`] naming the sequence,
