@@ -40,10 +40,9 @@ fn check(p: &Problem, layout: Layout, front: usize, backend: Backend) {
     let mut ws = Workspace::new();
     let targets = Targets::Concatenated { labels: &labels, lengths: &lengths };
     ctc_compute(&view, &targets, &il, &mut losses, Some(&mut gview), &opts, &mut ws).unwrap();
-    for bb in 0..b {
+    for (bb, &got) in losses.iter().enumerate() {
         let lp = p.ref_log_probs(bb, InputKind::Logits);
         let want = -reference::forward_backward(&lp, &p.targets[bb], p.blank).log_likelihood;
-        let got = losses[bb];
         assert!(
             got == want || (got - want).abs() <= 1e-9 * want.abs().max(1.0),
             "{backend:?} b {bb}: {got} vs {want}"
