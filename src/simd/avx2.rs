@@ -70,7 +70,7 @@ macro_rules! avx2_lanes {
             /// to `[exp_lo, exp_hi]`. Returns `(y, top)`: `y = p * 2^n` with `2^n` taken as `2^(n-1)`
             /// when `n` is the top exponent (then `y` must be doubled where `top` is set).
             #[inline(always)]
-            fn exp_core(xc: $reg) -> ($reg, $reg) {
+            fn exp_core<const TOP: bool>(xc: $reg) -> ($reg, $reg) {
                 // SAFETY: as above.
                 unsafe {
                     let magic = $set1($magic);
@@ -86,8 +86,10 @@ macro_rules! avx2_lanes {
                         p = $fmadd(p, r, $set1(c[k]));
                         k += 1;
                     }
-                    let top = $cmp::<_CMP_GT_OQ>(n, $set1($bias as $f));
-                    let ni = $iadd($isub($to_i(t), $to_i(magic)), $to_i(top));
+                    // Only a positive argument can reach the top exponent; the forms for x <= 0 skip it.
+                    let top = if TOP { $cmp::<_CMP_GT_OQ>(n, $set1($bias as $f)) } else { $set1(0.0) };
+                    let ni = $isub($to_i(t), $to_i(magic));
+                    let ni = if TOP { $iadd(ni, $to_i(top)) } else { ni };
                     let pow = $from_i($slli::<$mbits>($iadd(ni, $iset1($bias))));
                     ($mul(p, pow), top)
                 }
@@ -212,7 +214,7 @@ macro_rules! avx2_lanes {
                     let lo = $set1($exp_lo);
                     // max/min return their second operand for NaN: xc is never NaN; NaN is restored last.
                     let xc = $min($max(x, lo), hi);
-                    let (y, top) = Self::exp_core(xc);
+                    let (y, top) = Self::exp_core::<true>(xc);
                     let y = $blendv(y, $add(y, y), top);
                     let y = $blendv(y, $set1($f::INFINITY), $cmp::<_CMP_GT_OQ>(x, hi));
                     let y = $blendv(y, $set1(0.0), $cmp::<_CMP_LT_OQ>(x, lo));
@@ -228,7 +230,7 @@ macro_rules! avx2_lanes {
                     // exp_lo the series at exp_lo gives about 1e-38 (f32) instead of 0, which vanishes in
                     // the sums with 1 that this form feeds.
                     let xc = $max(x, $set1($exp_lo));
-                    Self(Self::exp_core(xc).0)
+                    Self(Self::exp_core::<false>(xc).0)
                 }
             }
             #[inline(always)]
@@ -239,7 +241,7 @@ macro_rules! avx2_lanes {
                     // x <= 0, not NaN: no overflow and no top exponent; below exp_lo (and -inf) the
                     // exact answer in the normal range is 0.
                     let lo = $set1($exp_lo);
-                    let (y, _) = Self::exp_core($max(x, lo));
+                    let (y, _) = Self::exp_core::<false>($max(x, lo));
                     $name($blendv(y, $set1(0.0), $cmp::<_CMP_LT_OQ>(x, lo)))
                 }
             }

@@ -199,6 +199,25 @@ unsafe fn st<F: Float, V: Lanes<F>>(v: V, dst: &mut [F], at: usize, count: usize
     v.store(unsafe { dst.get_unchecked_mut(at..at + count) });
 }
 
+/// `for idx in (from..to).step_by(N)` with `count = min(N, to - idx)`, the body written once and
+/// expanded twice: for whole vectors (`count` is the constant `N`, so the loads fold to plain loads)
+/// and for the one tail. A macro rather than a helper taking a closure, for the reason below.
+macro_rules! lanes_loop {
+    ($n:expr, $idx:ident, $count:ident in $from:expr, $to:expr => $body:block) => {{
+        let to = $to;
+        let mut $idx = $from;
+        while $idx + $n <= to {
+            let $count = $n;
+            $body
+            $idx += $n;
+        }
+        if $idx < to {
+            let $count = to - $idx;
+            $body
+        }
+    }};
+}
+
 // Every loop below is a plain `while` over `count = min(N, remaining)` rather than a helper taking a
 // closure: a closure is a separate function, which LLVM may leave outlined, and then it is compiled
 // without the target features of the `avx2,fma` clone it was meant to be part of (measured: 4x
@@ -313,26 +332,21 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
         // Blanks 1..=L within the band: from the same blank, or from the label before it.
         {
             let (start, n) = (lo.max(1), hi.min(l_len + 1));
-            let mut i = start;
-            while i < n {
-                let count = (n - i).min(V::N);
+            lanes_loop!(V::N, i, count in start, n => {
                 // SAFETY: 1 <= i, i + count <= n <= L + 1 = pb.len() = cb.len(), and
                 // i - 1 + count <= L = pl.len() (asserted lengths).
                 let r = unsafe { ebv + lse2_v::<F, V>(ld(pb, i, count), ld(pl, i - 1, count)) };
                 mx = mx.max(r);
                 // SAFETY: as above.
                 unsafe { st(r, cb, i, count) };
-                i += V::N;
-            }
+            });
         }
         // Labels 0..L (within the band): itself, the blank before it, or (skip) the label before it. The "label before"
         // of label 0 reads prev[L], the last blank (it precedes the label section), and skip[0] = -inf
         // removes it: one loop, no scalar special case (which cost a libm exp and log1p per row).
         {
             let n = hi.min(l_len);
-            let mut j = lo;
-            while j < n {
-                let count = (n - j).min(V::N);
+            lanes_loop!(V::N, j, count in lo, n => {
                 // SAFETY: j + count <= n <= L: within pl, cl, pb (L + 1), emit and skip (>= L), and
                 // L + j + count <= 2L < prev.len() (asserted lengths).
                 let r = unsafe {
@@ -342,8 +356,7 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
                 mx = mx.max(r);
                 // SAFETY: as above.
                 unsafe { st(r, cl, j, count) };
-                j += V::N;
-            }
+            });
         }
         mx.reduce_max().max(cb[0])
     }
@@ -377,9 +390,7 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
         // Blanks 0..L: stay, or move on to the label after it.
         {
             let n = hi.min(l_len);
-            let mut i = lo;
-            while i < n {
-                let count = (n - i).min(V::N);
+            lanes_loop!(V::N, i, count in lo, n => {
                 // SAFETY: i + count <= n <= L: within nb, cb (L + 1), nl (L) and emit (L + 1).
                 let r = unsafe {
                     let qb = ebv + ld(nb, i, count);
@@ -389,8 +400,7 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
                 mx = mx.max(r);
                 // SAFETY: as above.
                 unsafe { st(r, cb, i, count) };
-                i += V::N;
-            }
+            });
         }
         if hi > l_len {
             cb[l_len] = eb + nb[l_len];
@@ -399,9 +409,7 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
         // label: its lane loads emit[L] = skip[L] = -inf (sentinels) and nothing past the end of `nl`.
         {
             let n = hi.min(l_len);
-            let mut j = lo;
-            while j < n {
-                let count = (n - j).min(V::N);
+            lanes_loop!(V::N, j, count in lo, n => {
                 // SAFETY: j + count <= n <= L, so j + 1 + count <= L + 1: within emit, skip (> L) and
                 // nb (L + 1); nl (L) is read at j + 1 for at most L - j - 1 elements.
                 let r = unsafe {
@@ -415,8 +423,7 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
                 mx = mx.max(r);
                 // SAFETY: as above (cl has L elements).
                 unsafe { st(r, cl, j, count) };
-                j += V::N;
-            }
+            });
         }
         mx.reduce_max().max(cb[l_len])
     }
@@ -437,34 +444,44 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
     #[inline(always)]
     fn exp_shifted_scaled(&self, src: &[F], shift: F, scale: F, dst: &mut [F]) {
         let (sv, kv) = (V::splat(shift), V::splat(scale));
-        {
-            let n = src.len().min(dst.len());
-            let mut at = 0;
-            while at < n {
-                let count = (n - at).min(V::N);
-                // SAFETY: at + count <= n = min(src.len(), dst.len()).
-                let r = (unsafe { ld::<F, V>(src, at, count) } - sv).exp() * kv;
-                // SAFETY: as above.
-                unsafe { st(r, dst, at, count) };
-                at += V::N;
-            }
+        let n = src.len().min(dst.len());
+        // Whole vectors first, then one tail: rows of logits are long (V up to thousands), and a
+        // per-iteration count costs as much as a quarter of the exp.
+        let mut at = 0;
+        while at + V::N <= n {
+            // SAFETY: at + N <= n = min(src.len(), dst.len()).
+            let r = (unsafe { ld::<F, V>(src, at, V::N) } - sv).exp() * kv;
+            // SAFETY: as above.
+            unsafe { st(r, dst, at, V::N) };
+            at += V::N;
+        }
+        if at < n {
+            // SAFETY: at + (n - at) = n, and n - at < N.
+            let r = (unsafe { ld::<F, V>(src, at, n - at) } - sv).exp() * kv;
+            // SAFETY: as above.
+            unsafe { st(r, dst, at, n - at) };
         }
     }
 
     #[inline(always)]
     fn softmax_scaled(&self, src: &[F], shift: F, scale: F, dst: &mut [F]) {
         let (sv, kv) = (V::splat(shift), V::splat(scale));
-        {
-            let n = src.len().min(dst.len());
-            let mut at = 0;
-            while at < n {
-                let count = (n - at).min(V::N);
-                // SAFETY: at + count <= n = min(src.len(), dst.len()).
-                let r = (unsafe { ld::<F, V>(src, at, count) } - sv).exp_le0() * kv;
-                // SAFETY: as above.
-                unsafe { st(r, dst, at, count) };
-                at += V::N;
-            }
+        let n = src.len().min(dst.len());
+        // Whole vectors first, then one tail: rows of logits are long (V up to thousands), and a
+        // per-iteration count costs as much as a quarter of the exp.
+        let mut at = 0;
+        while at + V::N <= n {
+            // SAFETY: at + N <= n = min(src.len(), dst.len()).
+            let r = (unsafe { ld::<F, V>(src, at, V::N) } - sv).exp_le0() * kv;
+            // SAFETY: as above.
+            unsafe { st(r, dst, at, V::N) };
+            at += V::N;
+        }
+        if at < n {
+            // SAFETY: at + (n - at) = n, and n - at < N.
+            let r = (unsafe { ld::<F, V>(src, at, n - at) } - sv).exp_le0() * kv;
+            // SAFETY: as above.
+            unsafe { st(r, dst, at, n - at) };
         }
     }
 
@@ -478,16 +495,13 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
         let mut sums = [F::ZERO; 2];
         for (part, (from, to)) in [(0, split), (split, n)].into_iter().enumerate() {
             let mut acc = V::splat(F::ZERO);
-            let mut at = from;
-            while at < to {
-                let count = (to - at).min(V::N);
+            lanes_loop!(V::N, at, count in from, to => {
                 // SAFETY: at + count <= to <= n, the shortest of the three lengths.
                 let w = (unsafe { ld::<F, V>(alpha, at, count) + ld(beta, at, count) } - sv).exp();
                 acc = acc + w;
                 // SAFETY: as above.
                 unsafe { st(w, out, at, count) };
-                at += V::N;
-            }
+            });
             sums[part] = acc.reduce_add();
         }
         (sums[0] + sums[1], sums[0])
