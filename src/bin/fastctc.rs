@@ -92,6 +92,16 @@ struct TrainArgs {
     /// Channels of the convolutional subsampling (GRU model).
     #[arg(long)]
     conv_channels: Option<usize>,
+    /// Number of subsampling convolutions (GRU model; 0 = none).
+    #[arg(long)]
+    conv_layers: Option<usize>,
+    /// Kernel width of the subsampling convolutions, in frames (GRU model).
+    #[arg(long)]
+    conv_kernel: Option<usize>,
+    /// Stride of each subsampling convolution, in frames (GRU model; the frame rate is divided by
+    /// stride^layers).
+    #[arg(long)]
+    conv_stride: Option<usize>,
     /// Dropout probability.
     #[arg(long)]
     dropout: Option<f64>,
@@ -116,6 +126,10 @@ struct TrainArgs {
     /// Disable SpecAugment.
     #[arg(long)]
     no_specaugment: bool,
+    /// Keep the leading and trailing silence of the training audio (by default it is cut to 100 ms
+    /// around the speech).
+    #[arg(long)]
+    no_trim_silence: bool,
     /// List and skip missing or corrupt audio files instead of stopping.
     #[arg(long)]
     skip_bad: bool,
@@ -268,6 +282,9 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
             c.hidden = a.hidden.unwrap_or(c.hidden);
             c.gru_layers = a.layers.unwrap_or(c.gru_layers);
             c.conv_channels = a.conv_channels.unwrap_or(c.conv_channels);
+            c.conv_layers = a.conv_layers.unwrap_or(c.conv_layers);
+            c.conv_kernel = a.conv_kernel.unwrap_or(c.conv_kernel);
+            c.conv_stride = a.conv_stride.unwrap_or(c.conv_stride);
             c.dropout = a.dropout.unwrap_or(c.dropout);
             ModelConfig::Gru(c)
         }
@@ -303,6 +320,9 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
         o.augment.noise_prob = x;
     }
     o.augment.speed_perturb &= !a.no_speed_perturb;
+    if a.no_trim_silence {
+        o.trim_silence = None;
+    }
     if a.no_specaugment {
         o.augment.freq_masks = (0, 0);
         o.augment.time_masks = (0, 0);
