@@ -100,6 +100,10 @@ fn train_then_transcribe_eval_and_align() {
         "5",
         "--conv-stride",
         "3",
+        // Both are off by default; on here so that their code paths stay exercised.
+        "--specaugment",
+        "--noise-prob",
+        "0.5",
         "--beam",
         "2",
         "--no-progress",
@@ -118,6 +122,12 @@ fn train_then_transcribe_eval_and_align() {
         (&1.into(), &5.into(), &3.into())
     );
     assert!((config["frame_shift_s"].as_f64().unwrap() - 0.03).abs() < 1e-9, "{config}");
+    let options: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("train_options.json")).unwrap()).unwrap();
+    let augment = &options["augment"];
+    assert_eq!((&augment["freq_masks"][0], &augment["time_masks"][0]), (&2.into(), &2.into()), "{options}");
+    assert_eq!(augment["noise_prob"].as_f64(), Some(0.5), "{options}");
+    assert!(options["trim_silence"].is_object(), "{options}");
 
     let first: serde_json::Value = serde_json::from_str(manifest.lines().next().unwrap()).unwrap();
     let audio = first["audio_filepath"].as_str().unwrap();

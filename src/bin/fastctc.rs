@@ -120,10 +120,14 @@ struct TrainArgs {
     /// Disable speed perturbation (0.9/1.0/1.1).
     #[arg(long)]
     no_speed_perturb: bool,
-    /// Probability of additive white noise per utterance (0 disables it).
+    /// Probability of additive white noise per utterance (default 0: off).
     #[arg(long)]
     noise_prob: Option<f64>,
-    /// Disable SpecAugment.
+    /// SpecAugment on (off by default): 2 frequency masks of up to 15 bins, 2 time masks of up to 20
+    /// frames.
+    #[arg(long, conflicts_with = "no_specaugment")]
+    specaugment: bool,
+    /// Disable SpecAugment (the default; kept for older scripts).
     #[arg(long)]
     no_specaugment: bool,
     /// Keep the leading and trailing silence of the training audio (by default it is cut to 100 ms
@@ -322,6 +326,9 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
     o.augment.speed_perturb &= !a.no_speed_perturb;
     if a.no_trim_silence {
         o.trim_silence = None;
+    }
+    if a.specaugment {
+        o.augment = o.augment.with_spec_augment();
     }
     if a.no_specaugment {
         o.augment.freq_masks = (0, 0);
