@@ -31,6 +31,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process, so the size of the training options' variant costs nothing worth boxing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Train an acoustic model from scratch (defaults: the shipped corpus in data/, a 12-minute budget).
