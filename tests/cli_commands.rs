@@ -43,6 +43,11 @@ fn errors_name_the_problem_and_fail() {
     assert!(!o.status.success());
     assert!(text(&o).1.contains("--minutes"), "{}", text(&o).1);
 
+    // A zero stride is refused by the model's validation, which names the field.
+    let o = fastctc(&["train", "--conv-stride", "0", "--no-progress", "--out", "/tmp/fastctc-never-written"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("conv_stride"), "{}", text(&o).1);
+
     let o = fastctc(&["frobnicate"]);
     assert!(!o.status.success());
 }
@@ -89,6 +94,16 @@ fn train_then_transcribe_eval_and_align() {
         "1",
         "--conv-channels",
         "16",
+        "--conv-layers",
+        "1",
+        "--conv-kernel",
+        "5",
+        "--conv-stride",
+        "3",
+        // Both are off by default; on here so that their code paths stay exercised.
+        "--specaugment",
+        "--noise-prob",
+        "0.5",
         "--beam",
         "2",
         "--no-progress",
@@ -98,6 +113,21 @@ fn train_then_transcribe_eval_and_align() {
     assert!(o.status.success(), "train failed: {}", text(&o).1);
     assert!(text(&o).1.contains("test, greedy"), "{}", text(&o).1);
     assert!(run.join("lm.arpa").is_file() && run.join("results.json").is_file());
+    // The subsampling flags reach the saved model config (and so every later command).
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let model = &config["model"];
+    assert_eq!(
+        (&model["conv_layers"], &model["conv_kernel"], &model["conv_stride"]),
+        (&1.into(), &5.into(), &3.into())
+    );
+    assert!((config["frame_shift_s"].as_f64().unwrap() - 0.03).abs() < 1e-9, "{config}");
+    let options: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("train_options.json")).unwrap()).unwrap();
+    let augment = &options["augment"];
+    assert_eq!((&augment["freq_masks"][0], &augment["time_masks"][0]), (&2.into(), &2.into()), "{options}");
+    assert_eq!(augment["noise_prob"].as_f64(), Some(0.5), "{options}");
+    assert!(options["trim_silence"].is_object(), "{options}");
 
     let first: serde_json::Value = serde_json::from_str(manifest.lines().next().unwrap()).unwrap();
     let audio = first["audio_filepath"].as_str().unwrap();

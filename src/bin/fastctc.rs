@@ -31,6 +31,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process, so the size of the training options' variant costs nothing worth boxing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Train an acoustic model from scratch (defaults: the shipped corpus in data/, a 12-minute budget).
@@ -92,6 +94,16 @@ struct TrainArgs {
     /// Channels of the convolutional subsampling (GRU model).
     #[arg(long)]
     conv_channels: Option<usize>,
+    /// Number of subsampling convolutions (GRU model; 0 = none).
+    #[arg(long)]
+    conv_layers: Option<usize>,
+    /// Kernel width of the subsampling convolutions, in frames (GRU model).
+    #[arg(long)]
+    conv_kernel: Option<usize>,
+    /// Stride of each subsampling convolution, in frames (GRU model; the frame rate is divided by
+    /// stride^layers).
+    #[arg(long)]
+    conv_stride: Option<usize>,
     /// Dropout probability.
     #[arg(long)]
     dropout: Option<f64>,
@@ -110,12 +122,20 @@ struct TrainArgs {
     /// Disable speed perturbation (0.9/1.0/1.1).
     #[arg(long)]
     no_speed_perturb: bool,
-    /// Probability of additive white noise per utterance (0 disables it).
+    /// Probability of additive white noise per utterance (default 0: off).
     #[arg(long)]
     noise_prob: Option<f64>,
-    /// Disable SpecAugment.
+    /// SpecAugment on (off by default): 2 frequency masks of up to 15 bins, 2 time masks of up to 20
+    /// frames.
+    #[arg(long, conflicts_with = "no_specaugment")]
+    specaugment: bool,
+    /// Disable SpecAugment (the default; kept for older scripts).
     #[arg(long)]
     no_specaugment: bool,
+    /// Keep the leading and trailing silence of the training audio (by default it is cut to 100 ms
+    /// around the speech).
+    #[arg(long)]
+    no_trim_silence: bool,
     /// List and skip missing or corrupt audio files instead of stopping.
     #[arg(long)]
     skip_bad: bool,
@@ -268,6 +288,9 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
             c.hidden = a.hidden.unwrap_or(c.hidden);
             c.gru_layers = a.layers.unwrap_or(c.gru_layers);
             c.conv_channels = a.conv_channels.unwrap_or(c.conv_channels);
+            c.conv_layers = a.conv_layers.unwrap_or(c.conv_layers);
+            c.conv_kernel = a.conv_kernel.unwrap_or(c.conv_kernel);
+            c.conv_stride = a.conv_stride.unwrap_or(c.conv_stride);
             c.dropout = a.dropout.unwrap_or(c.dropout);
             ModelConfig::Gru(c)
         }
@@ -303,6 +326,12 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
         o.augment.noise_prob = x;
     }
     o.augment.speed_perturb &= !a.no_speed_perturb;
+    if a.no_trim_silence {
+        o.trim_silence = None;
+    }
+    if a.specaugment {
+        o.augment = o.augment.with_spec_augment();
+    }
     if a.no_specaugment {
         o.augment.freq_masks = (0, 0);
         o.augment.time_masks = (0, 0);

@@ -157,6 +157,83 @@ pub fn load_corpus(manifest: &Path, skip_bad: bool) -> Result<Corpus, TrainError
     Ok(Corpus { manifest: manifest.to_path_buf(), utterances, skipped })
 }
 
+/// Silence trimming of training audio: which part of a waveform to keep.
+///
+/// The waveform is cut into 10 ms frames; a frame is speech when its mean square is within
+/// `threshold_db` of the loudest frame's. The kept range runs from `margin_s` before the first speech
+/// frame to `margin_s` after the end of the last one (clamped to the waveform).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrimSilence {
+    /// How far below the loudest 10 ms frame a frame still counts as speech, in dB (negative).
+    pub threshold_db: f64,
+    /// Silence kept on each side of the speech, in seconds.
+    pub margin_s: f64,
+}
+
+impl Default for TrimSilence {
+    /// Frames within 40 dB of the loudest are speech; 100 ms of silence is kept on each side.
+    fn default() -> Self {
+        TrimSilence { threshold_db: -40.0, margin_s: 0.1 }
+    }
+}
+
+impl TrimSilence {
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        if !(self.threshold_db.is_finite() && self.threshold_db < 0.0) {
+            return Err(TrainError::InvalidOption {
+                option: "trim_silence.threshold_db",
+                reason: format!("{} dB is not a negative number", self.threshold_db),
+            });
+        }
+        if !(self.margin_s.is_finite() && self.margin_s >= 0.0) {
+            return Err(TrainError::InvalidOption {
+                option: "trim_silence.margin_s",
+                reason: format!("{} s is not a non-negative duration", self.margin_s),
+            });
+        }
+        Ok(())
+    }
+
+    /// The sample range of `samples` (at `rate` Hz) to keep: the whole waveform when it has no frame
+    /// above zero energy (nothing to measure against) or is shorter than one frame.
+    pub fn keep_range(&self, samples: &[f32], rate: u32) -> std::ops::Range<usize> {
+        let hop = (rate as usize / 100).max(1);
+        let energy: Vec<f64> = samples
+            .chunks(hop)
+            .map(|c| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / c.len() as f64)
+            .collect();
+        let peak = energy.iter().copied().fold(0.0f64, f64::max);
+        if !(peak > 0.0 && peak.is_finite()) {
+            return 0..samples.len();
+        }
+        let floor = peak * 10f64.powf(self.threshold_db / 10.0);
+        let first = energy.iter().position(|&e| e >= floor).unwrap_or(0);
+        let last = energy.iter().rposition(|&e| e >= floor).unwrap_or(energy.len() - 1);
+        let margin = (self.margin_s * f64::from(rate)).round() as usize;
+        let start = (first * hop).saturating_sub(margin);
+        let end = ((last + 1) * hop).saturating_add(margin).min(samples.len());
+        start..end
+    }
+}
+
+/// Trims every utterance of `corpus` to [`TrimSilence::keep_range`]; returns the fraction of samples
+/// removed (0 for an empty corpus).
+pub fn trim_corpus(corpus: &mut Corpus, trim: &TrimSilence, rate: u32) -> f64 {
+    let before: usize = corpus.utterances.iter().map(|u| u.samples.len()).sum();
+    corpus.utterances.par_iter_mut().for_each(|u| {
+        let r = trim.keep_range(&u.samples, rate);
+        u.samples.truncate(r.end);
+        u.samples.drain(..r.start);
+    });
+    let after: usize = corpus.utterances.iter().map(|u| u.samples.len()).sum();
+    if before == 0 {
+        0.0
+    } else {
+        1.0 - after as f64 / before as f64
+    }
+}
+
 /// Log-mel features of `samples` (no normalisation), `(frames, bins)` row-major.
 pub fn compute_features(fbank: &mut Fbank, samples: &[f32], path: &Path) -> Result<Features, TrainError> {
     fbank.compute(samples).map_err(|source| TrainError::Audio { path: path.to_path_buf(), source })
@@ -208,20 +285,32 @@ pub struct AugmentOptions {
 }
 
 impl Default for AugmentOptions {
-    /// Speed perturbation on, noise on half of the utterances at 10-30 dB SNR, two frequency masks of
-    /// up to 15 bins and two time masks of up to 20 frames (capped at 20 % of the utterance).
+    /// Speed perturbation on; no additive noise (`noise_prob` 0; the SNR range 10-30 dB applies when
+    /// it is raised); no SpecAugment (see [`AugmentOptions::with_spec_augment`]).
+    ///
+    /// Within the 12-minute budget the model underfits, and both noise and SpecAugment slowed learning
+    /// far more than they helped on the clean held-out voices of the dev split (dev CER after 8
+    /// epochs: 30.9 % with both, 24.5 % without noise, 23.5 % without noise and with silence trimming,
+    /// 18.1 % without SpecAugment as well; docs/TRAINING.md). Noise also forces the features of noisy
+    /// items to be recomputed every epoch.
     fn default() -> Self {
         AugmentOptions {
             speed_perturb: true,
-            noise_prob: 0.5,
+            noise_prob: 0.0,
             noise_snr_db: (10.0, 30.0),
-            freq_masks: (2, 15),
-            time_masks: (2, 20),
+            freq_masks: (0, 0),
+            time_masks: (0, 0),
         }
     }
 }
 
 impl AugmentOptions {
+    /// These options with SpecAugment on as in the earlier default: two frequency masks of up to 15
+    /// bins and two time masks of up to 20 frames (capped at 20 % of the utterance).
+    pub fn with_spec_augment(self) -> Self {
+        AugmentOptions { freq_masks: (2, 15), time_masks: (2, 20), ..self }
+    }
+
     /// No augmentation at all.
     pub fn none() -> Self {
         AugmentOptions {
@@ -438,5 +527,51 @@ pub fn shuffle<T>(items: &mut [T], rng: &mut Xoshiro256PlusPlus) {
     for i in (1..items.len()).rev() {
         let j = rng.random_range(0..=i);
         items.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrimSilence;
+
+    /// 0.5 s of silence, 0.3 s of a 440 Hz tone, 0.7 s of silence at 16 kHz.
+    fn padded_tone() -> Vec<f32> {
+        let rate = 16_000.0f32;
+        let mut s = vec![0.0f32; 8000];
+        s.extend((0..4800).map(|i| 0.5 * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / rate).sin()));
+        s.extend(std::iter::repeat_n(0.0, 11_200));
+        s
+    }
+
+    #[test]
+    fn trimming_keeps_the_speech_and_the_margins() {
+        let s = padded_tone();
+        let r = TrimSilence { threshold_db: -40.0, margin_s: 0.1 }.keep_range(&s, 16_000);
+        // The tone occupies frames 50..80 (10 ms frames of 160 samples); 1600 samples of margin.
+        assert_eq!(r, 8000 - 1600..12_800 + 1600);
+        let r = TrimSilence { threshold_db: -40.0, margin_s: 1.0 }.keep_range(&s, 16_000);
+        assert_eq!(r, 0..s.len(), "margins are clamped to the waveform");
+    }
+
+    #[test]
+    fn faint_tails_above_the_threshold_are_speech() {
+        let mut s = padded_tone();
+        // A tail 30 dB below the tone (amplitude ratio ~0.0316) right after it counts as speech.
+        for (i, x) in s[12_800..14_400].iter_mut().enumerate() {
+            *x = 0.5 * 0.0316 * if i % 2 == 0 { 1.0 } else { -1.0 };
+        }
+        let r = TrimSilence { threshold_db: -40.0, margin_s: 0.0 }.keep_range(&s, 16_000);
+        assert_eq!(r, 8000..14_400);
+        let r = TrimSilence { threshold_db: -20.0, margin_s: 0.0 }.keep_range(&s, 16_000);
+        assert_eq!(r, 8000..12_800);
+    }
+
+    #[test]
+    fn silent_or_empty_audio_is_kept_whole() {
+        let t = TrimSilence::default();
+        assert_eq!(t.keep_range(&[0.0; 500], 16_000), 0..500);
+        assert_eq!(t.keep_range(&[], 16_000), 0..0);
+        assert!(TrimSilence { threshold_db: 3.0, margin_s: 0.1 }.validate().is_err());
+        assert!(TrimSilence { threshold_db: -40.0, margin_s: f64::NAN }.validate().is_err());
     }
 }

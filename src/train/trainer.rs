@@ -21,8 +21,8 @@ use crate::{
 use super::checkpoint::{self, files, ModelFile, TrainerState};
 use super::curves::write_curves;
 use super::data::{
-    bucket_batches, features_of_corpus, global_cmvn, load_corpus, make_batch, rng_for, vocabulary,
-    AugmentOptions, BatchItem, Corpus, FeatureSettings, FeatureStore, SPEEDS,
+    bucket_batches, features_of_corpus, global_cmvn, load_corpus, make_batch, rng_for, trim_corpus,
+    vocabulary, AugmentOptions, BatchItem, Corpus, FeatureSettings, FeatureStore, TrimSilence, SPEEDS,
 };
 use super::error::{io_err, TrainError};
 use super::recognizer::{evaluate, Decoding, EvalReport, Recognizer, DEFAULT_LM_ALPHA, DEFAULT_LM_BETA};
@@ -47,6 +47,10 @@ pub struct TrainOptions {
     pub features: FeatureSettings,
     /// Training-time augmentation.
     pub augment: AugmentOptions,
+    /// Cut leading and trailing silence from the training audio (not dev or test) before anything
+    /// else; `None` keeps it. Absent from the options of older runs, which did not trim.
+    #[serde(default)]
+    pub trim_silence: Option<TrimSilence>,
     /// Largest padded batch, in feature frames (`utterances * longest`).
     pub batch_frames: usize,
     /// Most utterances per batch.
@@ -89,6 +93,7 @@ impl Default for TrainOptions {
             model: default_model(),
             features: FeatureSettings::default(),
             augment: AugmentOptions::default(),
+            trim_silence: Some(TrimSilence::default()),
             batch_frames: 6000,
             max_batch: 64,
             lr: 2e-3,
@@ -154,6 +159,9 @@ impl TrainOptions {
             return bad("model.input_dim", "must equal the number of mel bins".into());
         }
         self.model.validate()?;
+        if let Some(t) = &self.trim_silence {
+            t.validate()?;
+        }
         self.augment.validate()
     }
 
@@ -289,6 +297,10 @@ fn load_data(
     let mut train = load_corpus(&opts.train, opts.skip_bad)?;
     if let Some(n) = opts.max_train_utterances {
         train.utterances.truncate(n.max(1));
+    }
+    if let Some(trim) = &opts.trim_silence {
+        let cut = trim_corpus(&mut train, trim, opts.features.sample_rate);
+        log(&format!("trimmed silence: {:.1}% of the training audio removed", 100.0 * cut));
     }
     let dev = load_corpus(&opts.dev, opts.skip_bad)?;
     for (c, name) in [(&train, "train"), (&dev, "dev")] {
