@@ -218,10 +218,10 @@ macro_rules! lanes_loop {
     }};
 }
 
-// Every loop below is a plain `while` over `count = min(N, remaining)` rather than a helper taking a
-// closure: a closure is a separate function, which LLVM may leave outlined, and then it is compiled
-// without the target features of the `avx2,fma` clone it was meant to be part of (measured: 4x
-// slower than the baseline instead of faster).
+// Every loop below is a plain `while` (or `lanes_loop!`, which expands to them) over
+// `count = min(N, remaining)` rather than a helper taking a closure: a closure is a separate function,
+// which LLVM may leave outlined, and then it is compiled without the target features of the
+// `avx2,fma` clone it was meant to be part of (measured: 4x slower than the baseline instead of faster).
 impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
     #[inline(always)]
     fn lse2(&self, a: F, b: F) -> F {
