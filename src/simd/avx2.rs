@@ -528,31 +528,7 @@ fn store_tail_pd(dst: &mut [f64], v: __m256d) {
 mod tests {
     use super::*;
 
-    /// Worst error in ulps of the standard library's result over `xs`, for a lane function; special
-    /// values must match exactly (NaN for NaN, infinities and zeros as such).
-    fn worst<L: Lanes<f32>>(f: impl Fn(L) -> L, g: fn(f32) -> f32, xs: &[f32], exact_specials: bool) -> f64 {
-        let mut worst = 0.0f64;
-        for chunk in xs.chunks(L::N) {
-            let mut out = [0.0f32; 8];
-            f(L::load_or(chunk, 1.0)).store(&mut out[..chunk.len()]);
-            for (&x, &y) in chunk.iter().zip(&out) {
-                let want = g(x);
-                if !want.is_finite() || want == 0.0 || want.abs() < f32::MIN_POSITIVE {
-                    if exact_specials {
-                        assert!(
-                            y == want
-                                || (y.is_nan() && want.is_nan())
-                                || (y - want).abs() <= f32::MIN_POSITIVE,
-                            "f({x}) = {y}, want {want}"
-                        );
-                    }
-                    continue;
-                }
-                worst = worst.max((y as f64 - want as f64).abs() / (want.abs() as f64 * f32::EPSILON as f64));
-            }
-        }
-        worst
-    }
+    use crate::simd::ulps::worst;
 
     /// The AVX2 lanes are the ones the dispatched kernel runs: the error table of `super::math`, again,
     /// for them, and for the reduced-range forms log-sum-exp uses, on the ranges it feeds them.
@@ -604,34 +580,15 @@ mod tests {
         if crate::simd::Avx2FmaToken::detect().is_none() {
             return;
         }
-        let mut worst = 0.0f64;
-        let mut check = |f: &dyn Fn(F64x4) -> F64x4, g: fn(f64) -> f64, xs: &[f64]| {
-            for chunk in xs.chunks(4) {
-                let mut out = [0.0f64; 4];
-                f(F64x4::load_or(chunk, 1.0)).store(&mut out[..chunk.len()]);
-                for (&x, &y) in chunk.iter().zip(&out) {
-                    let want = g(x);
-                    if want.is_nan() {
-                        assert!(y.is_nan(), "f({x}) = {y}");
-                    } else if !want.is_finite() || want == 0.0 || want.abs() < f64::MIN_POSITIVE {
-                        assert!(
-                            y == want || (y - want).abs() <= f64::MIN_POSITIVE,
-                            "f({x}) = {y}, want {want}"
-                        );
-                    } else {
-                        worst = worst.max((y - want).abs() / (want.abs() * f64::EPSILON));
-                    }
-                }
-            }
-        };
         let mut xs: Vec<f64> = (0..=200_000).map(|i| -746.0 + 1456.0 * i as f64 / 200_000.0).collect();
         xs.extend([f64::NEG_INFINITY, f64::INFINITY, f64::NAN, 0.0, -1.0]);
-        check(&|v| v.exp(), f64::exp, &xs);
+        let e = worst(|v: F64x4| v.exp(), f64::exp, &xs, true);
         let mut ls: Vec<f64> = (0..1_000_000u64)
             .map(|i| f64::from_bits(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 0x7ff0_0000_0000_0000))
             .collect();
         ls.extend([f64::NEG_INFINITY, f64::INFINITY, f64::NAN, 0.0, -1.0, 5e-324]);
-        check(&|v| v.ln(), f64::ln, &ls);
+        let l = worst(|v: F64x4| v.ln(), f64::ln, &ls, true);
+        let worst = e.max(l);
         println!("AVX2 f64 worst error in ulps: {worst:.2}");
         assert!(worst <= 2.0, "{worst}");
     }

@@ -178,52 +178,7 @@ vector_math!(
 mod tests {
     use super::*;
 
-    /// Sweeps `[lo, hi]` with `n` points plus the special values; returns the worst error in ulps of
-    /// the standard library's result (relative to it, for finite results).
-    fn worst_f32(f: fn(f32x8) -> f32x8, g: fn(f32) -> f32, xs: &[f32]) -> f64 {
-        let mut worst = 0.0f64;
-        for chunk in xs.chunks(8) {
-            let mut a = [0.0f32; 8];
-            a[..chunk.len()].copy_from_slice(chunk);
-            let got = f(f32x8::new(a)).to_array();
-            for (i, &x) in chunk.iter().enumerate() {
-                let (y, want) = (got[i], g(x));
-                if want.is_nan() {
-                    assert!(y.is_nan(), "f({x}) = {y}, want NaN");
-                } else if want.is_infinite() || want == 0.0 {
-                    assert_eq!(y, want, "f({x})");
-                } else if want.abs() < f32::MIN_POSITIVE {
-                    assert!(y == 0.0 || (y - want).abs() <= f32::MIN_POSITIVE, "f({x}) = {y}, want {want}");
-                } else {
-                    let ulp = (want.abs() as f64) * f32::EPSILON as f64;
-                    worst = worst.max(((y as f64) - (want as f64)).abs() / ulp);
-                }
-            }
-        }
-        worst
-    }
-
-    fn worst_f64(f: fn(f64x4) -> f64x4, g: fn(f64) -> f64, xs: &[f64]) -> f64 {
-        let mut worst = 0.0f64;
-        for chunk in xs.chunks(4) {
-            let mut a = [0.0f64; 4];
-            a[..chunk.len()].copy_from_slice(chunk);
-            let got = f(f64x4::new(a)).to_array();
-            for (i, &x) in chunk.iter().enumerate() {
-                let (y, want) = (got[i], g(x));
-                if want.is_nan() {
-                    assert!(y.is_nan(), "f({x}) = {y}, want NaN");
-                } else if want.is_infinite() || want == 0.0 {
-                    assert_eq!(y, want, "f({x})");
-                } else if want.abs() < f64::MIN_POSITIVE {
-                    assert!(y == 0.0 || (y - want).abs() <= f64::MIN_POSITIVE, "f({x}) = {y}, want {want}");
-                } else {
-                    worst = worst.max((y - want).abs() / (want.abs() * f64::EPSILON));
-                }
-            }
-        }
-        worst
-    }
+    use crate::simd::ulps::worst;
 
     fn sweep(lo: f64, hi: f64, n: usize) -> Vec<f64> {
         (0..=n).map(|i| lo + (hi - lo) * i as f64 / n as f64).collect()
@@ -253,20 +208,20 @@ mod tests {
     fn exp_and_ln_error_table() {
         let mut xs: Vec<f32> = sweep(-104.0, 90.0, 400_000).into_iter().map(|x| x as f32).collect();
         xs.extend(specials::<f32>());
-        let e32 = worst_f32(exp_f32x8, f32::exp, &xs);
+        let e32 = worst(exp_f32x8, f32::exp, &xs, true);
         // ln over every binade, subnormals included.
         let mut ls: Vec<f32> =
             (0..2_000_000u32).map(|i| f32::from_bits(i.wrapping_mul(2147) % 0x7f80_0000)).collect();
         ls.extend(specials::<f32>());
-        let l32 = worst_f32(ln_f32x8, f32::ln, &ls);
+        let l32 = worst(ln_f32x8, f32::ln, &ls, true);
         let mut xd = sweep(-746.0, 710.0, 400_000);
         xd.extend(specials::<f64>());
-        let e64 = worst_f64(exp_f64x4, f64::exp, &xd);
+        let e64 = worst(exp_f64x4, f64::exp, &xd, true);
         let mut ld: Vec<f64> = (0..2_000_000u64)
             .map(|i| f64::from_bits(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 0x7ff0_0000_0000_0000))
             .collect();
         ld.extend(specials::<f64>());
-        let l64 = worst_f64(ln_f64x4, f64::ln, &ld);
+        let l64 = worst(ln_f64x4, f64::ln, &ld, true);
         println!("worst error in ulps: exp f32 {e32:.2}, ln f32 {l32:.2}, exp f64 {e64:.2}, ln f64 {l64:.2}");
         assert!(e32 <= 2.0 && l32 <= 2.0 && e64 <= 2.0 && l64 <= 2.0, "{e32} {l32} {e64} {l64}");
     }

@@ -214,3 +214,45 @@ pub(crate) fn prefetch_raw<F>(ptr: *const F, len: usize) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (ptr, len);
 }
+
+/// The error measure of the `exp`/`ln` tables, shared by every lane type's tests.
+#[cfg(test)]
+pub(crate) mod ulps {
+    use super::Lanes;
+    use crate::Float;
+
+    /// Worst error of the lane function `f` against the scalar `g` over `xs`, in ulps of `g`'s
+    /// (normal, finite, non-zero) result. With `exact_specials`, the other results must match: NaN for
+    /// NaN, infinities and zeros exactly, subnormals to within the smallest normal (or 0); without
+    /// it, they are skipped (the reduced-range forms promise nothing there).
+    pub(crate) fn worst<F: Float, L: Lanes<F>>(
+        f: impl Fn(L) -> L,
+        g: impl Fn(F) -> F,
+        xs: &[F],
+        exact_specials: bool,
+    ) -> f64 {
+        let eps = F::EPSILON.to_f64();
+        let min_normal = if eps > 1e-10 { f32::MIN_POSITIVE as f64 } else { f64::MIN_POSITIVE };
+        let mut worst = 0.0f64;
+        for chunk in xs.chunks(L::N) {
+            let mut out = [F::ZERO; 16];
+            f(L::load_or(chunk, F::ONE)).store(&mut out[..chunk.len()]);
+            for (&x, &y) in chunk.iter().zip(&out) {
+                let (x, y, want) = (x.to_f64(), y.to_f64(), g(x).to_f64());
+                let normal = want.is_finite() && want != 0.0 && want.abs() >= min_normal;
+                if normal {
+                    worst = worst.max((y - want).abs() / (want.abs() * eps));
+                } else if exact_specials {
+                    if want.is_nan() {
+                        assert!(y.is_nan(), "f({x}) = {y}, want NaN");
+                    } else if want.is_infinite() || want == 0.0 {
+                        assert_eq!(y, want, "f({x})");
+                    } else {
+                        assert!(y == 0.0 || (y - want).abs() <= min_normal, "f({x}) = {y}, want {want}");
+                    }
+                }
+            }
+        }
+        worst
+    }
+}
