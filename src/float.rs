@@ -41,6 +41,11 @@ pub trait Float:
     /// The row kernels over AVX2 intrinsic lanes, which the kernel runs inside its runtime-dispatched
     /// `avx2,fma` clones (on other architectures, the portable ones, never used).
     type Avx2: crate::simd::Kernels<Self> + Copy + Send + Sync;
+    /// The vector lanes of [`Float::Simd`] (`wide`'s `f32x8` or `f64x4`), which also run groups of
+    /// sequences interleaved one per lane.
+    type SimdLanes: crate::simd::Lanes<Self> + Send + Sync;
+    /// The vector lanes of [`Float::Avx2`] (AVX2 intrinsics on x86-64; elsewhere `wide`'s).
+    type Avx2Lanes: crate::simd::Lanes<Self> + Send + Sync;
 
     /// The AVX2 kernels, given proof that the CPU has AVX2 and FMA (which only this crate can give).
     fn avx2_kernels(proof: crate::simd::Avx2FmaToken) -> Self::Avx2;
@@ -87,6 +92,8 @@ macro_rules! impl_float {
         impl Float for $t {
             type Simd = crate::simd::Vector<$v>;
             type Avx2 = crate::simd::Avx2Kernels<$a>;
+            type SimdLanes = $v;
+            type Avx2Lanes = $a;
 
             #[inline(always)]
             fn avx2_kernels(proof: crate::simd::Avx2FmaToken) -> Self::Avx2 {

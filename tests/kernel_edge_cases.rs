@@ -483,3 +483,122 @@ fn thread_count_and_parallelism_do_not_change_results() {
         }
     });
 }
+
+/// Runs `p` (time-major, or batch-major when asked) in `F` with `o`, widened to f64, the output
+/// time-major whatever the layout.
+fn run_layout<F: fastctc::Float>(
+    p: &Problem,
+    o: &CtcOptions,
+    batch_major: bool,
+) -> Result<(Vec<f64>, Vec<f64>), fastctc::CtcError> {
+    let (bsz, v, tm) = (p.batch(), p.classes, p.max_time);
+    let time_major_at = |t: usize, b: usize, k: usize| (t * bsz + b) * v + k;
+    let layout = if batch_major { Layout::batch_major(tm, bsz, v) } else { Layout::time_major(tm, bsz, v) };
+    let mut acts = vec![F::ZERO; p.acts.len()];
+    for t in 0..tm {
+        for b in 0..bsz {
+            for k in 0..v {
+                acts[layout.offset(t, b, k)] = F::from_f64(p.acts[time_major_at(t, b, k)]);
+            }
+        }
+    }
+    let (labels, lengths) = p.concat_labels();
+    let il = p.lengths_u32();
+    let mut grad = vec![F::from_f64(f64::NAN); acts.len()];
+    let mut losses = vec![F::ZERO; bsz];
+    ctc_compute(
+        &ActsView::new(&acts, layout)?,
+        &Targets::Concatenated { labels: &labels, lengths: &lengths },
+        &il,
+        &mut losses,
+        Some(&mut ActsViewMut::new(&mut grad, layout)?),
+        o,
+        &mut Workspace::new(),
+    )?;
+    let mut out = vec![0.0; grad.len()];
+    for t in 0..tm {
+        for b in 0..bsz {
+            for k in 0..v {
+                out[time_major_at(t, b, k)] = grad[layout.offset(t, b, k)].to_f64();
+            }
+        }
+    }
+    Ok((losses.iter().map(|x| x.to_f64()).collect(), out))
+}
+
+/// Sequences of equal lengths run interleaved, one per vector lane, on the vector backends. Whatever
+/// its neighbours in the group (infeasible, hard zeros, peaked or huge activations, an invalid value),
+/// every member must get what the scalar backend, which never groups, gives it: in every output
+/// convention, with `zero_infinity` on and off, in both layouts and both precisions.
+#[test]
+fn grouped_sequences_match_the_scalar_backend() {
+    let mut rng = Rng::new(15);
+    for case in 0..48u64 {
+        let v = 2 + rng.below(7);
+        let scale = [1e-6, 1.0, 50.0, 1e4][case as usize % 4];
+        let max_label = 1 + rng.below(8);
+        let max_time = 1 + rng.below(2 * max_label + 6);
+        let shapes = 1 + rng.below(2);
+        let mut p = Problem::grouped(&mut rng, shapes, max_time, max_label, v, scale);
+        let kind = if case % 3 == 0 { InputKind::Logits } else { InputKind::LogProbs };
+        if kind == InputKind::LogProbs {
+            p.normalise();
+            // Hard zeros: an impossible class at about one entry in six. And in every fourth case,
+            // log-probs of magnitude 1e30 (unnormalised, as the kernel accepts them), where the
+            // posterior shift cancels catastrophically and the frame's own maximum takes over.
+            let huge = case % 4 == 1;
+            for x in p.acts.iter_mut() {
+                if huge {
+                    *x = -1e30 * rng.unit();
+                }
+                if rng.below(6) == 0 {
+                    *x = f64::NEG_INFINITY;
+                }
+            }
+        }
+        let output = [GradOutput::Gradient, GradOutput::TorchLogProbs, GradOutput::Posterior][rng.below(3)];
+        let o = CtcOptions {
+            blank: p.blank,
+            input: kind,
+            reduction: Reduction::Mean,
+            zero_infinity: case % 2 == 0,
+            output,
+            parallelism: Parallelism::Rayon,
+            backend: Backend::Scalar,
+        };
+        let batch_major = case % 4 >= 2;
+        let (want, want_grad) = run_layout::<f64>(&p, &o, batch_major).unwrap();
+        let (want32, want_grad32) = run_layout::<f32>(&p, &o, batch_major).unwrap();
+        for backend in [Backend::Vector, Backend::Avx2] {
+            let o = CtcOptions { backend, ..o };
+            let (got, grad) = run_layout::<f64>(&p, &o, batch_major).unwrap();
+            for (b, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(close(g, w, 1e-12), "case {case} {backend:?} seq {b}: loss {g} vs scalar {w}");
+            }
+            for (i, (&g, &w)) in grad.iter().zip(&want_grad).enumerate() {
+                assert!((g - w).abs() <= 1e-12, "case {case} {backend:?} element {i}: {g} vs scalar {w}");
+            }
+            let (got, grad) = run_layout::<f32>(&p, &o, batch_major).unwrap();
+            for (b, (&g, &w)) in got.iter().zip(&want32).enumerate() {
+                assert!(close(g, w, 2e-6), "case {case} {backend:?} f32 seq {b}: loss {g} vs scalar {w}");
+            }
+            for (i, (&g, &w)) in grad.iter().zip(&want_grad32).enumerate() {
+                assert!((g - w).abs() <= 5e-6, "case {case} {backend:?} f32 element {i}: {g} vs scalar {w}");
+            }
+        }
+        // An invalid value in one member: the same error, naming the same sequence and frame.
+        let b = rng.below(p.batch());
+        if p.input_lengths[b] > 0 {
+            let t = rng.below(p.input_lengths[b]);
+            let k = rng.below(p.classes);
+            let at = (t * p.batch() + b) * p.classes + k;
+            // +inf rather than NaN: the error carries the value, and NaN != NaN.
+            p.acts[at] = f64::INFINITY;
+            let want = run_layout::<f64>(&p, &o, batch_major).unwrap_err();
+            for backend in [Backend::Vector, Backend::Avx2] {
+                let got = run_layout::<f32>(&p, &CtcOptions { backend, ..o }, batch_major).unwrap_err();
+                assert_eq!(got, want, "case {case} {backend:?}");
+            }
+        }
+    }
+}

@@ -102,6 +102,32 @@ fn kernel_matches_reference_on_random_batches() {
     }
 }
 
+/// Batches whose sequences share lengths, so that the vector backends run them in groups, one
+/// sequence per lane: every member must get what it gets alone, whatever its neighbours (infeasible,
+/// peaked, with repeats), threads or not.
+#[test]
+fn kernel_matches_reference_on_batches_of_equal_lengths() {
+    for seed in 0..150u64 {
+        let mut rng = Rng::new(7_000_000 + seed);
+        let v = 2 + rng.below(8);
+        let scale = [0.1, 1.0, 5.0, 20.0][rng.below(4)];
+        let max_label = 1 + rng.below(12);
+        let max_time = 1 + rng.below(2 * max_label + 10);
+        let shapes = 1 + rng.below(3);
+        let mut p = Problem::grouped(&mut rng, shapes, max_time, max_label, v, scale);
+        let parallelism = if seed % 2 == 0 { Parallelism::Sequential } else { Parallelism::Rayon };
+        for backend in BACKENDS {
+            let o = CtcOptions { backend, parallelism, ..opts(InputKind::Logits, p.blank) };
+            check_backend(&p, &o, seed);
+        }
+        p.normalise();
+        for backend in BACKENDS {
+            let o = CtcOptions { backend, parallelism, ..opts(InputKind::LogProbs, p.blank) };
+            check_backend(&p, &o, seed);
+        }
+    }
+}
+
 #[test]
 fn reference_and_kernel_match_brute_force_on_tiny_cases() {
     let mut checked = 0;

@@ -68,14 +68,14 @@ impl SeqLayout {
 /// (a superset for blanks and for repeated labels, which need more steps). Outside this range alpha
 /// is `-inf` or feeds no path that ends in time, and beta likewise, so skipping it changes no result.
 #[inline(always)]
-fn band(t: usize, time: usize, l_len: usize) -> (usize, usize) {
+pub(super) fn band(t: usize, time: usize, l_len: usize) -> (usize, usize) {
     let d = time - 1 - t;
     (l_len.saturating_sub(1 + d), t + 1)
 }
 
 /// Splits an `f64` into two `F` whose sum (in `f64`) is the value to within `F`'s precision squared.
 #[inline(always)]
-fn split_f64<F: Float>(x: f64) -> (F, F) {
+pub(super) fn split_f64<F: Float>(x: f64) -> (F, F) {
     let hi = F::from_f64(x);
     (hi, F::from_f64(x - hi.to_f64()))
 }
@@ -107,13 +107,13 @@ pub(crate) struct SeqActs<'a, F> {
 
 impl<F: Float> SeqActs<'_, F> {
     #[inline(always)]
-    fn at(&self, t: usize, k: usize) -> F {
+    pub(super) fn at(&self, t: usize, k: usize) -> F {
         self.data[self.base + t * self.stride_t + k * self.stride_v]
     }
 
     /// Asks the cache for frame `t`'s row (contiguous rows only; a hint, never a fault).
     #[inline(always)]
-    fn prefetch_row(&self, t: usize) {
+    pub(super) fn prefetch_row(&self, t: usize) {
         if let Some(row) = self.row(t) {
             crate::simd::prefetch(row);
         }
@@ -121,7 +121,7 @@ impl<F: Float> SeqActs<'_, F> {
 
     /// Frame `t` as a contiguous slice, when the class stride is 1.
     #[inline(always)]
-    fn row(&self, t: usize) -> Option<&[F]> {
+    pub(super) fn row(&self, t: usize) -> Option<&[F]> {
         if self.stride_v == 1 {
             let start = self.base + t * self.stride_t;
             Some(&self.data[start..start + self.classes])
@@ -135,7 +135,7 @@ impl<F: Float> SeqActs<'_, F> {
 /// sequence's consecutive frames are `B * V` elements apart, a stride the hardware prefetchers do not
 /// follow, and each frame's work (a few hundred cycles for short targets) is shorter than a miss to
 /// memory.
-const PREFETCH_FRAMES: usize = 4;
+pub(super) const PREFETCH_FRAMES: usize = 4;
 
 /// Write access to one sequence's gradient rows: element `(t, k)` at `ptr[base + t*st + k*sv]`.
 pub(crate) struct SeqGrad<F> {
@@ -154,7 +154,7 @@ impl<F: Float> SeqGrad<F> {
     /// The view this came from was validated in bounds and non-aliasing, `t < max_time`, and no other
     /// thread writes this sequence's rows (each sequence is processed by exactly one task).
     #[inline(always)]
-    unsafe fn row_mut<'r>(&mut self, t: usize) -> Option<&'r mut [F]> {
+    pub(super) unsafe fn row_mut<'r>(&mut self, t: usize) -> Option<&'r mut [F]> {
         debug_assert!(t < self.max_time);
         if self.stride_v == 1 {
             // SAFETY: in bounds by the caller's contract (validated layout, t < max_time, k < classes);
@@ -169,7 +169,7 @@ impl<F: Float> SeqGrad<F> {
 
     /// Asks the cache for row `t` (contiguous rows only): it is about to be written in full.
     #[inline(always)]
-    fn prefetch_row(&self, t: usize) {
+    pub(super) fn prefetch_row(&self, t: usize) {
         if self.stride_v == 1 && t < self.max_time {
             let start = self.ptr.wrapping_add(self.base + t * self.stride_t);
             crate::simd::prefetch_raw(start, self.classes);
@@ -405,7 +405,7 @@ fn gather_emissions<F: Float, K: Kernels<F>>(
 
 /// # Safety
 /// `t < grad.max_time`, and this task owns the sequence's rows.
-unsafe fn zero_row<F: Float>(grad: &mut SeqGrad<F>, t: usize) {
+pub(super) unsafe fn zero_row<F: Float>(grad: &mut SeqGrad<F>, t: usize) {
     // SAFETY: forwarded contract.
     match unsafe { grad.row_mut(t) } {
         Some(row) => row.fill(F::ZERO),
@@ -445,40 +445,14 @@ fn write_output_row<F: Float, K: Kernels<F>>(
     grad: &mut SeqGrad<F>,
 ) {
     let l_len = labels.len();
-    // Dense part. For logits, d(-ln p)/dx = softmax(x) - gamma; for log-probs the true partial
-    // derivative is -gamma, and PyTorch's convention is exp(lp) - gamma.
-    let dense = match (out, kind) {
-        (GradOutput::Gradient, InputKind::Logits) | (GradOutput::TorchLogProbs, _) => true,
-        (GradOutput::Gradient, InputKind::LogProbs) | (GradOutput::Posterior, _) => false,
-    };
-    // Posteriors are probabilities, not gradients: never scaled, added with a plus sign.
-    let (sign_scale, dense_scale) = match out {
-        GradOutput::Posterior => (-F::ONE, F::ZERO),
-        _ => (scale, scale),
-    };
     // SAFETY: t < time <= max_time; this task owns the sequence's rows.
-    match (unsafe { grad.row_mut(t) }, acts.row(t)) {
-        (Some(row), Some(src)) if dense => match kind {
-            // x - logsumexp(x) <= 0: a softmax.
-            InputKind::Logits => k.softmax_scaled(src, norm, dense_scale, row),
-            // Unnormalised log-probabilities may exceed 0 (Torch's convention exponentiates them).
-            InputKind::LogProbs => k.exp_shifted_scaled(src, norm, dense_scale, row),
-        },
-        (Some(row), _) if !dense => row.fill(F::ZERO),
-        _ => {
-            for c in 0..acts.classes {
-                let v = if dense { (acts.at(t, c) - norm).exp() * dense_scale } else { F::ZERO };
-                // SAFETY: c < classes; as above.
-                unsafe { grad.put(t, c, v) };
-            }
-        }
-    }
+    unsafe { write_dense_row(k, acts, kind, out, t, norm, scale, grad) };
     // `shift` (ln p minus the rows' offsets) makes the weights sum to about 1. When the activations are
     // so large that `ln p - C_t - D_t` cancels catastrophically (finite log-probs near 1e40 do it in
     // f32), the weights over- or underflow: fall back to the frame's own largest `alpha + beta`, which
     // puts the largest weight at exactly 1 and the sum in [1, S].
     let (mut total, mut blank_mass) = k.posterior_weights(alpha, beta, shift, l_len + 1, post);
-    if !(total > F::from_f64(1e-3) && total < F::from_f64(1e3)) {
+    if !weights_sum_to_about_one(total) {
         let m = alpha.iter().zip(beta).fold(F::NEG_INFINITY, |m, (&a, &b)| m.max(a + b));
         if !m.is_finite() {
             // `-inf`: no state carries mass at this frame, impossible on a feasible lattice. `+inf`:
@@ -488,29 +462,117 @@ fn write_output_row<F: Float, K: Kernels<F>>(
         }
         (total, blank_mass) = k.posterior_weights(alpha, beta, m, l_len + 1, post);
     }
-    let norm = sign_scale / total;
+    let norm = posterior_sign_scale(out, scale) / total;
     // SAFETY: t < time <= max_time; this task owns the sequence's rows.
+    unsafe {
+        subtract_posteriors(
+            grad,
+            t,
+            blank,
+            labels,
+            blank_mass * norm,
+            post[l_len + 1..].iter().map(|&w| w * norm),
+        )
+    };
+}
+
+/// Whether a frame's posterior weights, computed with the expected shift, sum to a usable value (the
+/// exact sum is 1; far from it, the shift cancelled catastrophically and the frame's own maximum must
+/// be used instead).
+#[inline(always)]
+pub(super) fn weights_sum_to_about_one<F: Float>(total: F) -> bool {
+    total > F::from_f64(1e-3) && total < F::from_f64(1e3)
+}
+
+/// The factor of the posterior weights in the output: the reduction's scale for gradients, `-1` for
+/// posteriors (probabilities, never scaled, added with a plus sign by [`subtract_posteriors`]).
+#[inline(always)]
+pub(super) fn posterior_sign_scale<F: Float>(out: GradOutput, scale: F) -> F {
+    match out {
+        GradOutput::Posterior => -F::ONE,
+        _ => scale,
+    }
+}
+
+/// Writes frame `t`'s dense output: `softmax(x) * scale` for a logits gradient, `exp(lp) * scale` in
+/// PyTorch's log-probs convention, zeros otherwise (the true log-probs gradient, and posteriors).
+///
+/// # Safety
+/// `t < grad.max_time`, and this task owns the sequence's rows.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) unsafe fn write_dense_row<F: Float, K: Kernels<F>>(
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    kind: InputKind,
+    out: GradOutput,
+    t: usize,
+    norm: F,
+    scale: F,
+    grad: &mut SeqGrad<F>,
+) {
+    // For logits, d(-ln p)/dx = softmax(x) - gamma; for log-probs the true partial derivative is
+    // -gamma, and PyTorch's convention is exp(lp) - gamma.
+    let dense = match (out, kind) {
+        (GradOutput::Gradient, InputKind::Logits) | (GradOutput::TorchLogProbs, _) => true,
+        (GradOutput::Gradient, InputKind::LogProbs) | (GradOutput::Posterior, _) => false,
+    };
+    // SAFETY: forwarded contract.
+    match (unsafe { grad.row_mut(t) }, acts.row(t)) {
+        (Some(row), Some(src)) if dense => match kind {
+            // x - logsumexp(x) <= 0: a softmax.
+            InputKind::Logits => k.softmax_scaled(src, norm, scale, row),
+            // Unnormalised log-probabilities may exceed 0 (Torch's convention exponentiates them).
+            InputKind::LogProbs => k.exp_shifted_scaled(src, norm, scale, row),
+        },
+        (Some(row), _) if !dense => row.fill(F::ZERO),
+        _ => {
+            for c in 0..acts.classes {
+                let v = if dense { (acts.at(t, c) - norm).exp() * scale } else { F::ZERO };
+                // SAFETY: c < classes; forwarded contract.
+                unsafe { grad.put(t, c, v) };
+            }
+        }
+    }
+}
+
+/// Subtracts frame `t`'s posterior weights, already multiplied by their factor, from its output row:
+/// `blank_w` at the blank, `label_w[j]` at label `j`'s class.
+///
+/// # Safety
+/// `t < grad.max_time`, this task owns the sequence's rows, and every class is `< grad.classes`
+/// (validated).
+#[inline(always)]
+pub(super) unsafe fn subtract_posteriors<F: Float>(
+    grad: &mut SeqGrad<F>,
+    t: usize,
+    blank: usize,
+    labels: &[u32],
+    blank_w: F,
+    label_w: impl Iterator<Item = F>,
+) {
+    // SAFETY: forwarded contract.
     match unsafe { grad.row_mut(t) } {
         Some(row) => {
             // Contiguous: plain indexing (labels and blank were validated < classes = row.len()).
-            row[blank] -= blank_mass * norm;
-            for (&w, &l) in post[l_len + 1..].iter().zip(labels) {
-                row[l as usize] -= w * norm;
+            row[blank] -= blank_w;
+            for (w, &l) in label_w.zip(labels) {
+                row[l as usize] -= w;
             }
         }
         None => {
-            // SAFETY: blank < classes (validated); as above.
-            unsafe { grad.sub(t, blank, blank_mass * norm) };
-            for (j, &w) in post[l_len + 1..].iter().enumerate() {
-                // SAFETY: labels are validated < classes; as above.
-                unsafe { grad.sub(t, labels[j] as usize, w * norm) };
+            // SAFETY: blank < classes (validated); forwarded contract.
+            unsafe { grad.sub(t, blank, blank_w) };
+            for (w, &l) in label_w.zip(labels) {
+                // SAFETY: labels are validated < classes; forwarded contract.
+                unsafe { grad.sub(t, l as usize, w) };
             }
         }
     }
 }
 
 /// Normaliser of frame `t` for a non-unit class stride; the second value flags an invalid value.
-fn strided_norm<F: Float>(acts: &SeqActs<'_, F>, t: usize, kind: InputKind) -> (F, bool) {
+pub(super) fn strided_norm<F: Float>(acts: &SeqActs<'_, F>, t: usize, kind: InputKind) -> (F, bool) {
     let mut bad = false;
     match kind {
         InputKind::LogProbs => {
@@ -542,7 +604,12 @@ fn strided_norm<F: Float>(acts: &SeqActs<'_, F>, t: usize, kind: InputKind) -> (
 /// The first invalid value of frame `t`, as an error. Cold: only reached when a check failed.
 #[cold]
 #[inline(never)]
-fn locate_bad_value<F: Float>(acts: &SeqActs<'_, F>, t: usize, kind: InputKind, sequence: usize) -> CtcError {
+pub(super) fn locate_bad_value<F: Float>(
+    acts: &SeqActs<'_, F>,
+    t: usize,
+    kind: InputKind,
+    sequence: usize,
+) -> CtcError {
     for c in 0..acts.classes {
         let x = acts.at(t, c);
         if x.is_nan() || x == F::INFINITY {

@@ -40,13 +40,14 @@
 //! the computation started is [`CtcError::NonFinite`], and it is raised after the forward pass of the
 //! whole batch, before any output is written: on any error, the loss and gradient buffers are untouched.
 
+mod group;
 mod lattice;
 pub mod reference;
 pub mod shapes;
 
 use crate::buffer::{ActsView, ActsViewMut, Index, Layout, Targets};
 use crate::error::CtcError;
-use crate::simd::{Avx2FmaToken, Kernels, Scalar};
+use crate::simd::{Avx2FmaToken, Kernels, Lanes, Scalar};
 use crate::Float;
 use lattice::{Isa, SeqActs, SeqGrad, SeqJob, SeqLayout};
 
@@ -191,6 +192,12 @@ struct SeqPlan {
     log_likelihood: f64,
     /// An error found by the forward pass.
     error: Option<CtcError>,
+    /// Plans in the unit of work that starts here: 1 for a sequence run alone, `N` for the first
+    /// member of a group of `N` run interleaved in vector lanes (the next `N - 1` plans, its other
+    /// members, hold 0).
+    unit: usize,
+    /// Start of a group's gather table in [`Workspace::gather`] (first member only).
+    gather_start: usize,
 }
 
 /// Scratch memory for the kernel, reusable across calls.
@@ -203,12 +210,14 @@ pub struct Workspace<F> {
     floats: Vec<F>,
     labels: Vec<u32>,
     plans: Vec<SeqPlan>,
+    /// The groups' gather tables: `(L + 2) * N` offsets each (see `group`).
+    gather: Vec<u32>,
 }
 
 impl<F: Float> Workspace<F> {
     /// An empty workspace; the first call sizes it.
     pub fn new() -> Self {
-        Workspace { floats: Vec::new(), labels: Vec::new(), plans: Vec::new() }
+        Workspace { floats: Vec::new(), labels: Vec::new(), plans: Vec::new(), gather: Vec::new() }
     }
 
     /// A workspace already large enough for a batch with these lengths (so no call on such a batch
@@ -223,6 +232,8 @@ impl<F: Float> Workspace<F> {
             floats: vec![F::ZERO; n],
             labels: Vec::with_capacity(labels),
             plans: Vec::with_capacity(input_lengths.len()),
+            // A group's table has L + 2 entries per member: at most one per label plus two per sequence.
+            gather: Vec::with_capacity(labels.saturating_add(2 * input_lengths.len())),
         })
     }
 
@@ -305,13 +316,10 @@ pub fn ctc_compute<F: Float, L: Index>(
         Backend::Scalar | Backend::Vector => None,
     };
     match (opts.backend, avx2) {
-        (Backend::Scalar, _) => {
-            compute_on(Isa::Baseline, &Scalar, acts, targets, input_lengths, losses, grad, opts, ws)
-        }
-        #[cfg(target_arch = "x86_64")]
-        (_, Some(token)) => compute_on(
-            Isa::Avx2Fma(token),
-            &F::avx2_kernels(token),
+        (Backend::Scalar, _) => compute_on::<_, _, _, F::SimdLanes>(
+            Isa::Baseline,
+            &Scalar,
+            false,
             acts,
             targets,
             input_lengths,
@@ -320,9 +328,23 @@ pub fn ctc_compute<F: Float, L: Index>(
             opts,
             ws,
         ),
-        _ => compute_on(
+        #[cfg(target_arch = "x86_64")]
+        (_, Some(token)) => compute_on::<_, _, _, F::Avx2Lanes>(
+            Isa::Avx2Fma(token),
+            &F::avx2_kernels(token),
+            true,
+            acts,
+            targets,
+            input_lengths,
+            losses,
+            grad,
+            opts,
+            ws,
+        ),
+        _ => compute_on::<_, _, _, F::SimdLanes>(
             Isa::Baseline,
             &F::Simd::default(),
+            true,
             acts,
             targets,
             input_lengths,
@@ -346,14 +368,27 @@ pub fn ctc_compute_with<F: Float, L: Index, K: Kernels<F>>(
     opts: &CtcOptions,
     ws: &mut Workspace<F>,
 ) -> Result<F, CtcError> {
-    compute_on(Isa::Baseline, k, acts, targets, input_lengths, losses, grad, opts, ws)
+    compute_on::<_, _, _, F::SimdLanes>(
+        Isa::Baseline,
+        k,
+        false,
+        acts,
+        targets,
+        input_lengths,
+        losses,
+        grad,
+        opts,
+        ws,
+    )
 }
 
-/// [`ctc_compute_with`], with the per-sequence code compiled for `isa`.
+/// [`ctc_compute_with`], with the per-sequence code compiled for `isa`. With `interleave`, sequences of
+/// equal input and target lengths run in groups of `V::N`, one per lane of `V` (see `group`).
 #[allow(clippy::too_many_arguments)]
-fn compute_on<F: Float, L: Index, K: Kernels<F>>(
+fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>>(
     isa: Isa,
     k: &K,
+    interleave: bool,
     acts: &ActsView<'_, F>,
     targets: &Targets<'_, L>,
     input_lengths: &[L],
@@ -363,19 +398,36 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>>(
     ws: &mut Workspace<F>,
 ) -> Result<F, CtcError> {
     let layout = acts.layout();
-    validate(&layout, targets, input_lengths, losses.len(), grad.as_deref(), opts, ws)?;
+    let lanes = if interleave && V::N <= group::MAX_LANES { V::N } else { 1 };
+    validate(&layout, targets, input_lengths, losses.len(), grad.as_deref(), opts, lanes, ws)?;
 
     let acts_data = acts.data();
-    let run_forward = |plan: &mut SeqPlan, region: &mut [F], labels: &[u32]| match lattice::forward_on(
-        isa,
-        k,
-        &seq_job(acts_data, &layout, plan, labels, opts),
-        region,
-    ) {
-        Ok(ll) => plan.log_likelihood = ll,
-        Err(e) => plan.error = Some(e),
+    let (labels, gather) = (&ws.labels, &ws.gather);
+    let job = |plan: &SeqPlan| {
+        seq_job(acts_data, &layout, plan, &labels[plan.label_start..][..plan.label_len], opts)
     };
-    for_each_sequence(opts.parallelism, &mut ws.plans, &mut ws.floats, &ws.labels, &run_forward);
+    let run_forward = |unit: &mut [SeqPlan], region: &mut [F]| {
+        if let [plan] = unit {
+            match lattice::forward_on(isa, k, &job(plan), region) {
+                Ok(ll) => plan.log_likelihood = ll,
+                Err(e) => plan.error = Some(e),
+            }
+            return;
+        }
+        let n = unit.len();
+        let jobs: [SeqJob<'_, F>; group::MAX_LANES] = core::array::from_fn(|m| job(&unit[m.min(n - 1)]));
+        let mut lls = [0.0f64; group::MAX_LANES];
+        let mut errors: [Option<CtcError>; group::MAX_LANES] = Default::default();
+        let table = &gather[unit[0].gather_start..][..(unit[0].label_len + 2) * n];
+        group::forward_on::<F, K, V>(isa, k, &jobs[..n], table, region, &mut lls[..n], &mut errors[..n]);
+        for ((plan, ll), error) in unit.iter_mut().zip(lls).zip(errors) {
+            match error {
+                Some(e) => plan.error = Some(e),
+                None => plan.log_likelihood = ll,
+            }
+        }
+    };
+    for_each_unit(opts.parallelism, &mut ws.plans, &mut ws.floats, &run_forward);
 
     // Report the first error in batch order, so the message does not depend on scheduling.
     if let Some(e) = ws.plans.iter().filter_map(|p| p.error.clone().map(|e| (p.b, e))).min_by_key(|x| x.0) {
@@ -408,23 +460,43 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>>(
     if let Some(g) = grad {
         let glay = g.layout();
         let gptr = SendPtr(g.as_mut_ptr());
-        let run_backward = |plan: &mut SeqPlan, region: &mut [F], labels: &[u32]| {
-            let scale = match opts.reduction {
-                Reduction::Mean => F::ONE / (F::from_usize(batch) * F::from_usize(plan.label_len.max(1))),
-                Reduction::Sum | Reduction::None => F::ONE,
-            };
-            let mut sg = SeqGrad {
-                ptr: gptr.get(),
-                base: glay.sequence_base(plan.b),
-                stride_t: glay.stride_t,
-                stride_v: glay.stride_v,
-                classes: glay.classes,
-                max_time: glay.max_time,
-            };
-            let job = seq_job(acts_data, &layout, plan, labels, opts);
-            lattice::backward_on(isa, k, &job, plan.log_likelihood, scale, region, &mut sg);
+        let scale = |plan: &SeqPlan| match opts.reduction {
+            Reduction::Mean => F::ONE / (F::from_usize(batch) * F::from_usize(plan.label_len.max(1))),
+            Reduction::Sum | Reduction::None => F::ONE,
         };
-        for_each_sequence(opts.parallelism, &mut ws.plans, &mut ws.floats, &ws.labels, &run_backward);
+        let seq_grad = |plan: &SeqPlan| SeqGrad {
+            ptr: gptr.get(),
+            base: glay.sequence_base(plan.b),
+            stride_t: glay.stride_t,
+            stride_v: glay.stride_v,
+            classes: glay.classes,
+            max_time: glay.max_time,
+        };
+        let run_backward = |unit: &mut [SeqPlan], region: &mut [F]| {
+            if let [plan] = unit {
+                let mut sg = seq_grad(plan);
+                lattice::backward_on(isa, k, &job(plan), plan.log_likelihood, scale(plan), region, &mut sg);
+                return;
+            }
+            let n = unit.len();
+            let member = |m: usize| &unit[m.min(n - 1)];
+            let jobs: [SeqJob<'_, F>; group::MAX_LANES] = core::array::from_fn(|m| job(member(m)));
+            let mut grads: [SeqGrad<F>; group::MAX_LANES] = core::array::from_fn(|m| seq_grad(member(m)));
+            let lls: [f64; group::MAX_LANES] = core::array::from_fn(|m| member(m).log_likelihood);
+            let scales: [F; group::MAX_LANES] = core::array::from_fn(|m| scale(member(m)));
+            let table = &gather[unit[0].gather_start..][..(unit[0].label_len + 2) * n];
+            group::backward_on::<F, K, V>(
+                isa,
+                k,
+                &jobs[..n],
+                table,
+                &lls[..n],
+                &scales[..n],
+                region,
+                &mut grads[..n],
+            );
+        };
+        for_each_unit(opts.parallelism, &mut ws.plans, &mut ws.floats, &run_backward);
     }
     Ok(reduced)
 }
@@ -472,58 +544,46 @@ fn seq_acts<'a, F: Float>(data: &'a [F], layout: &Layout, b: usize) -> SeqActs<'
     }
 }
 
-/// Runs `f` on every sequence with its plan and its own region of the workspace. The plans are in
-/// schedule order (most lattice cells first) and the regions laid out in the same order, so the
-/// recursion splits plans and regions together with `split_at_mut`: no task can touch another's data.
-fn for_each_sequence<F: Float, G>(
-    par: Parallelism,
-    plans: &mut [SeqPlan],
-    floats: &mut [F],
-    labels: &[u32],
-    f: &G,
-) where
-    G: Fn(&mut SeqPlan, &mut [F], &[u32]) + Sync,
+/// Runs `f` on every unit of work (a sequence alone, or a group run interleaved) with its plans and
+/// its own region of the workspace. The plans are in schedule order (most lattice cells first) and the
+/// regions laid out in the same order, a group's members next to each other, so the recursion splits
+/// plans and regions together with `split_at_mut`, at unit boundaries: no task can touch another's data.
+fn for_each_unit<F: Float, G>(par: Parallelism, plans: &mut [SeqPlan], floats: &mut [F], f: &G)
+where
+    G: Fn(&mut [SeqPlan], &mut [F]) + Sync,
 {
-    fn go<F: Float, G>(
-        parallel: bool,
-        plans: &mut [SeqPlan],
-        floats: &mut [F],
-        base: usize,
-        labels: &[u32],
-        f: &G,
-    ) where
-        G: Fn(&mut SeqPlan, &mut [F], &[u32]) + Sync,
+    fn go<F: Float, G>(parallel: bool, plans: &mut [SeqPlan], floats: &mut [F], base: usize, f: &G)
+    where
+        G: Fn(&mut [SeqPlan], &mut [F]) + Sync,
     {
-        match plans.len() {
-            0 => {}
-            1 => {
-                let p = &mut plans[0];
-                let region = &mut floats[p.offset - base..p.offset - base + p.len];
-                let lab = &labels[p.label_start..p.label_start + p.label_len];
-                f(p, region, lab);
-            }
-            n => {
-                // Below this many lattice cells (a few tens of microseconds of work) a rayon task costs
-                // more than it saves: `tiny` has 256 sequences of 1050 cells, and splitting all the way
-                // down to one sequence per task spent more time in `join` than in some lattices.
-                const GRAIN_CELLS: usize = 1 << 15;
-                let parallel = parallel
-                    && plans.iter().map(|p| p.time * (2 * p.label_len + 1)).sum::<usize>() >= GRAIN_CELLS;
-                let mid = n / 2;
-                let (lp, rp) = plans.split_at_mut(mid);
-                let split = rp[0].offset - base;
-                let (lf, rf) = floats.split_at_mut(split);
-                let rbase = base + split;
-                if parallel {
-                    join(|| go(true, lp, lf, base, labels, f), || go(true, rp, rf, rbase, labels, f));
-                } else {
-                    go(false, lp, lf, base, labels, f);
-                    go(false, rp, rf, rbase, labels, f);
-                }
-            }
+        let Some(first) = plans.first() else { return };
+        if first.unit == plans.len() {
+            let start = first.offset - base;
+            let len = plans.iter().map(|p| p.len).sum::<usize>();
+            f(plans, &mut floats[start..start + len]);
+            return;
+        }
+        // Below this many lattice cells (a few tens of microseconds of work) a rayon task costs
+        // more than it saves: `tiny` has 256 sequences of 1050 cells, and splitting all the way
+        // down to one sequence per task spent more time in `join` than in some lattices.
+        const GRAIN_CELLS: usize = 1 << 15;
+        let parallel =
+            parallel && plans.iter().map(|p| p.time * (2 * p.label_len + 1)).sum::<usize>() >= GRAIN_CELLS;
+        // The unit boundary nearest past the middle (there is one: the slice holds two units or more).
+        let n = plans.len();
+        let mid = (n / 2..n).chain((1..n / 2).rev()).find(|&i| plans[i].unit > 0).expect("two units or more");
+        let (lp, rp) = plans.split_at_mut(mid);
+        let split = rp[0].offset - base;
+        let (lf, rf) = floats.split_at_mut(split);
+        let rbase = base + split;
+        if parallel {
+            join(|| go(true, lp, lf, base, f), || go(true, rp, rf, rbase, f));
+        } else {
+            go(false, lp, lf, base, f);
+            go(false, rp, rf, rbase, f);
         }
     }
-    go(par == Parallelism::Rayon, plans, floats, 0, labels, f)
+    go(par == Parallelism::Rayon, plans, floats, 0, f)
 }
 
 #[cfg(feature = "rayon")]
@@ -537,6 +597,62 @@ fn join<A: FnOnce() + Send, B: FnOnce() + Send>(a: A, b: B) {
     b();
 }
 
+/// Marks runs of `lanes` plans with equal input and target lengths as groups, to be run one sequence
+/// per vector lane, and writes their gather tables. A group needs contiguous rows (class stride 1) in
+/// the activations and the output, `T >= 1` and `L >= 1`, and offsets between its members' rows that
+/// fit the 31 bits of an x86 gather index.
+fn group_plans<F: Float>(
+    acts: &Layout,
+    grad: Option<Layout>,
+    blank: usize,
+    lanes: usize,
+    ws: &mut Workspace<F>,
+) {
+    if acts.stride_v != 1 || grad.is_some_and(|g| g.stride_v != 1) {
+        return;
+    }
+    let plans = &mut ws.plans;
+    let mut i = 0;
+    while i + lanes <= plans.len() {
+        let head = &plans[i];
+        let members = &plans[i..i + lanes];
+        let same = members.iter().all(|p| p.time == head.time && p.label_len == head.label_len);
+        let bases = members.iter().map(|p| acts.sequence_base(p.b));
+        let (lo, hi) = bases.clone().fold((usize::MAX, 0), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        let fits = hi.checked_add(acts.classes).is_some_and(|end| end - lo <= i32::MAX as usize);
+        if !(same && fits && head.time >= 1 && head.label_len >= 1) {
+            i += 1;
+            continue;
+        }
+        // Member 0 has the lowest base (bases grow with b, and members are in batch order); the
+        // table is relative to it, so every offset is non-negative.
+        let first = acts.sequence_base(head.b);
+        if first != lo {
+            i += 1;
+            continue;
+        }
+        let start = ws.gather.len();
+        // Per state j (labels, then the blank) and member, the offset of its class in the member's row;
+        // then the rows' own offsets (class 0), from which the frame normalisers gather every class.
+        for j in 0..head.label_len + 2 {
+            for p in members {
+                let class = match j.cmp(&head.label_len) {
+                    core::cmp::Ordering::Less => ws.labels[p.label_start + j] as usize,
+                    core::cmp::Ordering::Equal => blank,
+                    core::cmp::Ordering::Greater => 0,
+                };
+                ws.gather.push((acts.sequence_base(p.b) - first + class) as u32);
+            }
+        }
+        plans[i].unit = lanes;
+        plans[i].gather_start = start;
+        for p in &mut plans[i + 1..i + lanes] {
+            p.unit = 0;
+        }
+        i += lanes;
+    }
+}
+
 /// Checks every argument and fills the workspace's plans and labels. Writes nothing else.
 #[allow(clippy::too_many_arguments)]
 fn validate<F: Float, L: Index>(
@@ -546,6 +662,7 @@ fn validate<F: Float, L: Index>(
     losses_len: usize,
     grad: Option<&ActsViewMut<'_, F>>,
     opts: &CtcOptions,
+    lanes: usize,
     ws: &mut Workspace<F>,
 ) -> Result<(), CtcError> {
     let batch = layout.batch;
@@ -647,10 +764,18 @@ fn validate<F: Float, L: Index>(
             len: seq.len,
             log_likelihood: 0.0,
             error: None,
+            unit: 1,
+            gather_start: 0,
         });
     }
-    // Longest first: the last tasks to start are the shortest, so threads finish together.
-    ws.plans.sort_by_key(|p| (core::cmp::Reverse(p.time.saturating_mul(2 * p.label_len + 1)), p.b));
+    // Longest first: the last tasks to start are the shortest, so threads finish together. Equal
+    // lengths end up next to each other (the input length breaks ties between equal cell counts), in
+    // batch order, ready to be grouped.
+    ws.plans.sort_by_key(|p| (core::cmp::Reverse(p.time.saturating_mul(2 * p.label_len + 1)), p.time, p.b));
+    ws.gather.clear();
+    if lanes > 1 {
+        group_plans(layout, grad.map(|g| g.layout()), opts.blank, lanes, ws);
+    }
     let mut offset = 0usize;
     for p in ws.plans.iter_mut() {
         p.offset = offset;

@@ -5,6 +5,7 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub(crate) mod interleaved;
 mod math;
 mod scalar;
 mod vector;

@@ -150,7 +150,7 @@ impl<V> Vector<V> {
 }
 
 #[inline(always)]
-fn lse2_v<F: Float, V: Lanes<F>>(a: V, b: V) -> V {
+pub(super) fn lse2_v<F: Float, V: Lanes<F>>(a: V, b: V) -> V {
     let hi = a.max(b);
     let lo = a.min(b);
     let r = hi + (V::splat(F::ONE) + (lo - hi).exp_nonpositive()).ln_normal();
@@ -161,7 +161,7 @@ fn lse2_v<F: Float, V: Lanes<F>>(a: V, b: V) -> V {
 /// `ln(e^a + e^b + e^c)` as `m + ln(1 + e^(mid - m) + e^(low - m))`: the term of the maximum is
 /// exactly 1, so two exps suffice (the max, middle and low values cost three max/min).
 #[inline(always)]
-fn lse3_v<F: Float, V: Lanes<F>>(a: V, b: V, c: V) -> V {
+pub(super) fn lse3_v<F: Float, V: Lanes<F>>(a: V, b: V, c: V) -> V {
     let hi_ab = a.max(b);
     let low = a.min(b);
     let m = hi_ab.max(c);

@@ -96,6 +96,46 @@ impl Problem {
         Problem { max_time, classes: v, blank, input_lengths, targets, acts }
     }
 
+    /// Random problem whose sequences share a few `(T, L)` shapes, 1 to 12 sequences each, in shuffled
+    /// batch order: the kernel runs runs of equal lengths interleaved in vector lanes (groups of 8
+    /// `f32` or 4 `f64`), so this exercises full groups, leftovers run alone, groups whose members are
+    /// far apart in the batch, and (with `T` near `L`) infeasible members next to feasible ones.
+    pub fn grouped(
+        rng: &mut Rng,
+        shapes: usize,
+        max_time: usize,
+        max_label: usize,
+        v: usize,
+        scale: f64,
+    ) -> Self {
+        let blank = rng.below(v);
+        let mut seqs: Vec<(usize, Vec<usize>)> = Vec::new();
+        for _ in 0..shapes {
+            let t = 1 + rng.below(max_time);
+            let l = 1 + rng.below(max_label);
+            for _ in 0..1 + rng.below(12) {
+                let labels = (0..l)
+                    .map(|_| {
+                        let x = rng.below(v - 1);
+                        if x >= blank {
+                            x + 1
+                        } else {
+                            x
+                        }
+                    })
+                    .collect();
+                seqs.push((t, labels));
+            }
+        }
+        for i in (1..seqs.len()).rev() {
+            seqs.swap(i, rng.below(i + 1));
+        }
+        let batch = seqs.len();
+        let acts = (0..max_time * batch * v).map(|_| rng.normal() * scale).collect();
+        let (input_lengths, targets) = seqs.into_iter().unzip();
+        Problem { max_time, classes: v, blank, input_lengths, targets, acts }
+    }
+
     /// The frames of sequence `b` as reference rows (only its first `T_b` frames).
     pub fn rows(&self, b: usize) -> Vec<Vec<f64>> {
         let (bsz, v) = (self.batch(), self.classes);
