@@ -93,6 +93,31 @@ fn every_backend_and_layout_on_small_batches() {
     }
 }
 
+/// Batches with runs of equal lengths, which the vector kernels run as groups, one sequence per lane
+/// (four f64 lanes): the interleaved rows' unchecked loads and stores, the gathers from the group's
+/// offset table, the unchecked scatter of each member's posteriors.
+#[test]
+fn groups_of_equal_lengths() {
+    let mut rng = Rng::new(12);
+    let cases = if cfg!(miri) { 2 } else { 40 };
+    for _ in 0..cases {
+        let v = 2 + rng.below(6);
+        // One shape, at least four sequences of it: at least one full group.
+        let p = loop {
+            let p = Problem::grouped(&mut rng, 1, 6, 3, v, 1.5);
+            if p.batch() >= 4 {
+                break p;
+            }
+        };
+        let (t, b, v) = (p.max_time, p.batch(), p.classes);
+        for (layout, front) in [(Layout::time_major(t, b, v), 0), (Layout::batch_major(t, b, v), 1)] {
+            for backend in [Backend::Vector, Backend::Auto] {
+                check(&p, layout, front, backend);
+            }
+        }
+    }
+}
+
 /// The C entry point under Miri. `tests/ffi.rs` compares it bit for bit with the Rust API, which Miri
 /// cannot confirm (it perturbs the last bits of `exp` and `ln` on purpose); here only the pointer
 /// handling is the point, so the check is that the costs come back finite and positive.

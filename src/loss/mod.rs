@@ -35,6 +35,13 @@
 //! that of the sum. [`Reduction::Mean`] is PyTorch's: `mean_b(loss_b / max(L_b, 1))`, with gradients
 //! scaled by `1 / (B * max(L_b, 1))`.
 //!
+//! # Scheduling
+//! Sequences run as rayon tasks, most lattice cells first. On the vector backends
+//! ([`Backend::Vector`], [`Backend::Avx2`], and so [`Backend::Auto`]), sequences with the same input
+//! and target lengths, whose activation and output rows are contiguous, run in groups of as many as
+//! the vector has lanes (8 `f32`, 4 `f64` with AVX2), one sequence per lane: short targets then fill
+//! whole vectors. The results are those of the same sequences run alone, to rounding.
+//!
 //! # Errors and partial output
 //! Every argument is validated before anything is written. The only error that can be raised after
 //! the computation started is [`CtcError::NonFinite`], and it is raised after the forward pass of the
