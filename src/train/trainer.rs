@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
-use crate::audio::{Features, GlobalCmvn};
+use crate::audio::{FbankConfig, Features, GlobalCmvn};
 use crate::decode::{estimate_ngram, EstimateOptions, NgramModel};
 use crate::nn::{AcousticModel, Activation, GruModelConfig, Mode, ModelConfig};
 use crate::optim::{clip_grad_norm, Adam, AdamConfig};
@@ -22,7 +22,8 @@ use super::checkpoint::{self, files, ModelFile, TrainerState};
 use super::curves::write_curves;
 use super::data::{
     bucket_batches, features_of_corpus, global_cmvn, load_corpus, make_batch, rng_for, trim_corpus,
-    vocabulary, AugmentOptions, BatchItem, Corpus, FeatureSettings, FeatureStore, TrimSilence, SPEEDS,
+    vocabulary, vtlp_warp, AugmentOptions, BatchItem, Corpus, FeatureSettings, FeatureStore, TrimSilence,
+    SPEEDS,
 };
 use super::error::{io_err, TrainError};
 use super::recognizer::{evaluate, Decoding, EvalReport, Recognizer, DEFAULT_LM_ALPHA, DEFAULT_LM_BETA};
@@ -674,7 +675,19 @@ fn train_step(
         .collect();
     let seeds: Vec<u64> =
         batch_idx.iter().map(|&u| rng_for(opts.seed, 3, epoch, u as u64).random::<u64>()).collect();
-    let feats = data.store.get(&data.train, &items)?;
+    let mut feats = data.store.get(&data.train, &items)?;
+    if aug.vtlp > 0.0 {
+        let nyquist = f64::from(opts.features.sample_rate) / 2.0;
+        let low_hz = FbankConfig::default().low_freq;
+        for (f, &u) in feats.iter_mut().zip(batch_idx) {
+            let mut rng = rng_for(opts.seed, 4, epoch, u as u64);
+            let alpha = 1.0 - aug.vtlp + 2.0 * aug.vtlp * rng.random::<f64>();
+            vtlp_warp(f, alpha, low_hz, nyquist).map_err(|source| TrainError::Audio {
+                path: data.train.utterances[u].path.clone(),
+                source,
+            })?;
+        }
+    }
     let batch = make_batch(feats, cmvn, Some((aug, &seeds)), &opts.train)?;
     profile.features_s += t.elapsed().as_secs_f64();
 
