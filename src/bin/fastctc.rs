@@ -125,6 +125,10 @@ struct TrainArgs {
     /// Probability of additive white noise per utterance (default 0: off).
     #[arg(long)]
     noise_prob: Option<f64>,
+    /// Vocal-tract-length perturbation: each utterance of each epoch has its mel frequency axis
+    /// warped by a factor drawn from [1 - V, 1 + V] (default 0: off; 0.1 is the usual range).
+    #[arg(long, value_name = "V")]
+    vtlp: Option<f64>,
     /// SpecAugment on (off by default): 2 frequency masks of up to 15 bins, 2 time masks of up to 20
     /// frames.
     #[arg(long, conflicts_with = "no_specaugment")]
@@ -324,6 +328,9 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
     }
     if let Some(x) = a.noise_prob {
         o.augment.noise_prob = x;
+    }
+    if let Some(x) = a.vtlp {
+        o.augment.vtlp = x;
     }
     o.augment.speed_perturb &= !a.no_speed_perturb;
     if a.no_trim_silence {

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::audio::{
-    read_audio, spec_augment, speed_perturb, CmvnStats, Fbank, FbankConfig, Features, GlobalCmvn,
+    read_audio, spec_augment, speed_perturb, AudioError, CmvnStats, Fbank, FbankConfig, Features, GlobalCmvn,
     SpecAugmentConfig, WORKING_RATE,
 };
 use crate::decode::Vocabulary;
@@ -282,6 +282,11 @@ pub struct AugmentOptions {
     pub freq_masks: (usize, usize),
     /// SpecAugment: time masks (count, widest in frames); `(0, 0)` disables them.
     pub time_masks: (usize, usize),
+    /// Vocal-tract-length perturbation: each utterance of each epoch gets a frequency warp factor
+    /// drawn uniformly from `[1 - vtlp, 1 + vtlp]` (see [`vtlp_warp`]); 0 disables it. Absent from
+    /// the options of older runs, which had none.
+    #[serde(default)]
+    pub vtlp: f64,
 }
 
 impl Default for AugmentOptions {
@@ -300,6 +305,7 @@ impl Default for AugmentOptions {
             noise_snr_db: (10.0, 30.0),
             freq_masks: (0, 0),
             time_masks: (0, 0),
+            vtlp: 0.0,
         }
     }
 }
@@ -319,6 +325,7 @@ impl AugmentOptions {
             noise_snr_db: (10.0, 30.0),
             freq_masks: (0, 0),
             time_masks: (0, 0),
+            vtlp: 0.0,
         }
     }
 
@@ -346,6 +353,12 @@ impl AugmentOptions {
             return Err(TrainError::InvalidOption {
                 option: "--noise-prob",
                 reason: format!("{} is not a probability in [0, 1]", self.noise_prob),
+            });
+        }
+        if !(0.0..0.5).contains(&self.vtlp) {
+            return Err(TrainError::InvalidOption {
+                option: "--vtlp",
+                reason: format!("{} is not a warp range in [0, 0.5)", self.vtlp),
             });
         }
         let (a, b) = self.noise_snr_db;
@@ -392,6 +405,78 @@ pub fn add_noise(samples: &mut [f32], snr_db: f64, rng: &mut Xoshiro256PlusPlus)
         }
         i += 2;
     }
+}
+
+/// Vocal-tract-length perturbation (after Jaitly and Hinton, 2013) applied to log-mel features
+/// instead of the spectrum, so that cached features can be reused: bin `k` of every frame is replaced
+/// by the (linearly interpolated) value the unwarped features have at frequency `g(f_k)`, where `f_k`
+/// is the centre of mel filter `k` and `g` stretches the frequency axis by `alpha` below a boundary
+/// and joins `(nyquist, nyquist)` linearly above it, so that the band edge stays in place:
+///
+/// ```text
+/// b = 0.6 * nyquist * min(alpha, 1) / alpha
+/// g(f) = alpha * f                                             for f <= b
+/// g(f) = alpha * b + (nyquist - alpha * b) * (f - b) / (nyquist - b)   above
+/// ```
+///
+/// `alpha > 1` reads each filter from higher frequencies, i.e. moves the spectral envelope (the
+/// formants) down, as a longer vocal tract would; `alpha < 1` moves it up; `alpha == 1` leaves the
+/// features unchanged. The filter centres are those of [`Fbank`]: `num_mel_bins` filters equally
+/// spaced on `mel(f) = 1127 ln(1 + f / 700)` between `low_hz` and `nyquist` (in Hz). `features` is
+/// `(frames, bins)` row-major log-mel, before normalisation. Values read beyond the first or last
+/// filter take the edge filter's value. Against warping the filters themselves this ignores the
+/// change of each filter's bandwidth (a ~`ln(alpha)` offset of the log energy, which global CMVN and
+/// the training noise absorb); its cost is one interpolation per cell.
+///
+/// Errors: `alpha` not finite or outside `[0.5, 2]`, or `0 <= low_hz < nyquist` not holding.
+pub fn vtlp_warp(features: &mut Features, alpha: f64, low_hz: f64, nyquist: f64) -> Result<(), AudioError> {
+    if !(alpha.is_finite() && (0.5..=2.0).contains(&alpha)) {
+        return Err(AudioError::config("vtlp alpha", format!("{alpha} is outside [0.5, 2]")));
+    }
+    if !(low_hz.is_finite() && nyquist.is_finite() && 0.0 <= low_hz && low_hz < nyquist) {
+        return Err(AudioError::config("vtlp band", format!("{low_hz}..{nyquist} Hz is not a band")));
+    }
+    let bins = features.bins;
+    if alpha == 1.0 || bins < 2 || features.frames == 0 {
+        return Ok(());
+    }
+    let map = vtlp_source_bins(bins, alpha, low_hz, nyquist);
+    let mut row = vec![0.0f32; bins];
+    for frame in features.data.chunks_exact_mut(bins) {
+        row.copy_from_slice(frame);
+        for (out, &(i, w)) in frame.iter_mut().zip(&map) {
+            *out = row[i] + w * (row[i + 1] - row[i]);
+        }
+    }
+    Ok(())
+}
+
+/// For each of `bins` mel filters, the unwarped filter just below the frequency it reads under the
+/// warp `alpha` of [`vtlp_warp`] and the interpolation weight of the next one: `(i, w)` with
+/// `i + 1 < bins` and `w` in `[0, 1]`.
+fn vtlp_source_bins(bins: usize, alpha: f64, low_hz: f64, nyquist: f64) -> Vec<(usize, f32)> {
+    let mel = |f: f64| 1127.0 * (1.0 + f / 700.0).ln();
+    let hz = |m: f64| 700.0 * ((m / 1127.0).exp() - 1.0);
+    let (m_lo, m_hi) = (mel(low_hz), mel(nyquist));
+    let step = (m_hi - m_lo) / (bins + 1) as f64;
+    let b = 0.6 * nyquist * alpha.min(1.0) / alpha;
+    let warp = |f: f64| {
+        if f <= b {
+            alpha * f
+        } else {
+            alpha * b + (nyquist - alpha * b) * (f - b) / (nyquist - b)
+        }
+    };
+    (0..bins)
+        .map(|k| {
+            let centre = hz(m_lo + (k + 1) as f64 * step);
+            // Position of the warped frequency on the axis of filter indices (filter k's centre is
+            // at m_lo + (k + 1) step), clamped to the first and last filters.
+            let x = ((mel(warp(centre)) - m_lo) / step - 1.0).clamp(0.0, (bins - 1) as f64);
+            let i = (x.floor() as usize).min(bins - 2);
+            (i, (x - i as f64) as f32)
+        })
+        .collect()
 }
 
 /// One utterance of a training batch: (utterance index, speed index into [`SPEEDS`], additive noise
@@ -532,7 +617,88 @@ pub fn shuffle<T>(items: &mut [T], rng: &mut Xoshiro256PlusPlus) {
 
 #[cfg(test)]
 mod tests {
-    use super::TrimSilence;
+    use super::{vtlp_source_bins, vtlp_warp, AugmentOptions, FeatureSettings, TrimSilence};
+    use crate::audio::Features;
+
+    fn tone(hz: f32, seconds: f32) -> Vec<f32> {
+        let rate = 16_000.0f32;
+        (0..(rate * seconds) as usize)
+            .map(|i| 0.5 * (2.0 * std::f32::consts::PI * hz * i as f32 / rate).sin())
+            .collect()
+    }
+
+    /// The filter with the most energy, averaged over frames.
+    fn peak_bin(f: &Features) -> usize {
+        let mut sum = vec![0.0f64; f.bins];
+        for t in 0..f.frames {
+            for (s, &x) in sum.iter_mut().zip(f.row(t)) {
+                *s += f64::from(x);
+            }
+        }
+        (0..f.bins).max_by(|&a, &b| sum[a].total_cmp(&sum[b])).unwrap()
+    }
+
+    #[test]
+    fn vtlp_moves_a_tone_to_where_the_warped_tone_lies() {
+        // Warping by alpha makes filter k read the frequency alpha * f_k, so a 1 kHz tone must peak
+        // where an unwarped tone of 1000 / alpha Hz peaks (below the 4.8 kHz boundary the warp is
+        // linear).
+        let mut fb = FeatureSettings::default().fbank().unwrap();
+        for alpha in [0.9, 1.1, 1.2] {
+            let mut warped = fb.compute(&tone(1000.0, 0.3)).unwrap();
+            vtlp_warp(&mut warped, alpha, 20.0, 8000.0).unwrap();
+            let expected = fb.compute(&tone(1000.0 / alpha as f32, 0.3)).unwrap();
+            let (got, want) = (peak_bin(&warped), peak_bin(&expected));
+            assert!(got.abs_diff(want) <= 1, "alpha {alpha}: peak at filter {got}, expected {want}");
+            assert_ne!(
+                got,
+                peak_bin(&fb.compute(&tone(1000.0, 0.3)).unwrap()),
+                "alpha {alpha} moved nothing"
+            );
+        }
+    }
+
+    #[test]
+    fn vtlp_of_one_is_the_identity_and_keeps_the_band_edges() {
+        let mut fb = FeatureSettings::default().fbank().unwrap();
+        let orig = fb.compute(&tone(700.0, 0.2)).unwrap();
+        let mut f = orig.clone();
+        vtlp_warp(&mut f, 1.0, 20.0, 8000.0).unwrap();
+        assert_eq!(f, orig);
+        // The source positions of the unit warp are the filters themselves (up to rounding).
+        for (k, &(i, w)) in vtlp_source_bins(80, 1.0, 20.0, 8000.0).iter().enumerate() {
+            let x = i as f32 + w;
+            assert!((x - k as f32).abs() < 1e-4, "filter {k} reads {x}");
+        }
+        for alpha in [0.8, 0.9, 1.1, 1.25] {
+            let map = vtlp_source_bins(80, alpha, 20.0, 8000.0);
+            let pos: Vec<f32> = map.iter().map(|&(i, w)| i as f32 + w).collect();
+            assert!(map.iter().all(|&(i, w)| i + 1 < 80 && (0.0..=1.0).contains(&w)), "alpha {alpha}");
+            assert!(pos.windows(2).all(|p| p[0] <= p[1]), "alpha {alpha}: the warp must be monotone");
+            // The top filter stays (nearly) in place: the warp joins (nyquist, nyquist).
+            assert!((pos[79] - 79.0).abs() < 0.5, "alpha {alpha}: top filter reads {}", pos[79]);
+        }
+    }
+
+    #[test]
+    fn vtlp_interpolates_within_each_frame_and_rejects_bad_factors() {
+        let data: Vec<f32> = (0..3 * 80).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
+        let orig = Features::new(data, 3, 80).unwrap();
+        let mut f = orig.clone();
+        vtlp_warp(&mut f, 1.07, 20.0, 8000.0).unwrap();
+        for t in 0..3 {
+            let (lo, hi) = orig.row(t).iter().fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            assert!(f.row(t).iter().all(|&x| (lo..=hi).contains(&x)), "frame {t} left its range");
+        }
+        assert_ne!(f, orig);
+        for bad in [f64::NAN, 0.3, 2.5] {
+            assert!(vtlp_warp(&mut f, bad, 20.0, 8000.0).is_err(), "alpha {bad} accepted");
+        }
+        assert!(vtlp_warp(&mut f, 1.0, 9000.0, 8000.0).is_err(), "empty band accepted");
+        let opts = AugmentOptions { vtlp: 0.7, ..AugmentOptions::default() };
+        assert!(opts.validate().is_err(), "--vtlp 0.7 accepted");
+        assert!(AugmentOptions { vtlp: 0.1, ..opts }.validate().is_ok());
+    }
 
     /// 0.5 s of silence, 0.3 s of a 440 Hz tone, 0.7 s of silence at 16 kHz.
     fn padded_tone() -> Vec<f32> {
