@@ -14,10 +14,11 @@ mod common;
 use common::{Problem, Rng};
 use fastctc::loss::reference;
 use fastctc::{
-    ctc_compute, ActsView, ActsViewMut, Backend, CtcOptions, InputKind, Layout, Reduction, Targets, Workspace,
+    ctc_compute, ActsView, ActsViewMut, Backend, CtcOptions, InputKind, Layout, Parallelism, Reduction,
+    Targets, Workspace,
 };
 
-fn check(p: &Problem, layout: Layout, front: usize, backend: Backend) {
+fn check(p: &Problem, layout: Layout, front: usize, backend: Backend, parallelism: Parallelism) {
     let (t, b, v) = (p.max_time, p.batch(), p.classes);
     let len = front + layout.required_len().unwrap() + 3;
     let mut acts = vec![f64::NAN; len];
@@ -35,7 +36,8 @@ fn check(p: &Problem, layout: Layout, front: usize, backend: Backend) {
     let labels: Vec<u32> = p.targets.iter().flatten().map(|&x| x as u32).collect();
     let lengths: Vec<u32> = p.targets.iter().map(|x| x.len() as u32).collect();
     let il: Vec<u32> = p.input_lengths.iter().map(|&x| x as u32).collect();
-    let opts = CtcOptions { blank: p.blank, reduction: Reduction::Sum, backend, ..Default::default() };
+    let opts =
+        CtcOptions { blank: p.blank, reduction: Reduction::Sum, backend, parallelism, ..Default::default() };
     let mut losses = vec![0.0f64; b];
     let mut ws = Workspace::new();
     let targets = Targets::Concatenated { labels: &labels, lengths: &lengths };
@@ -87,7 +89,7 @@ fn every_backend_and_layout_on_small_batches() {
             [(Layout::time_major(t, b, v), 0), (Layout::batch_major(t, b, v), 1), (strided, 2)]
         {
             for backend in [Backend::Scalar, Backend::Vector, Backend::Auto] {
-                check(&p, layout, front, backend);
+                check(&p, layout, front, backend, Parallelism::Rayon);
             }
         }
     }
@@ -111,8 +113,9 @@ fn groups_of_equal_lengths() {
         };
         let (t, b, v) = (p.max_time, p.batch(), p.classes);
         for (layout, front) in [(Layout::time_major(t, b, v), 0), (Layout::batch_major(t, b, v), 1)] {
+            // Sequential: with threads, groups are formed only while a unit per thread remains.
             for backend in [Backend::Vector, Backend::Auto] {
-                check(&p, layout, front, backend);
+                check(&p, layout, front, backend, Parallelism::Sequential);
             }
         }
     }
