@@ -794,7 +794,9 @@ fn validate<F: Float, L: Index>(
     // Longest first: the last tasks to start are the shortest, so threads finish together. Equal
     // lengths end up next to each other (the input length breaks ties between equal cell counts), in
     // batch order, ready to be grouped.
-    ws.plans.sort_by_key(|p| (core::cmp::Reverse(p.time.saturating_mul(2 * p.label_len + 1)), p.time, p.b));
+    ws.plans.sort_unstable_by_key(|p| {
+        (core::cmp::Reverse(p.time.saturating_mul(2 * p.label_len + 1)), p.time, p.b)
+    });
     ws.gather.clear();
     if lanes > 1 {
         // Grouping must not starve the threads: `bpe_large` (8 sequences) as one group ran on one of
