@@ -60,6 +60,8 @@ pub trait Float:
     const NEG_INFINITY: Self;
     /// Machine epsilon: the gap between 1 and the next representable value.
     const EPSILON: Self;
+    /// The smallest positive normal value.
+    const MIN_POSITIVE: Self;
     /// A short name for messages and benchmark ids (`"f32"`, `"f64"`).
     const NAME: &'static str;
 
@@ -105,6 +107,7 @@ macro_rules! impl_float {
             const INFINITY: Self = $t::INFINITY;
             const NEG_INFINITY: Self = $t::NEG_INFINITY;
             const EPSILON: Self = $t::EPSILON;
+            const MIN_POSITIVE: Self = $t::MIN_POSITIVE;
             const NAME: &'static str = stringify!($t);
 
             #[inline(always)]

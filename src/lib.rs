@@ -100,8 +100,8 @@ pub use buffer::{ActsView, ActsViewMut, Index, Layout, Targets};
 pub use error::CtcError;
 pub use float::Float;
 pub use loss::{
-    ctc_compute, ctc_loss, ctc_loss_and_grad, Backend, CtcLoss, CtcOptions, GradOutput, InputKind,
-    Parallelism, Reduction, Workspace,
+    ctc_compute, ctc_loss, ctc_loss_and_grad, Backend, CtcLoss, CtcOptions, GradOutput, GroupStats,
+    InputKind, Parallelism, Reduction, Workspace,
 };
 
 #[cfg(feature = "decode")]

@@ -113,6 +113,14 @@ fn finite_shift<F: Float, V: Lanes<F>>(shift: V) -> [F; MAX_LANES] {
 /// `time >= 1`, at least one label, contiguous rows), `gather` its gather table. Writes each member's
 /// `ln p` to `lls[m]`, or its first invalid value to `errors[m]` (the same error the one-sequence path
 /// reports; then no `ln p` is computed for any member).
+///
+/// With `linear`, the lattice is first run in probability space ([`forward_linear`], for inputs of
+/// up to [`LINEAR_MAX_TIME`] frames); the result says whether that succeeded, i.e. whether the
+/// workspace now holds probabilities (for [`backward_linear`]) rather than logarithms (for
+/// [`backward`]). Where it did not, the log-space lattice has run instead. With `normalised`, the
+/// frame normalisers in the workspace are those of an earlier call on the same group (a redo in log
+/// space after [`backward_linear`] gave up), and are not computed again.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn forward<F: Float, K: Kernels<F>, V: Lanes<F>>(
     k: &K,
@@ -121,10 +129,12 @@ pub(crate) fn forward<F: Float, K: Kernels<F>, V: Lanes<F>>(
     ws: &mut [F],
     lls: &mut [f64],
     errors: &mut [Option<CtcError>],
-) {
+    linear: bool,
+    normalised: bool,
+) -> bool {
     let n = V::N;
     let first = jobs[0];
-    let (time, l_len, kind) = (first.time, first.labels.len(), first.input);
+    let (time, l_len) = (first.time, first.labels.len());
     assert!(
         jobs.len() == n
             && n <= MAX_LANES
@@ -134,10 +144,31 @@ pub(crate) fn forward<F: Float, K: Kernels<F>, V: Lanes<F>>(
             && time >= 1
             && l_len >= 1
     );
-    let s_len = 2 * l_len + 1;
-    let ninf = F::NEG_INFINITY;
     let lay = SeqLayout::new(time, l_len).expect("workspace layout was checked at validation").interleaved(n);
+    if !normalised && !frame_normalisers::<F, K, V>(k, jobs, gather, ws, &lay, errors) {
+        return false;
+    }
+    if linear && time <= LINEAR_MAX_TIME && forward_linear::<F, V>(jobs, gather, ws, &lay, lls) {
+        return true;
+    }
+    forward_log::<F, K, V>(k, jobs, gather, ws, &lay, lls);
+    false
+}
 
+/// Every member's log-normaliser of every frame, into `ws[lay.norm..]` (frame-major). Returns false,
+/// with the first invalid value of each such member in `errors`, if some member's input is invalid.
+#[inline(always)]
+fn frame_normalisers<F: Float, K: Kernels<F>, V: Lanes<F>>(
+    k: &K,
+    jobs: &[SeqJob<'_, F>],
+    gather: &[u32],
+    ws: &mut [F],
+    lay: &SeqLayout,
+    errors: &mut [Option<CtcError>],
+) -> bool {
+    let n = V::N;
+    let first = jobs[0];
+    let (time, l_len, kind) = (first.time, first.labels.len(), first.input);
     // Frame normalisers, frame-major: the members' rows of one frame are neighbours in a time-major
     // batch. A member with an invalid value is not read further, as in the one-sequence path.
     let mut bad = [false; MAX_LANES];
@@ -179,10 +210,24 @@ pub(crate) fn forward<F: Float, K: Kernels<F>, V: Lanes<F>>(
             ws[lay.norm + t * n + m] = norm;
         }
     }
-    if bad.iter().any(|&b| b) {
-        return;
-    }
+    !bad.iter().any(|&b| b)
+}
 
+/// The log-space lattice of [`forward`], after the normalisers.
+#[inline(always)]
+fn forward_log<F: Float, K: Kernels<F>, V: Lanes<F>>(
+    k: &K,
+    jobs: &[SeqJob<'_, F>],
+    gather: &[u32],
+    ws: &mut [F],
+    lay: &SeqLayout,
+    lls: &mut [f64],
+) {
+    let n = V::N;
+    let first = jobs[0];
+    let (time, l_len) = (first.time, first.labels.len());
+    let s_len = 2 * l_len + 1;
+    let ninf = F::NEG_INFINITY;
     for j in 0..=l_len {
         for (m, job) in jobs.iter().enumerate() {
             let ok = j >= 1 && j < l_len && job.labels[j] != job.labels[j - 1];
@@ -239,6 +284,259 @@ pub(crate) fn forward<F: Float, K: Kernels<F>, V: Lanes<F>>(
     }
 }
 
+/// What rounding below the normal range can have cost the probability-space lattice, per lane, and
+/// the most it may cost: `EPSILON / 1024` relative in `p` and in every posterior, so that its results
+/// are as accurate as the log-space lattice's.
+///
+/// Why this accounting is sound. Above the normal range's floor every operation of the lattice rounds
+/// relatively, as in log space. Below it, errors are absolute, in units where the previous row's
+/// maximum is in `[1, 2)`: a product that lands among the subnormal numbers is off by at most half
+/// their spacing, `MIN_POSITIVE * EPSILON / 2`, which leaves a state of at most a few `MIN_POSITIVE`
+/// off by at most `8 * MIN_POSITIVE * EPSILON` ([`FlushBudget::ROUNDING`]); an emission whose `exp`
+/// is flushed to 0 (exponent under `ln MIN_POSITIVE`, a hard zero `-inf` excepted, which is exact)
+/// leaves its state off by up to about `7 * MIN_POSITIVE` ([`FlushBudget::FLUSH`]), and the state
+/// itself at most that large. Either way the state ends at most `TINY = 8 * MIN_POSITIVE`. An error
+/// `d` in state `s` of alpha's row `t` changes `p` by `d * beta_t(s)` (every path through the state
+/// carries it), i.e. by `d * beta_t(s) / P_t` relative, where `P_t = sum_s alpha_t(s) beta_t(s)` is
+/// the frame's posterior total in the rows' units; symmetrically for beta. So a frame costs at most
+/// `error * exposure / P_t`, with the exposure of [`crate::simd::interleaved::posterior_products`]
+/// (the beta of tiny alpha states plus the alpha of tiny beta states), and the frames' costs add up.
+///
+/// In practice: a long lattice on random inputs (`chars_long`, with `P_t` down to `1e-27` of its
+/// rows' maxima) flushes no emission and spends about `1e-17` per frame; peaked adversarial inputs
+/// (emissions under `e^-87` in `f32`, alpha's and beta's mass on different states) exhaust the budget
+/// and are redone in log space.
+struct FlushBudget<F> {
+    spent: [F; MAX_LANES],
+    error: [F; MAX_LANES],
+    tiny: F,
+    limit: F,
+}
+
+impl<F: Float> FlushBudget<F> {
+    /// The largest value of a state that can carry an error of rounding below the normal range, in
+    /// `MIN_POSITIVE`.
+    const TINY: f64 = 8.0;
+    /// The error of such a state when no emission was flushed, in `MIN_POSITIVE * EPSILON`.
+    const ROUNDING: f64 = 8.0;
+    /// Its error when an emission may have been flushed, in `MIN_POSITIVE`.
+    const FLUSH: f64 = 8.0;
+
+    /// The budget of a group whose lanes `m` with `flushed[m]` may have had an emission flushed.
+    fn new(flushed: &[bool]) -> Self {
+        let min = F::MIN_POSITIVE.to_f64();
+        let mut error = [F::ZERO; MAX_LANES];
+        for (e, &f) in error.iter_mut().zip(flushed) {
+            *e = F::from_f64(if f { Self::FLUSH * min } else { Self::ROUNDING * min * F::EPSILON.to_f64() });
+        }
+        FlushBudget {
+            spent: [F::ZERO; MAX_LANES],
+            error,
+            tiny: F::from_f64(Self::TINY * min),
+            limit: F::from_f64(F::EPSILON.to_f64() / 1024.0),
+        }
+    }
+
+    /// The exponent below which `exp` flushes to 0 (with a margin of 1 for its rounding near there).
+    fn flush_exponent() -> F {
+        F::from_f64(F::MIN_POSITIVE.to_f64().ln() + 1.0)
+    }
+
+    /// Charges lane `m` for a frame with posterior total `total` and exposure `exposure`; false once
+    /// the lane's budget is exceeded (or `total` is 0 or not finite).
+    #[inline(always)]
+    fn charge(&mut self, m: usize, total: F, exposure: F) -> bool {
+        if exposure > F::ZERO {
+            self.spent[m] += self.error[m] * exposure / total;
+        }
+        total > F::ZERO && self.spent[m] <= self.limit
+    }
+}
+
+/// The longest input for which [`forward`] tries the probability-space lattice. On random inputs the
+/// overlap of alpha's and beta's mass (the posterior total relative to the rows' maxima) shrinks
+/// exponentially with the length, and past a few hundred frames the flush budget runs out in the
+/// backward pass (`chars_long`, `T = 1000`, and `bpe_large`, `T = 500`, both did), after a whole
+/// forward pass and a part of the backward one, which are then wasted: `bpe_large` took 68 % more
+/// instructions than in log space alone. Up to this length no group of the standard shapes ran out
+/// (`tiny`, `chars`, `bpe`: `T` = 50, 150, 250).
+pub(crate) const LINEAR_MAX_TIME: usize = 320;
+
+/// The range of row maxima that [`rescale`] accepts: `[MIN_POSITIVE / EPSILON, EPSILON /
+/// MIN_POSITIVE]` (`2^-103..2^103` for `f32`). Inside it the rescaling factor and the next emissions
+/// are normal and finite; outside, the row has lost (or gained) too much for the lattice's range.
+#[inline(always)]
+fn rescale_limit<F: Float>() -> F {
+    F::from_f64(F::MIN_POSITIVE.to_f64() / F::EPSILON.to_f64())
+}
+
+/// Each lane's factor for the next frame's emissions: `2^-e` where `2^e <= top < 2^(e + 1)`, so that
+/// the previous row's maximum becomes `[1, 2)`, exactly (a power of two rounds nothing); `e * ln 2` is
+/// added to the lane's `offset`. Lanes in `skip` (members without a path) keep factor 1. `None` if a
+/// lane's `top` is outside the range of [`rescale_limit`] (or NaN): the caller goes back to log space.
+#[inline(always)]
+fn rescale<F: Float, V: Lanes<F>>(
+    top: V,
+    skip: &[bool; MAX_LANES],
+    offset: &mut [f64; MAX_LANES],
+) -> Option<V> {
+    let mut lanes = [F::ZERO; MAX_LANES];
+    top.store(&mut lanes[..V::N]);
+    let limit = rescale_limit::<F>();
+    for (m, x) in lanes[..V::N].iter_mut().enumerate() {
+        if skip[m] {
+            *x = F::ONE;
+            continue;
+        }
+        if !(*x >= limit && *x * limit <= F::ONE) {
+            return None;
+        }
+        // The exponent of a normal value; f32 widens to f64 exactly.
+        let e = ((x.to_f64().to_bits() >> 52) & 0x7ff) as i64 - 1023;
+        offset[m] += e as f64 * core::f64::consts::LN_2;
+        *x = F::from_f64(f64::from_bits(((1023 - e) as u64) << 52));
+    }
+    Some(V::load(&lanes[..V::N]))
+}
+
+/// Frame `t`'s emission probabilities of the group, times each lane's `scale`: the labels' into
+/// `emit[..L * n]`, and returns the blank's. `norm` is the frame's normaliser per lane; the arguments
+/// are as for [`emissions`]. `lowest` takes each lane's smallest exponent (`x - norm`), which tells
+/// whether an emission was flushed to 0 below the normal range (see [`FlushBudget`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn emissions_linear<F: Float, V: Lanes<F>>(
+    src: &[F],
+    gather: &[u32],
+    l_len: usize,
+    norm: V,
+    scale: V,
+    kind: InputKind,
+    emit: &mut [F],
+    lowest: &mut V,
+) -> V {
+    let n = V::N;
+    for (idx, out) in gather.chunks_exact(n).zip(emit.chunks_exact_mut(n)).take(l_len) {
+        probability(V::gather_or(src, idx, F::NEG_INFINITY), norm, scale, kind, lowest).store(out);
+    }
+    let blank = &gather[l_len * n..(l_len + 1) * n];
+    probability(V::gather_or(src, blank, F::NEG_INFINITY), norm, scale, kind, lowest)
+}
+
+/// `exp(x - norm) * scale`, and `lowest = min(lowest, x - norm)`. A logit minus its frame's
+/// log-sum-exp is <= 0 (to within a rounding), the domain of the cheaper `exp_le0`; log-probabilities
+/// are whatever the caller passed, so they take the general `exp`, whose overflow the next rescaling
+/// step detects. Both give 0 below the normal range.
+#[inline(always)]
+fn probability<F: Float, V: Lanes<F>>(x: V, norm: V, scale: V, kind: InputKind, lowest: &mut V) -> V {
+    let arg = x - norm;
+    *lowest = lowest.min(arg);
+    match kind {
+        InputKind::Logits => arg.exp_le0() * scale,
+        InputKind::LogProbs => arg.exp() * scale,
+    }
+}
+
+/// The lattice of [`forward`] in probability space (see [`crate::simd::interleaved::alpha_step_linear`]):
+/// rows of probabilities, rescaled by a power of two per frame and lane. Returns false, leaving
+/// `lls` unwritten, where a live member's row maximum leaves the range of [`rescale`] or its final
+/// probability is 0; the caller then runs the log-space lattice. Whether flushing below the normal
+/// range cost accuracy is only known with beta: [`backward_linear`] checks it.
+///
+/// Members without any path (fewer frames than labels plus repeats) are known before the first
+/// frame: their lanes keep factor 1 and get `ln p = -inf`, as in log space.
+#[inline(always)]
+fn forward_linear<F: Float, V: Lanes<F>>(
+    jobs: &[SeqJob<'_, F>],
+    gather: &[u32],
+    ws: &mut [F],
+    lay: &SeqLayout,
+    lls: &mut [f64],
+) -> bool {
+    let n = V::N;
+    let first = jobs[0];
+    let (time, l_len, kind) = (first.time, first.labels.len(), first.input);
+    let s_len = 2 * l_len + 1;
+    let row_len = s_len * n;
+    let mut pathless = [false; MAX_LANES];
+    for (m, job) in jobs.iter().enumerate() {
+        let repeats = job.labels.windows(2).filter(|w| w[0] == w[1]).count();
+        pathless[m] = time < l_len + repeats;
+    }
+    for j in 0..l_len {
+        for (m, job) in jobs.iter().enumerate() {
+            let ok = j >= 1 && job.labels[j] != job.labels[j - 1];
+            ws[lay.skip + j * n + m] = if ok { F::ONE } else { F::ZERO };
+        }
+    }
+    let (alpha_all, rest) = ws.split_at_mut(lay.norm);
+    let (norms, rest) = rest.split_at_mut(lay.offsets - lay.norm);
+    let (offsets, rest) = rest.split_at_mut(lay.beta - lay.offsets);
+    let rest = &mut rest[lay.emit - lay.beta..];
+    let (emit, rest) = rest.split_at_mut(lay.post - lay.emit);
+    let skip = &rest[lay.skip - lay.post..][..l_len * n];
+    let emit = &mut emit[..l_len * n];
+
+    // Frame 0: only the first blank and the first label start a path.
+    let one = V::splat(F::ONE);
+    let mut lowest = V::splat(F::ZERO);
+    let mut top = {
+        let row0 = &mut alpha_all[..row_len];
+        row0.fill(F::ZERO);
+        let (src, norm0) = (frame_src(&first, 0), V::load(&norms[..n]));
+        let blank = &gather[l_len * n..];
+        let eb = probability(V::gather_or(src, blank, F::NEG_INFINITY), norm0, one, kind, &mut lowest);
+        let label0 =
+            probability(V::gather_or(src, &gather[..n], F::NEG_INFINITY), norm0, one, kind, &mut lowest);
+        eb.store(&mut row0[..n]);
+        label0.store(&mut row0[(l_len + 1) * n..(l_len + 2) * n]);
+        eb.max(label0)
+    };
+    let mut offset = [0.0f64; MAX_LANES];
+    for t in 1..time {
+        let Some(scale) = rescale::<F, V>(top, &pathless, &mut offset) else {
+            return false;
+        };
+        let norm = V::load(&norms[t * n..]);
+        let eb = emissions_linear(frame_src(&first, t), gather, l_len, norm, scale, kind, emit, &mut lowest);
+        let (before, after) = alpha_all.split_at_mut(t * row_len);
+        let prev = &before[(t - 1) * row_len..];
+        top = interleaved::alpha_step_linear(
+            prev,
+            &mut after[..row_len],
+            eb,
+            emit,
+            skip,
+            l_len,
+            band(t, time, l_len),
+        );
+    }
+
+    // For the backward pass, which lanes may have flushed an emission (the backward pass reads the
+    // same exponents): the offsets region, unused in probability space.
+    let mut lows = [F::ZERO; MAX_LANES];
+    lowest.store(&mut lows[..n]);
+    let flush_exponent = FlushBudget::<F>::flush_exponent();
+    for m in 0..n {
+        offsets[m] = if lows[m] < flush_exponent { F::ONE } else { F::ZERO };
+    }
+    let last = &alpha_all[(time - 1) * row_len..time * row_len];
+    for m in 0..n {
+        if pathless[m] {
+            lls[m] = f64::NEG_INFINITY;
+            continue;
+        }
+        // A path lost to flushing would read as ln p = -inf, which the backward pass (and its test of
+        // the flush budget) never sees: that lane goes back to log space now.
+        let end = last[l_len * n + m] + last[(s_len - 1) * n + m];
+        if end.is_nan() || end <= F::ZERO {
+            return false;
+        }
+        lls[m] = end.to_f64().ln() + offset[m];
+    }
+    true
+}
+
 /// [`super::lattice::backward`] for a group: beta and the output rows of every member. `lls[m]` is
 /// what [`forward`] wrote (`-inf`: the member gets zero rows), `scales[m]` its gradient factor,
 /// `grads[m]` its output rows.
@@ -255,8 +553,7 @@ pub(crate) fn backward<F: Float, K: Kernels<F>, V: Lanes<F>>(
 ) {
     let n = V::N;
     let first = jobs[0];
-    let (time, l_len, blank, kind, out) =
-        (first.time, first.labels.len(), first.blank, first.input, first.output);
+    let (time, l_len, out) = (first.time, first.labels.len(), first.output);
     assert!(
         jobs.len() == n
             && n <= MAX_LANES
@@ -272,16 +569,7 @@ pub(crate) fn backward<F: Float, K: Kernels<F>, V: Lanes<F>>(
     let ninf = F::NEG_INFINITY;
     let lay = SeqLayout::new(time, l_len).expect("workspace layout was checked at validation").interleaved(n);
 
-    // Frames past the input length hold no signal; an infeasible member gets zeros everywhere.
-    let mut live = [false; MAX_LANES];
-    for (m, g) in grads.iter_mut().enumerate() {
-        live[m] = lls[m] != f64::NEG_INFINITY;
-        let from = if live[m] { time } else { 0 };
-        for t in from..g.max_time {
-            // SAFETY: t < max_time; this task owns the member's rows.
-            unsafe { zero_row(g, t) };
-        }
-    }
+    let live = zero_unused_rows(lls, time, grads);
     if !live[..n].iter().any(|&l| l) {
         return;
     }
@@ -359,44 +647,193 @@ pub(crate) fn backward<F: Float, K: Kernels<F>, V: Lanes<F>>(
             blank_mass.store(&mut blanks[..n]);
         }
         for m in 0..n {
-            if !live[m] {
-                continue;
-            }
-            let job = &jobs[m];
-            let g = &mut grads[m];
-            let frame_norm = norm[t * n + m];
-            // SAFETY: t < time <= max_time; this task owns the member's rows.
-            unsafe { write_dense_row(k, &job.acts, kind, out, t, frame_norm, scales[m], g) };
-            if !usable[m] {
-                // No state carries mass (see lattice::write_output_row): report none.
-                continue;
-            }
-            let w = posterior_sign_scale(out, scales[m]) / totals[m];
-            // Member m's label weights are every n-th value of the interleaved row, from lane m.
-            let weights = &post[(l_len + 1) * n + m..][..(l_len - 1) * n + 1];
-            // SAFETY: as above.
-            match unsafe { g.row_mut(t) } {
-                Some(row) => {
-                    row[blank] -= blanks[m] * w;
-                    for (j, &l) in job.labels.iter().enumerate() {
-                        // SAFETY: j < L, so j * n < weights.len(); labels were validated < classes =
-                        // row.len(). Unchecked: the two bounds checks per label were half the cost
-                        // of this scatter (callgrind, `chars`).
-                        unsafe { *row.get_unchecked_mut(l as usize) -= *weights.get_unchecked(j * n) * w };
-                    }
-                }
-                None => {
-                    let labels_w = (0..l_len).map(|j| weights[j * n] * w);
-                    // SAFETY: as above; labels and blank were validated < classes.
-                    unsafe { subtract_posteriors(g, t, blank, job.labels, blanks[m] * w, labels_w) };
-                }
+            if live[m] {
+                let w = posterior_sign_scale(out, scales[m]) / totals[m];
+                let weights = usable[m].then(|| (blanks[m] * w, &post[(l_len + 1) * n + m..], w));
+                write_member_row(k, &jobs[m], &mut grads[m], t, norm[t * n + m], scales[m], n, weights);
             }
         }
         core::mem::swap(&mut cur, &mut next);
     }
 }
 
+/// Zeroes the output rows that carry no signal: frames past the input length, and every frame of a
+/// member without a path (`ln p = -inf`). Returns which members are live (have a path).
+fn zero_unused_rows<F: Float>(lls: &[f64], time: usize, grads: &mut [SeqGrad<F>]) -> [bool; MAX_LANES] {
+    let mut live = [false; MAX_LANES];
+    for (m, g) in grads.iter_mut().enumerate() {
+        live[m] = lls[m] != f64::NEG_INFINITY;
+        let from = if live[m] { time } else { 0 };
+        for t in from..g.max_time {
+            // SAFETY: t < max_time; this task owns the member's rows.
+            unsafe { zero_row(g, t) };
+        }
+    }
+    live
+}
+
+/// [`backward`] after a successful [`forward_linear`]: beta in probability space, and the output rows
+/// of every member. Returns false where a beta row's maximum leaves the range of [`rescale`] or a lane
+/// exceeds its [`FlushBudget`]: the rows written so far
+/// are then incomplete, and the caller redoes the group in log space (forward and backward), which
+/// rewrites every row. The arguments are [`backward`]'s.
+///
+/// The posterior weights are `alpha * beta` normalised by their sum over the frame's states, so the
+/// rows' scale factors (and `ln p`) are not needed here.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
+    k: &K,
+    jobs: &[SeqJob<'_, F>],
+    gather: &[u32],
+    lls: &[f64],
+    scales: &[F],
+    ws: &mut [F],
+    grads: &mut [SeqGrad<F>],
+) -> bool {
+    let n = V::N;
+    let first = jobs[0];
+    let (time, l_len, kind, out) = (first.time, first.labels.len(), first.input, first.output);
+    assert!(
+        jobs.len() == n
+            && n <= MAX_LANES
+            && lls.len() == n
+            && scales.len() == n
+            && grads.len() == n
+            && gather.len() == (l_len + 2) * n
+            && time >= 1
+            && l_len >= 1
+    );
+    let s_len = 2 * l_len + 1;
+    let row_len = s_len * n;
+    let lay = SeqLayout::new(time, l_len).expect("workspace layout was checked at validation").interleaved(n);
+    let live = zero_unused_rows(lls, time, grads);
+    if !live[..n].iter().any(|&l| l) {
+        return true;
+    }
+    let mut idle = [true; MAX_LANES];
+    for m in 0..n {
+        idle[m] = !live[m];
+    }
+
+    let (head, tail) = ws.split_at_mut(lay.beta);
+    let alpha = &head[..lay.norm];
+    let norm = &head[lay.norm..lay.offsets];
+    let (beta_rows, tail) = tail.split_at_mut(2 * row_len);
+    let (mut cur, mut next) = beta_rows.split_at_mut(row_len);
+    let (emit, tail) = tail.split_at_mut(lay.post - lay.emit);
+    let emit = &mut emit[..l_len * n];
+    let (post, skip_all) = tail.split_at_mut(lay.skip - lay.post);
+    let skip = &skip_all[..l_len * n];
+
+    // beta at the last frame: 1 at the two end states, 0 elsewhere.
+    cur.fill(F::ZERO);
+    cur[l_len * n..(l_len + 1) * n].fill(F::ONE);
+    cur[(s_len - 1) * n..].fill(F::ONE);
+    let mut top_beta = V::splat(F::ONE);
+    let mut unused_offset = [0.0f64; MAX_LANES];
+    // Which lanes' emissions may have flushed, as the forward pass found.
+    let mut flushed = [false; MAX_LANES];
+    for (m, f) in flushed[..n].iter_mut().enumerate() {
+        *f = head[lay.offsets + m] != F::ZERO;
+    }
+    let mut budget = FlushBudget::<F>::new(&flushed[..n]);
+    let mut unused_lowest = V::splat(F::ZERO);
+    let far_alpha = core::mem::size_of_val(alpha) > 1 << 18;
+    let mut t = time;
+    while t > 0 {
+        t -= 1;
+        if t >= PREFETCH_FRAMES {
+            for (job, g) in jobs.iter().zip(grads.iter()) {
+                job.acts.prefetch_row(t - PREFETCH_FRAMES);
+                g.prefetch_row(t - PREFETCH_FRAMES);
+            }
+        }
+        if far_alpha && t >= 2 {
+            crate::simd::prefetch(&alpha[(t - 2) * row_len..(t - 1) * row_len]);
+        }
+        if t + 1 < time {
+            let Some(scale) = rescale::<F, V>(top_beta, &idle, &mut unused_offset) else {
+                return false;
+            };
+            let frame_norm = V::load(&norm[(t + 1) * n..]);
+            let src = frame_src(&first, t + 1);
+            let eb = emissions_linear(src, gather, l_len, frame_norm, scale, kind, emit, &mut unused_lowest);
+            top_beta = interleaved::beta_step_linear(next, cur, eb, emit, skip, l_len, band(t, time, l_len));
+        }
+        let alpha_t = &alpha[t * row_len..(t + 1) * row_len];
+        let post = &mut post[..row_len];
+        let (total, blank_mass, exposure) =
+            interleaved::posterior_products::<F, V>(alpha_t, cur, l_len + 1, budget.tiny, post);
+        let mut totals = [F::ZERO; MAX_LANES];
+        let mut blanks = [F::ZERO; MAX_LANES];
+        let mut exposures = [F::ZERO; MAX_LANES];
+        total.store(&mut totals[..n]);
+        blank_mass.store(&mut blanks[..n]);
+        exposure.store(&mut exposures[..n]);
+        for m in 0..n {
+            if live[m] && !budget.charge(m, totals[m], exposures[m]) {
+                return false;
+            }
+        }
+        for m in 0..n {
+            if live[m] {
+                let w = posterior_sign_scale(out, scales[m]) / totals[m];
+                let weights = Some((blanks[m] * w, &post[(l_len + 1) * n + m..], w));
+                write_member_row(k, &jobs[m], &mut grads[m], t, norm[t * n + m], scales[m], n, weights);
+            }
+        }
+        core::mem::swap(&mut cur, &mut next);
+    }
+    true
+}
+
+/// Writes member `m`'s output row at frame `t` (`t < max_time`; the task owns the member's rows): its
+/// dense part, then, unless `weights` is `None` (no state carries mass), its posteriors: `blank` (the
+/// blank's weight, scaled) and the label weights `labels[j * n]` (the member's lane of the group's
+/// interleaved label states, from `L + 1` on) times `w`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn write_member_row<F: Float, K: Kernels<F>>(
+    k: &K,
+    job: &SeqJob<'_, F>,
+    g: &mut SeqGrad<F>,
+    t: usize,
+    frame_norm: F,
+    scale: F,
+    n: usize,
+    weights: Option<(F, &[F], F)>,
+) {
+    let (blank, kind, out) = (job.blank, job.input, job.output);
+    assert!(t < g.max_time);
+    // SAFETY: t < max_time (asserted); the caller's task owns the member's rows.
+    unsafe { write_dense_row(k, &job.acts, kind, out, t, frame_norm, scale, g) };
+    let Some((blank_w, labels, w)) = weights else {
+        return;
+    };
+    let l_len = job.labels.len();
+    let labels = &labels[..(l_len - 1) * n + 1];
+    // SAFETY: as above.
+    match unsafe { g.row_mut(t) } {
+        Some(row) => {
+            row[blank] -= blank_w;
+            for (j, &l) in job.labels.iter().enumerate() {
+                // SAFETY: j < L, so j * n < labels.len(); labels were validated < classes = row.len().
+                // Unchecked: the two bounds checks per label were half the cost of this scatter
+                // (callgrind, `chars`).
+                unsafe { *row.get_unchecked_mut(l as usize) -= *labels.get_unchecked(j * n) * w };
+            }
+        }
+        None => {
+            let labels_w = (0..l_len).map(|j| labels[j * n] * w);
+            // SAFETY: as above; labels and blank were validated < classes.
+            unsafe { subtract_posteriors(g, t, blank, job.labels, blank_w, labels_w) };
+        }
+    }
+}
+
 /// [`forward`], compiled for `isa`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_on<F: Float, K: Kernels<F>, V: Lanes<F>>(
     isa: Isa,
     k: &K,
@@ -405,16 +842,21 @@ pub(crate) fn forward_on<F: Float, K: Kernels<F>, V: Lanes<F>>(
     ws: &mut [F],
     lls: &mut [f64],
     errors: &mut [Option<CtcError>],
-) {
+    linear: bool,
+    normalised: bool,
+) -> bool {
     match isa {
-        Isa::Baseline => forward::<F, K, V>(k, jobs, gather, ws, lls, errors),
+        Isa::Baseline => forward::<F, K, V>(k, jobs, gather, ws, lls, errors, linear, normalised),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
-        Isa::Avx2Fma(_) => unsafe { forward_avx2_fma::<F, K, V>(k, jobs, gather, ws, lls, errors) },
+        Isa::Avx2Fma(_) => unsafe {
+            forward_avx2_fma::<F, K, V>(k, jobs, gather, ws, lls, errors, linear, normalised)
+        },
     }
 }
 
-/// [`backward`], compiled for `isa`.
+/// [`backward`] (`linear` false) or [`backward_linear`] (true), compiled for `isa`. Returns false
+/// where the linear pass gave up (see [`backward_linear`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_on<F: Float, K: Kernels<F>, V: Lanes<F>>(
     isa: Isa,
@@ -425,12 +867,35 @@ pub(crate) fn backward_on<F: Float, K: Kernels<F>, V: Lanes<F>>(
     scales: &[F],
     ws: &mut [F],
     grads: &mut [SeqGrad<F>],
-) {
+    linear: bool,
+) -> bool {
     match isa {
-        Isa::Baseline => backward::<F, K, V>(k, jobs, gather, lls, scales, ws, grads),
+        Isa::Baseline => backward_either::<F, K, V>(k, jobs, gather, lls, scales, ws, grads, linear),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
-        Isa::Avx2Fma(_) => unsafe { backward_avx2_fma::<F, K, V>(k, jobs, gather, lls, scales, ws, grads) },
+        Isa::Avx2Fma(_) => unsafe {
+            backward_avx2_fma::<F, K, V>(k, jobs, gather, lls, scales, ws, grads, linear)
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_either<F: Float, K: Kernels<F>, V: Lanes<F>>(
+    k: &K,
+    jobs: &[SeqJob<'_, F>],
+    gather: &[u32],
+    lls: &[f64],
+    scales: &[F],
+    ws: &mut [F],
+    grads: &mut [SeqGrad<F>],
+    linear: bool,
+) -> bool {
+    if linear {
+        backward_linear::<F, K, V>(k, jobs, gather, lls, scales, ws, grads)
+    } else {
+        backward::<F, K, V>(k, jobs, gather, lls, scales, ws, grads);
+        true
     }
 }
 
@@ -438,6 +903,7 @@ pub(crate) fn backward_on<F: Float, K: Kernels<F>, V: Lanes<F>>(
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn forward_avx2_fma<F: Float, K: Kernels<F>, V: Lanes<F>>(
     k: &K,
     jobs: &[SeqJob<'_, F>],
@@ -445,14 +911,17 @@ unsafe fn forward_avx2_fma<F: Float, K: Kernels<F>, V: Lanes<F>>(
     ws: &mut [F],
     lls: &mut [f64],
     errors: &mut [Option<CtcError>],
-) {
-    forward::<F, K, V>(k, jobs, gather, ws, lls, errors)
+    linear: bool,
+    normalised: bool,
+) -> bool {
+    forward::<F, K, V>(k, jobs, gather, ws, lls, errors, linear, normalised)
 }
 
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn backward_avx2_fma<F: Float, K: Kernels<F>, V: Lanes<F>>(
     k: &K,
     jobs: &[SeqJob<'_, F>],
@@ -461,6 +930,7 @@ unsafe fn backward_avx2_fma<F: Float, K: Kernels<F>, V: Lanes<F>>(
     scales: &[F],
     ws: &mut [F],
     grads: &mut [SeqGrad<F>],
-) {
-    backward::<F, K, V>(k, jobs, gather, lls, scales, ws, grads)
+    linear: bool,
+) -> bool {
+    backward_either::<F, K, V>(k, jobs, gather, lls, scales, ws, grads, linear)
 }

@@ -205,6 +205,13 @@ struct SeqPlan {
     unit: usize,
     /// Start of a group's gather table in [`Workspace::gather`] (first member only).
     gather_start: usize,
+    /// Whether the group's forward pass left its lattice in probability space (see
+    /// [`group::backward_linear`]) rather than in log space.
+    linear: bool,
+    /// Whether the backward pass redid the group in log space, with a new `ln p`.
+    redone: bool,
+    /// Whether the group's forward pass tried the probability-space lattice.
+    tried_linear: bool,
 }
 
 /// Scratch memory for the kernel, reusable across calls.
@@ -269,6 +276,42 @@ impl<F: Float> Workspace<F> {
     pub fn capacity(&self) -> usize {
         self.floats.len()
     }
+
+    /// How the last call on this workspace ran its groups (sequences of equal lengths interleaved in
+    /// vector lanes): see [`GroupStats`]. All zero for a call that formed no group.
+    pub fn group_stats(&self) -> GroupStats {
+        let mut stats = GroupStats::default();
+        for p in self.plans.iter().filter(|p| p.unit > 1) {
+            stats.groups += 1;
+            match (p.tried_linear, p.linear, p.redone) {
+                (true, true, false) => stats.probability_space += 1,
+                (true, false, _) => stats.log_space_after_forward += 1,
+                (true, true, true) => stats.log_space_after_backward += 1,
+                (false, ..) => {}
+            }
+        }
+        stats
+    }
+}
+
+/// How a call ran its groups, for diagnostics and tests ([`Workspace::group_stats`]).
+///
+/// A group is first run in probability space when a gradient is wanted and its input length is at
+/// most a few hundred frames; where that lattice cannot vouch for its accuracy (values below the
+/// floating-point type's normal range that mattered) the group is redone in log space, with the same
+/// results to within rounding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Groups formed.
+    pub groups: usize,
+    /// Groups that ran in probability space, forward and backward.
+    pub probability_space: usize,
+    /// Groups whose probability-space forward pass gave up (a row's maximum out of range, or a lost
+    /// path), then run in log space.
+    pub log_space_after_forward: usize,
+    /// Groups whose probability-space backward pass gave up (its budget for rounding below the normal
+    /// range ran out), then redone in log space, forward and backward.
+    pub log_space_after_backward: usize,
 }
 
 fn length<L: Index>(x: L, what: &'static str, sequence: usize) -> Result<usize, CtcError> {
@@ -410,6 +453,9 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>>(
 
     let acts_data = acts.data();
     let (labels, gather) = (&ws.labels, &ws.gather);
+    // The probability-space lattice proves its accuracy in the backward pass (see
+    // `group::linear_floor`), so a call without a gradient keeps the log-space one.
+    let gradient_wanted = grad.is_some();
     let job = |plan: &SeqPlan| {
         seq_job(acts_data, &layout, plan, &labels[plan.label_start..][..plan.label_len], opts)
     };
@@ -426,8 +472,22 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>>(
         let mut lls = [0.0f64; group::MAX_LANES];
         let mut errors: [Option<CtcError>; group::MAX_LANES] = Default::default();
         let table = &gather[unit[0].gather_start..][..(unit[0].label_len + 2) * n];
-        group::forward_on::<F, K, V>(isa, k, &jobs[..n], table, region, &mut lls[..n], &mut errors[..n]);
+        let first_time = unit[0].time;
+        let linear = group::forward_on::<F, K, V>(
+            isa,
+            k,
+            &jobs[..n],
+            table,
+            region,
+            &mut lls[..n],
+            &mut errors[..n],
+            gradient_wanted,
+            false,
+        );
+        let tried = gradient_wanted && first_time <= group::LINEAR_MAX_TIME;
         for ((plan, ll), error) in unit.iter_mut().zip(lls).zip(errors) {
+            plan.linear = linear;
+            plan.tried_linear = tried;
             match error {
                 Some(e) => plan.error = Some(e),
                 None => plan.log_likelihood = ll,
@@ -442,27 +502,7 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>>(
     }
 
     let batch = layout.batch;
-    // Reduced in f64 and rounded once: an f32 running sum can overflow although the mean fits, and
-    // rounds at every addition.
-    let mut reduced = 0.0f64;
-    for p in ws.plans.iter_mut() {
-        let mut loss = -p.log_likelihood;
-        // Infinite in F counts: a loss beyond f32::MAX cannot be reported, so it is treated like an
-        // infeasible one (zero loss and, below, zero gradient).
-        if opts.zero_infinity && F::from_f64(loss) == F::INFINITY {
-            loss = 0.0;
-            p.log_likelihood = f64::NEG_INFINITY;
-        }
-        losses[p.b] = F::from_f64(loss);
-        reduced += match opts.reduction {
-            Reduction::Mean => loss / p.label_len.max(1) as f64,
-            Reduction::Sum | Reduction::None => loss,
-        };
-    }
-    if opts.reduction == Reduction::Mean && batch > 0 {
-        reduced /= batch as f64;
-    }
-    let reduced = F::from_f64(reduced);
+    let mut reduced = reduce(&mut ws.plans, losses, opts, batch);
 
     if let Some(g) = grad {
         let glay = g.layout();
@@ -492,20 +532,73 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>>(
             let lls: [f64; group::MAX_LANES] = core::array::from_fn(|m| member(m).log_likelihood);
             let scales: [F; group::MAX_LANES] = core::array::from_fn(|m| scale(member(m)));
             let table = &gather[unit[0].gather_start..][..(unit[0].label_len + 2) * n];
-            group::backward_on::<F, K, V>(
+            let linear = unit[0].linear;
+            let (jobs, lls, scales, grads) = (&jobs[..n], &lls[..n], &scales[..n], &mut grads[..n]);
+            if group::backward_on::<F, K, V>(isa, k, jobs, table, lls, scales, region, grads, linear) {
+                return;
+            }
+            // The probability-space lattice could not vouch for its accuracy (rare: peaked or
+            // adversarial inputs): the group again in log space, `ln p` included.
+            let mut lls = [0.0f64; group::MAX_LANES];
+            let mut errors: [Option<CtcError>; group::MAX_LANES] = Default::default();
+            group::forward_on::<F, K, V>(
                 isa,
                 k,
-                &jobs[..n],
+                jobs,
                 table,
-                &lls[..n],
-                &scales[..n],
                 region,
-                &mut grads[..n],
+                &mut lls[..n],
+                &mut errors[..n],
+                false,
+                true,
             );
+            for ll in &mut lls[..n] {
+                if zero_infinity_applies::<F>(*ll, opts) {
+                    *ll = f64::NEG_INFINITY;
+                }
+            }
+            group::backward_on::<F, K, V>(isa, k, jobs, table, &lls[..n], scales, region, grads, false);
+            for (plan, ll) in unit.iter_mut().zip(lls) {
+                plan.log_likelihood = ll;
+                plan.redone = true;
+            }
         };
         for_each_unit(opts.parallelism, &mut ws.plans, &mut ws.floats, &run_backward);
+        if ws.plans.iter().any(|p| p.redone) {
+            reduced = reduce(&mut ws.plans, losses, opts, batch);
+        }
     }
     Ok(reduced)
+}
+
+/// Whether `zero_infinity` turns a sequence with this `ln p` into a zero loss with a zero gradient:
+/// a loss beyond `F::MAX` cannot be reported, so it counts as infeasible.
+fn zero_infinity_applies<F: Float>(log_likelihood: f64, opts: &CtcOptions) -> bool {
+    opts.zero_infinity && F::from_f64(-log_likelihood) == F::INFINITY
+}
+
+/// Writes every sequence's loss from its plan's `ln p` and returns the reduction, applying
+/// `zero_infinity` (which also sets the plan's `ln p` to `-inf`, for the backward pass).
+fn reduce<F: Float>(plans: &mut [SeqPlan], losses: &mut [F], opts: &CtcOptions, batch: usize) -> F {
+    // Reduced in f64 and rounded once: an f32 running sum can overflow although the mean fits, and
+    // rounds at every addition.
+    let mut reduced = 0.0f64;
+    for p in plans.iter_mut() {
+        let mut loss = -p.log_likelihood;
+        if zero_infinity_applies::<F>(p.log_likelihood, opts) {
+            loss = 0.0;
+            p.log_likelihood = f64::NEG_INFINITY;
+        }
+        losses[p.b] = F::from_f64(loss);
+        reduced += match opts.reduction {
+            Reduction::Mean => loss / p.label_len.max(1) as f64,
+            Reduction::Sum | Reduction::None => loss,
+        };
+    }
+    if opts.reduction == Reduction::Mean && batch > 0 {
+        reduced /= batch as f64;
+    }
+    F::from_f64(reduced)
 }
 
 /// A raw pointer that may cross threads. Only the gradient writers use it, each within the rows of
@@ -789,6 +882,9 @@ fn validate<F: Float, L: Index>(
             error: None,
             unit: 1,
             gather_start: 0,
+            linear: false,
+            redone: false,
+            tried_linear: false,
         });
     }
     // Longest first: the last tasks to start are the shortest, so threads finish together. Equal

@@ -277,6 +277,11 @@ macro_rules! avx2_lanes {
                 }
             }
             #[inline(always)]
+            fn where_at_most(self, bound: Self, a: Self) -> Self {
+                // SAFETY: see the module documentation.
+                unsafe { $name($blendv($set1(0.0), a.0, $cmp::<_CMP_LE_OQ>(self.0, bound.0))) }
+            }
+            #[inline(always)]
             fn reduce_max(self) -> $f {
                 let mut a = [0.0 as $f; $n];
                 self.store(&mut a);

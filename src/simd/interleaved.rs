@@ -211,3 +211,197 @@ pub(crate) fn max_alpha_beta<F: Float, V: Lanes<F>>(alpha: &[F], beta: &[F]) -> 
     }
     m
 }
+
+// ----- The same lattice in probability space -----
+//
+// Rows hold probabilities instead of their logarithms, each frame's emissions multiplied by a power of
+// two that brings the previous row's maximum near 1 (the exponent goes to an `f64` offset). A state
+// is then a sum of two or three products: no `exp` or `ln` per state, only one `exp` per label and
+// frame, for the emissions. What this gives up is range: a value that falls below the normal range
+// flushes towards 0 with an absolute error of up to the smallest normal number. The group's code
+// (`loss::group`) bounds what that can cost and redoes the group in log space where the bound fails.
+
+/// Zeroes the states outside `band` of a row split into its blanks `cb` (`L + 1` states) and labels
+/// `cl` (`L`): only those, since the band covers most of a row and the rest is written anyway.
+#[inline(always)]
+fn zero_outside_band<F: Float>(cb: &mut [F], cl: &mut [F], band: (usize, usize), l_len: usize, n: usize) {
+    let (lo, hi) = band;
+    let (blank_hi, label_hi) = (hi.min(l_len + 1), hi.min(l_len));
+    cb[..lo.min(l_len + 1) * n].fill(F::ZERO);
+    cb[blank_hi.max(lo) * n..].fill(F::ZERO);
+    cl[..lo.min(l_len) * n].fill(F::ZERO);
+    cl[label_hi.max(lo) * n..].fill(F::ZERO);
+}
+
+/// One alpha step in probability space: `cur` from `prev` (both `(2L + 1) * N`), with the blank
+/// emission `eb`, label emissions `emit` (`L * N`) and skip factors `skip` (`L * N`, 1 or 0; state 0
+/// 0), all already multiplied by each lane's rescaling factor. Returns each lane's largest value
+/// written. `band` as for [`alpha_step`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn alpha_step_linear<F: Float, V: Lanes<F>>(
+    prev: &[F],
+    cur: &mut [F],
+    eb: V,
+    emit: &[F],
+    skip: &[F],
+    l_len: usize,
+    band: (usize, usize),
+) -> V {
+    let n = V::N;
+    let (lo, hi) = band;
+    // The one bounds check of the row: every index below is derived from these lengths.
+    assert!(
+        prev.len() == (2 * l_len + 1) * n
+            && cur.len() == prev.len()
+            && emit.len() >= l_len * n
+            && skip.len() >= l_len * n
+    );
+    let (pb, pl) = prev.split_at(n * (l_len + 1));
+    let (cb, cl) = cur.split_at_mut(n * (l_len + 1));
+    zero_outside_band(cb, cl, band, l_len, n);
+    let mut mx = V::splat(F::ZERO);
+    if lo == 0 {
+        // SAFETY: pb and cb hold L + 1 >= 1 states.
+        unsafe {
+            let r = eb * get::<F, V>(pb, 0);
+            mx = mx.max(r);
+            put(r, cb, 0);
+        }
+    }
+    for i in lo.max(1)..hi.min(l_len + 1) {
+        // SAFETY: 1 <= i <= L: within pb, cb (L + 1 states) and pl (L states) at i - 1.
+        unsafe {
+            let r = eb * (get::<F, V>(pb, i) + get(pl, i - 1));
+            mx = mx.max(r);
+            put(r, cb, i);
+        }
+    }
+    for j in lo..hi.min(l_len) {
+        // SAFETY: as in `alpha_step`: L + j < 2L + 1 is label j - 1 (or for j = 0 the last blank, whose
+        // skip factor is 0).
+        unsafe {
+            let from_skip = get::<F, V>(prev, l_len + j) * get(skip, j);
+            let r = get::<F, V>(emit, j) * (get::<F, V>(pl, j) + get(pb, j) + from_skip);
+            mx = mx.max(r);
+            put(r, cl, j);
+        }
+    }
+    mx
+}
+
+/// One beta step in probability space: `cur` (beta at `t`) from `next` (beta at `t + 1`), with frame
+/// `t + 1`'s emissions and skip factors as for [`alpha_step_linear`]. Returns each lane's largest
+/// value written.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn beta_step_linear<F: Float, V: Lanes<F>>(
+    next: &[F],
+    cur: &mut [F],
+    eb: V,
+    emit: &[F],
+    skip: &[F],
+    l_len: usize,
+    band: (usize, usize),
+) -> V {
+    let n = V::N;
+    let (lo, hi) = band;
+    // The one bounds check of the row.
+    assert!(
+        next.len() == (2 * l_len + 1) * n
+            && cur.len() == next.len()
+            && emit.len() >= l_len * n
+            && skip.len() >= l_len * n
+    );
+    let (nb, nl) = next.split_at(n * (l_len + 1));
+    let (cb, cl) = cur.split_at_mut(n * (l_len + 1));
+    zero_outside_band(cb, cl, band, l_len, n);
+    let mut mx = V::splat(F::ZERO);
+    for i in lo..hi.min(l_len) {
+        // SAFETY: i < L: within nb, cb (L + 1 states), nl and emit (L states).
+        unsafe {
+            let r = eb * get(nb, i) + get::<F, V>(emit, i) * get(nl, i);
+            mx = mx.max(r);
+            put(r, cb, i);
+        }
+    }
+    if hi > l_len {
+        // SAFETY: state L of nb and cb (L + 1 states).
+        unsafe {
+            let r = eb * get::<F, V>(nb, l_len);
+            mx = mx.max(r);
+            put(r, cb, l_len);
+        }
+    }
+    for j in lo..hi.min(l_len) {
+        // SAFETY: as in `beta_step`.
+        unsafe {
+            let stay = get::<F, V>(emit, j) * get(nl, j);
+            let blank = eb * get(nb, j + 1);
+            let r = if j + 1 < l_len {
+                stay + blank + get::<F, V>(emit, j + 1) * get(nl, j + 1) * get(skip, j + 1)
+            } else {
+                stay + blank
+            };
+            mx = mx.max(r);
+            put(r, cl, j);
+        }
+    }
+    mx
+}
+
+/// `out[s] = alpha[s] * beta[s]` for every state of the group's rows (`S * N` each, probability space);
+/// returns each lane's `(sum over states, sum over the first split states, exposure)`, where the
+/// exposure is the sum of `beta[s]` over the states with `alpha[s] <= tiny` plus the sum of `alpha[s]`
+/// over those with `beta[s] <= tiny`: the weight that values flushed below the normal range can have
+/// had in the frame's total (see `loss::group::FlushBudget`).
+#[inline(always)]
+pub(crate) fn posterior_products<F: Float, V: Lanes<F>>(
+    alpha: &[F],
+    beta: &[F],
+    split: usize,
+    tiny: F,
+    out: &mut [F],
+) -> (V, V, V) {
+    let n = V::N;
+    let states = alpha.len() / n;
+    // The one bounds check of the row.
+    assert!(beta.len() >= states * n && out.len() >= states * n && split <= states);
+    let tiny = V::splat(tiny);
+    let mut blanks = V::splat(F::ZERO);
+    let mut labels = V::splat(F::ZERO);
+    let mut exposure = V::splat(F::ZERO);
+    for s in 0..split {
+        // SAFETY: s < split <= states, the length of all three rows in states.
+        blanks = blanks + unsafe { product(alpha, beta, s, tiny, &mut exposure, out) };
+    }
+    for s in split..states {
+        // SAFETY: as above.
+        labels = labels + unsafe { product(alpha, beta, s, tiny, &mut exposure, out) };
+    }
+    (blanks + labels, blanks, exposure)
+}
+
+/// One state of [`posterior_products`]: writes and returns `alpha[s] * beta[s]`, and adds its part of
+/// the exposure. (A function rather than a closure: closures are not inlined into the `avx2` clones.)
+///
+/// # Safety
+/// `s` is within all three rows, as for [`get`].
+#[inline(always)]
+unsafe fn product<F: Float, V: Lanes<F>>(
+    alpha: &[F],
+    beta: &[F],
+    s: usize,
+    tiny: V,
+    exposure: &mut V,
+    out: &mut [F],
+) -> V {
+    // SAFETY: by the caller's contract.
+    unsafe {
+        let (a, b) = (get::<F, V>(alpha, s), get::<F, V>(beta, s));
+        let w = a * b;
+        *exposure = *exposure + a.where_at_most(tiny, b) + b.where_at_most(tiny, a);
+        put(w, out, s);
+        w
+    }
+}

@@ -63,6 +63,8 @@ pub trait Lanes<F: Float>: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<
     }
     /// `self` where `mask_src` is not `-inf`, `-inf` where it is.
     fn neg_inf_where_neg_inf(self, mask_src: Self) -> Self;
+    /// `a` in the lanes where `self <= bound`, 0 in the others.
+    fn where_at_most(self, bound: Self, a: Self) -> Self;
     /// Largest lane.
     fn reduce_max(self) -> F;
     /// Sum of lanes.
@@ -116,6 +118,10 @@ macro_rules! impl_lanes {
             #[inline(always)]
             fn neg_inf_where_neg_inf(self, mask_src: Self) -> Self {
                 mask_src.simd_eq($v::splat($f::NEG_INFINITY)).select(mask_src, self)
+            }
+            #[inline(always)]
+            fn where_at_most(self, bound: Self, a: Self) -> Self {
+                self.simd_le(bound).select(a, $v::splat(0.0))
             }
             #[inline(always)]
             fn reduce_max(self) -> $f {

@@ -1,0 +1,151 @@
+//! The probability-space lattice of groups (sequences of equal lengths interleaved in vector lanes):
+//! used where it is accurate, and redone in log space where it cannot vouch for its accuracy, with the
+//! same results either way.
+
+mod common;
+
+use common::{close, Problem, Rng};
+use fastctc::loss::reference;
+use fastctc::{
+    ctc_compute, ActsView, ActsViewMut, Backend, CtcOptions, GradOutput, GroupStats, Parallelism, Reduction,
+    Targets, Workspace,
+};
+
+/// Losses, time-major output and group statistics of one call in `F`.
+fn run<F: fastctc::Float>(p: &Problem, o: &CtcOptions) -> (Vec<f64>, Vec<f64>, GroupStats) {
+    let acts: Vec<F> = p.acts.iter().map(|&x| F::from_f64(x)).collect();
+    let (labels, lengths) = p.concat_labels();
+    let il = p.lengths_u32();
+    let mut grad = vec![F::from_f64(f64::NAN); acts.len()];
+    let mut losses = vec![F::ZERO; p.batch()];
+    let mut ws = Workspace::new();
+    ctc_compute(
+        &ActsView::time_major(&acts, p.max_time, p.batch(), p.classes).unwrap(),
+        &Targets::Concatenated { labels: &labels, lengths: &lengths },
+        &il,
+        &mut losses,
+        Some(&mut ActsViewMut::time_major(&mut grad, p.max_time, p.batch(), p.classes).unwrap()),
+        o,
+        &mut ws,
+    )
+    .unwrap();
+    (losses.iter().map(|x| x.to_f64()).collect(), grad.iter().map(|x| x.to_f64()).collect(), ws.group_stats())
+}
+
+/// One group of `n` sequences of `T` frames and `L` labels (so that the group fills the vector lanes:
+/// 8 for `f32`, 4 for `f64`), logits of standard deviation `scale`.
+fn group_problem(rng: &mut Rng, n: usize, t: usize, l: usize, v: usize, scale: f64) -> Problem {
+    let blank = rng.below(v);
+    let targets: Vec<Vec<usize>> = (0..n).map(|_| rng.labels(l, v, blank)).collect();
+    let acts = (0..t * n * v).map(|_| rng.normal() * scale).collect();
+    Problem { max_time: t, classes: v, blank, input_lengths: vec![t; n], targets, acts }
+}
+
+/// The f64 reference's losses and time-major logits gradient (mean reduction, as the options below).
+fn reference_of(p: &Problem) -> (Vec<f64>, Vec<f64>) {
+    let (bsz, v) = (p.batch(), p.classes);
+    let mut losses = Vec::new();
+    let mut grad = vec![0.0; p.acts.len()];
+    for b in 0..bsz {
+        let (loss, g) = reference::loss_and_logits_grad(&p.rows(b), &p.targets[b], p.blank);
+        let scale = 1.0 / (bsz as f64 * p.targets[b].len().max(1) as f64);
+        for (t, row) in g.iter().enumerate() {
+            for (k, x) in row.iter().enumerate() {
+                grad[(t * bsz + b) * v + k] = x * scale;
+            }
+        }
+        losses.push(loss);
+    }
+    (losses, grad)
+}
+
+fn options(backend: Backend, blank: usize) -> CtcOptions {
+    CtcOptions {
+        blank,
+        reduction: Reduction::Mean,
+        output: GradOutput::Gradient,
+        parallelism: Parallelism::Sequential,
+        backend,
+        ..CtcOptions::default()
+    }
+}
+
+/// Random inputs from moderate (the probability-space lattice's domain) to peaked (where it gives up,
+/// in its forward or its backward pass): every outcome occurs, and every result matches the f64
+/// reference as the log-space lattice does (f64 to 1e-12; f32 within the bounds of
+/// `kernel_accuracy.rs`).
+#[test]
+fn groups_match_the_reference_in_probability_space_and_after_giving_up() {
+    let mut rng = Rng::new(61);
+    let mut seen = [0usize; 3];
+    for case in 0..36 {
+        let scale = [0.5, 1.0, 3.0, 10.0, 40.0, 100.0][case % 6];
+        let t = 2 + rng.below(if scale <= 1.0 { 150 } else { 300 });
+        let l = 1 + rng.below((t / 3).max(1));
+        let v = 3 + rng.below(30);
+        for (n, f64_lanes) in [(8, false), (4, true)] {
+            let p = group_problem(&mut rng, n, t, l, v, scale);
+            let (want, want_grad) = reference_of(&p);
+            for backend in [Backend::Vector, Backend::Avx2] {
+                let o = options(backend, p.blank);
+                let (got, grad, stats) = if f64_lanes { run::<f64>(&p, &o) } else { run::<f32>(&p, &o) };
+                let (loss_tol, grad_tol) = if f64_lanes { (1e-12, 1e-12) } else { (4e-7, 6e-5) };
+                assert_eq!(stats.groups, 1, "case {case} {backend:?}: {stats:?}");
+                seen[0] += stats.probability_space;
+                seen[1] += stats.log_space_after_forward;
+                seen[2] += stats.log_space_after_backward;
+                if scale <= 1.0 {
+                    assert_eq!(stats.probability_space, 1, "case {case} {backend:?} T {t} L {l}: {stats:?}");
+                }
+                for (b, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        close(g, w, loss_tol),
+                        "case {case} {backend:?} {stats:?} seq {b}: loss {g} vs {w}"
+                    );
+                }
+                for (i, (&g, &w)) in grad.iter().zip(&want_grad).enumerate() {
+                    assert!(
+                        (g - w).abs() <= grad_tol,
+                        "case {case} {backend:?} {stats:?} element {i}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        seen.iter().all(|&k| k >= 4),
+        "outcomes (probability space, log after forward, after backward): {seen:?}"
+    );
+}
+
+/// An emission below `f32`'s normal range (`e^-100`) on the only path: the forward pass loses the
+/// path to flushing and gives up; in log space the loss is exact (about 100 nats per such frame).
+#[test]
+fn a_path_lost_to_flushing_is_found_in_log_space() {
+    // Two classes (blank 0, label 1), target [1], T = 2: every frame strongly prefers the blank, so
+    // the only paths (blank then 1, 1 then blank, 1 then 1) each need an emission of about e^-100.
+    let n = 8;
+    let (t, v) = (2, 2);
+    let mut acts = vec![0.0; t * n * v];
+    for frame in acts.chunks_mut(v) {
+        frame[0] = 0.0;
+        frame[1] = -100.0;
+    }
+    let p = Problem {
+        max_time: t,
+        classes: v,
+        blank: 0,
+        input_lengths: vec![t; n],
+        targets: vec![vec![1]; n],
+        acts,
+    };
+    let (want, want_grad) = reference_of(&p);
+    let (got, grad, stats) = run::<f32>(&p, &options(Backend::Avx2, 0));
+    assert_eq!(stats, GroupStats { groups: 1, log_space_after_forward: 1, ..GroupStats::default() });
+    for (&g, &w) in got.iter().zip(&want) {
+        assert!(close(g, w, 4e-7) && g > 99.0, "loss {g} vs {w}");
+    }
+    for (&g, &w) in grad.iter().zip(&want_grad) {
+        assert!((g - w).abs() <= 6e-5, "{g} vs {w}");
+    }
+}
