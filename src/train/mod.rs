@@ -14,7 +14,7 @@
 //!
 //! A run directory holds `config.json` ([`ModelFile`]), `model.safetensors` (best by dev CER),
 //! `last.safetensors`, `optimizer.safetensors`, `ema.safetensors` (with a weight average, see
-//! [`TrainOptions::ema_decay`]), `trainer_state.json`, `train_options.json`,
+//! `TrainOptions::ema_decay`), `trainer_state.json`, `train_options.json`,
 //! `metrics.jsonl`, `curves.svg`, `lm.arpa` and `results.json`, each written atomically.
 
 pub mod manifest;
