@@ -1,5 +1,5 @@
 //! Optimizers over named parameters: Adam / AdamW, gradient clipping by global norm, learning-rate
-//! schedules.
+//! schedules, and an exponential moving average of the weights for evaluation ([`Ema`]).
 //!
 //! Parameters are the [`Param`]s of a model, passed as `&mut [&mut Param<F>]` in a fixed order (e.g.
 //! `model.params_mut()`); the optimizer keys its state by parameter name and checks the names and
@@ -249,6 +249,175 @@ impl<F: NnFloat> Adam<F> {
     }
 }
 
+/// An exponential moving average (EMA) of a model's parameters, for evaluation and for the saved
+/// model, while training goes on with the raw weights.
+///
+/// The average is kept in one flat buffer, the parameters concatenated in the order they are passed
+/// (each flat row-major, as in [`Param::value`]), and updated after every applied optimizer step with
+/// a bias-corrected rate:
+///
+/// ```text
+/// t += 1
+/// r_t = (1 - decay) / (1 - decay^t)
+/// avg = avg + r_t * (p - avg)
+/// ```
+///
+/// This equals Adam-style bias correction of an average started at zero: after `t` updates `avg` is
+/// `sum_k decay^(t-k) p_k / sum_k decay^(t-k)` over the weights `p_1 .. p_t` after each step, so the
+/// initial weights never enter it (`r_1 = 1`), the first steps are averaged uniformly, and from about
+/// `1 / (1 - decay)` steps on it is the plain EMA with that time constant. Stored this way (rather
+/// than as the uncorrected sum) the buffer always holds usable weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ema<F> {
+    decay: f64,
+    updates: u64,
+    /// Name and element count of each parameter, in buffer order.
+    layout: Vec<(String, usize)>,
+    values: Vec<F>,
+}
+
+impl<F: NnFloat> Ema<F> {
+    /// An average of the given parameters (their current values fill the buffer, but the first
+    /// [`Ema::update`] replaces them entirely).
+    ///
+    /// # Errors
+    /// [`OptimError::InvalidHyperparameter`] if `decay` is not in `[0, 1)`.
+    pub fn new(decay: f64, params: &[&Param<F>]) -> Result<Self, OptimError> {
+        check("ema_decay", decay, (0.0..1.0).contains(&decay), "in [0, 1)")?;
+        Ok(Self {
+            decay,
+            updates: 0,
+            layout: params.iter().map(|p| (p.name().to_string(), p.len())).collect(),
+            values: params.iter().flat_map(|p| p.value().iter().copied()).collect(),
+        })
+    }
+
+    /// An average restored from a checkpoint: `layout` is (name, element count) per parameter in
+    /// buffer order, `values` the concatenated averages, `updates` the updates already made.
+    ///
+    /// # Errors
+    /// [`OptimError::InvalidHyperparameter`] if `decay` is not in `[0, 1)`;
+    /// [`OptimError::StateMismatch`] if `values` does not hold exactly the elements of `layout`.
+    pub fn from_parts(
+        decay: f64,
+        updates: u64,
+        layout: Vec<(String, usize)>,
+        values: Vec<F>,
+    ) -> Result<Self, OptimError> {
+        check("ema_decay", decay, (0.0..1.0).contains(&decay), "in [0, 1)")?;
+        let n: usize = layout.iter().map(|(_, len)| len).sum();
+        if n != values.len() {
+            return Err(OptimError::StateMismatch {
+                index: layout.len(),
+                expected: format!("{n} averaged elements in all"),
+                got: format!("{} elements", values.len()),
+            });
+        }
+        Ok(Self { decay, updates, layout, values })
+    }
+
+    /// The decay per update.
+    pub fn decay(&self) -> f64 {
+        self.decay
+    }
+
+    /// Updates made so far.
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+
+    /// (name, element count) of each parameter, in buffer order.
+    pub fn layout(&self) -> &[(String, usize)] {
+        &self.layout
+    }
+
+    /// The averaged values, all parameters concatenated in [`Ema::layout`] order.
+    pub fn values(&self) -> &[F] {
+        &self.values
+    }
+
+    /// The averaged values of each parameter, in [`Ema::layout`] order.
+    pub fn split(&self) -> impl Iterator<Item = (&str, &[F])> + '_ {
+        let mut offset = 0;
+        self.layout.iter().map(move |(name, len)| {
+            let part = &self.values[offset..offset + len];
+            offset += len;
+            (name.as_str(), part)
+        })
+    }
+
+    /// The rate `r_t` the next update will use: `(1 - decay) / (1 - decay^t)` with `t` the update's
+    /// 1-based number (so 1 for the first).
+    pub fn next_rate(&self) -> f64 {
+        let t = self.updates.saturating_add(1).min(i32::MAX as u64) as i32;
+        let bias = 1.0 - self.decay.powi(t);
+        if bias > 0.0 {
+            (1.0 - self.decay) / bias
+        } else {
+            1.0
+        }
+    }
+
+    /// Folds the parameters' current values into the average (one pass over the buffer).
+    ///
+    /// # Errors
+    /// [`OptimError::StateMismatch`] if the parameters are not those the average was made of (count,
+    /// names, sizes); nothing is changed then.
+    pub fn update(&mut self, params: &[&mut Param<F>]) -> Result<(), OptimError> {
+        self.check_params(params.iter().map(|p| &**p))?;
+        let rate = F::from_f64(self.next_rate());
+        let mut rest = self.values.as_mut_slice();
+        for p in params {
+            let (avg, tail) = rest.split_at_mut(p.len());
+            for (a, &w) in avg.iter_mut().zip(p.value()) {
+                *a += rate * (w - *a);
+            }
+            rest = tail;
+        }
+        self.updates += 1;
+        Ok(())
+    }
+
+    /// Exchanges the parameters' values with the averaged ones: called once, the parameters hold the
+    /// average (e.g. for evaluation or saving) and the average holds the raw weights; called again, both
+    /// are back. An exact exchange, so training resumes bit for bit.
+    ///
+    /// # Errors
+    /// [`OptimError::StateMismatch`] as in [`Ema::update`]; nothing is changed then.
+    pub fn swap(&mut self, params: &mut [&mut Param<F>]) -> Result<(), OptimError> {
+        self.check_params(params.iter().map(|p| &**p))?;
+        let mut rest = self.values.as_mut_slice();
+        for p in params.iter_mut() {
+            let (avg, tail) = rest.split_at_mut(p.len());
+            p.value_mut().swap_with_slice(avg);
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    fn check_params<'a>(&self, params: impl ExactSizeIterator<Item = &'a Param<F>>) -> Result<(), OptimError>
+    where
+        F: 'a,
+    {
+        let params: Vec<&Param<F>> = params.collect();
+        let n = params.len().max(self.layout.len());
+        for index in 0..n {
+            let expected = self.layout.get(index);
+            let got = params.get(index);
+            let ok = matches!((expected, got), (Some((name, len)), Some(g)) if name == g.name() && *len == g.len());
+            if !ok {
+                return Err(OptimError::StateMismatch {
+                    index,
+                    expected: expected
+                        .map_or("<none>".into(), |(name, len)| format!("{name} ({len} elements)")),
+                    got: got.map_or("<none>".into(), |g| format!("{} ({} elements)", g.name(), g.len())),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The global L2 norm of all gradients, `sqrt(sum of grad^2)`, accumulated in `f64`.
 pub fn grad_norm<F: NnFloat>(params: &[&mut Param<F>]) -> f64 {
     params
@@ -389,5 +558,92 @@ impl LrSchedule {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param(name: &str, values: &[f64]) -> Param<f64> {
+        Param::from_values(name, vec![values.len()], values.to_vec()).unwrap()
+    }
+
+    /// The bias-corrected average after `t` updates is the normalised weighted sum
+    /// `sum_k d^(t-k) p_k / sum_k d^(t-k)`, computed here directly.
+    #[test]
+    fn ema_update_is_the_bias_corrected_weighted_average() {
+        let decay = 0.9;
+        let mut a = param("a", &[100.0, -100.0]);
+        let mut b = param("b", &[7.0]);
+        let mut ema = Ema::new(decay, &[&a, &b]).unwrap();
+        let mut history: Vec<Vec<f64>> = Vec::new();
+        for t in 1..=25u32 {
+            let x = f64::from(t);
+            a.value_mut().copy_from_slice(&[x.sin(), x * 0.5]);
+            b.value_mut().copy_from_slice(&[1.0 / x]);
+            history.push(vec![x.sin(), x * 0.5, 1.0 / x]);
+            let expected_rate = (1.0 - decay) / (1.0 - decay.powi(t as i32));
+            assert!((ema.next_rate() - expected_rate).abs() < 1e-15);
+            ema.update(&[&mut a, &mut b]).unwrap();
+            let weights: Vec<f64> = (1..=t).map(|k| decay.powi((t - k) as i32)).collect();
+            let total: f64 = weights.iter().sum();
+            for (i, &got) in ema.values().iter().enumerate() {
+                let want: f64 = history.iter().zip(&weights).map(|(h, w)| w * h[i]).sum::<f64>() / total;
+                assert!((got - want).abs() < 1e-12, "t {t} element {i}: {got} vs {want}");
+            }
+        }
+        assert_eq!(ema.updates(), 25);
+        // The first update replaced the initial values entirely (rate 1), so they left no trace:
+        // the average of a constant sequence is that constant whatever the start.
+        let mut c = param("c", &[1e6]);
+        let mut ema = Ema::new(0.999, &[&c]).unwrap();
+        c.value_mut()[0] = 3.0;
+        for _ in 0..5 {
+            ema.update(&[&mut c]).unwrap();
+        }
+        assert!((ema.values()[0] - 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ema_swap_is_exact_and_reversible() {
+        let mut a = param("a", &[1.0, 2.0]);
+        let mut b = param("b", &[3.0]);
+        let mut ema = Ema::new(0.5, &[&a, &b]).unwrap();
+        ema.update(&[&mut a, &mut b]).unwrap();
+        a.value_mut().copy_from_slice(&[5.0, 6.0]);
+        b.value_mut()[0] = 7.0;
+        ema.update(&[&mut a, &mut b]).unwrap();
+        // Rate of the second update: 0.5 / 0.75 = 2/3.
+        let avg = [1.0 + 2.0 / 3.0 * 4.0, 2.0 + 2.0 / 3.0 * 4.0, 3.0 + 2.0 / 3.0 * 4.0];
+        assert_eq!(ema.values(), &avg);
+        ema.swap(&mut [&mut a, &mut b]).unwrap();
+        assert_eq!((a.value(), b.value()), (&avg[..2], &avg[2..]));
+        assert_eq!(ema.values(), &[5.0, 6.0, 7.0]);
+        ema.swap(&mut [&mut a, &mut b]).unwrap();
+        assert_eq!((a.value(), b.value(), ema.values()), (&[5.0, 6.0][..], &[7.0][..], &avg[..]));
+        let parts: Vec<(&str, &[f64])> = ema.split().collect();
+        assert_eq!(parts, vec![("a", &avg[..2]), ("b", &avg[2..])]);
+        let restored = Ema::from_parts(0.5, 2, ema.layout().to_vec(), ema.values().to_vec()).unwrap();
+        assert_eq!(restored, ema);
+    }
+
+    #[test]
+    fn ema_rejects_bad_decay_and_other_parameters() {
+        let mut a = param("a", &[1.0, 2.0]);
+        for bad in [-0.1, 1.0, f64::NAN] {
+            assert!(matches!(
+                Ema::new(bad, &[&a]),
+                Err(OptimError::InvalidHyperparameter { field: "ema_decay", .. })
+            ));
+        }
+        let mut ema = Ema::new(0.9, &[&a]).unwrap();
+        let mut other = param("b", &[1.0, 2.0]);
+        let before = ema.clone();
+        assert!(matches!(ema.update(&[&mut other]), Err(OptimError::StateMismatch { index: 0, .. })));
+        assert!(matches!(ema.update(&[&mut a, &mut other]), Err(OptimError::StateMismatch { index: 1, .. })));
+        assert!(matches!(ema.swap(&mut [&mut other]), Err(OptimError::StateMismatch { index: 0, .. })));
+        assert_eq!(ema, before);
+        assert!(Ema::<f64>::from_parts(0.9, 0, vec![("a".into(), 3)], vec![0.0; 2]).is_err());
     }
 }

@@ -60,6 +60,9 @@ fn tiny_options(manifest: &Path, epochs: u64) -> TrainOptions {
         max_batch: 4,
         lr: 3e-3,
         warmup_steps: 2,
+        // About 24 steps in all: a short average, so that it differs from the last weights and
+        // still follows them.
+        ema_decay: 0.8,
         beam_width: 0,
         progress: false,
         ..TrainOptions::default()
@@ -91,6 +94,7 @@ fn loss_falls_checkpoints_round_trip_and_resume_matches() {
         files::BEST,
         files::LAST,
         files::OPTIMIZER,
+        files::EMA,
         files::STATE,
         files::METRICS,
         files::CURVES,
@@ -119,6 +123,26 @@ fn loss_falls_checkpoints_round_trip_and_resume_matches() {
     assert_eq!(state.step, report.steps);
     assert_eq!(state.moments.len(), w.len());
 
+    // The weight average is saved like weights (loadable as a model), differs from the last weights
+    // but stays close to them, and is what model.safetensors holds at the best epoch.
+    let avg = weights(&run, files::EMA);
+    let diff = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+        a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max)
+    };
+    let (ema_vs_last, scale) = (diff(&avg, &w), w.iter().flatten().fold(0.0f32, |m, x| m.max(x.abs())));
+    assert!(
+        ema_vs_last > 1e-5 && ema_vs_last < 0.5 * scale,
+        "average vs last weights: {ema_vs_last} (scale {scale})"
+    );
+    let best_epoch = checkpoint::load_state(&run.join(files::STATE)).unwrap().best_epoch;
+    let best_cer = report.epochs.iter().map(|m| m.dev_cer).fold(f64::INFINITY, f64::min);
+    assert_eq!(best_epoch, report.epochs.iter().position(|m| m.dev_cer == best_cer).map(|e| e as u64));
+    if best_epoch == Some(11) {
+        assert_eq!(weights(&run, files::BEST), avg);
+    } else {
+        assert_ne!(weights(&run, files::BEST), w, "model.safetensors should hold averaged weights");
+    }
+
     // Resume: the same 12-epoch run interrupted after 5 epochs, then resumed, must match the
     // uninterrupted one.
     let run2 = dir.join("run2");
@@ -135,6 +159,18 @@ fn loss_falls_checkpoints_round_trip_and_resume_matches() {
     let max_diff =
         w.iter().flatten().zip(w2.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(max_diff <= 1e-4, "resumed weights differ by {max_diff}");
+    // The weight average and the best model resume exactly too.
+    let avg2 = weights(&run2, files::EMA);
+    assert!(diff(&avg, &avg2) <= 1e-4, "resumed weight average differs by {}", diff(&avg, &avg2));
+    let (best, best2) = (weights(&run, files::BEST), weights(&run2, files::BEST));
+    assert!(diff(&best, &best2) <= 1e-4, "resumed best model differs by {}", diff(&best, &best2));
+    let meta = |dir: &Path| {
+        let bytes = std::fs::read(dir.join(files::EMA)).unwrap();
+        let (_, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        m.metadata().clone().unwrap()
+    };
+    assert_eq!(meta(&run)["updates"], report.steps.to_string());
+    assert_eq!(meta(&run), meta(&run2));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -178,4 +214,16 @@ fn bad_transcripts_and_audio_are_named() {
     assert!(skipped[0].ends_with("missing.ogg") && skipped[1].ends_with("corrupt.ogg"), "{skipped:?}");
     assert_eq!(encode_chars("a b'z").unwrap(), vec![3, 1, 4, 2, 28]);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn weight_average_decay_out_of_range_is_refused() {
+    for bad in [1.0, -0.5, f64::NAN] {
+        let opts = TrainOptions { ema_decay: bad, ..TrainOptions::default() };
+        match opts.validate() {
+            Err(TrainError::InvalidOption { option: "--ema-decay", .. }) => {}
+            other => panic!("ema_decay {bad}: expected an --ema-decay error, got {other:?}"),
+        }
+    }
+    assert!(TrainOptions { ema_decay: 0.0, ..TrainOptions::default() }.validate().is_ok());
 }

@@ -116,6 +116,13 @@ struct TrainArgs {
     /// Warm-up steps.
     #[arg(long)]
     warmup: Option<u64>,
+    /// Decay per step of the moving average of the weights that is evaluated on dev each epoch and
+    /// saved as model.safetensors (bias-corrected; 0 = off, the raw weights are used).
+    #[arg(long, value_name = "D", conflicts_with = "no_ema")]
+    ema_decay: Option<f64>,
+    /// No moving average of the weights (same as --ema-decay 0).
+    #[arg(long)]
+    no_ema: bool,
     /// Seed of initialisation, shuffling and augmentation.
     #[arg(long)]
     seed: Option<u64>,
@@ -322,6 +329,12 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
     }
     if let Some(x) = a.seed {
         o.seed = x;
+    }
+    if let Some(x) = a.ema_decay {
+        o.ema_decay = x;
+    }
+    if a.no_ema {
+        o.ema_decay = 0.0;
     }
     if let Some(x) = a.beam {
         o.beam_width = x;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::audio::GlobalCmvn;
 use crate::decode::Vocabulary;
 use crate::nn::{AcousticModel, ModelConfig};
-use crate::optim::{AdamState, Moments};
+use crate::optim::{AdamState, Ema, Moments};
 
 use super::data::FeatureSettings;
 use super::error::{io_err, TrainError};
@@ -26,6 +26,9 @@ pub mod files {
     pub const LAST: &str = "last.safetensors";
     /// Adam moments (safetensors, `m.<param>` and `v.<param>`, step count in the metadata).
     pub const OPTIMIZER: &str = "optimizer.safetensors";
+    /// The moving average of the weights after the last completed step (with `--ema-decay`): a
+    /// weights file like the others (loadable as a model), decay and update count in the metadata.
+    pub const EMA: &str = "ema.safetensors";
     /// Where training stopped (epoch, batch, step, time used), to resume.
     pub const STATE: &str = "trainer_state.json";
     /// One JSON object per epoch.
@@ -233,6 +236,73 @@ pub fn load_optimizer(path: &Path) -> Result<AdamState<f32>, TrainError> {
         moments.push(Moments { name, m: f32_from_bytes(m.data()), v: f32_from_bytes(v.data()) });
     }
     Ok(AdamState { step, moments })
+}
+
+/// Saves a weight average as f32 safetensors, one tensor per parameter under its name with the
+/// model's shapes (so the file loads as model weights too), `decay` and `updates` in the metadata.
+pub fn save_ema(path: &Path, ema: &Ema<f32>, model: &AcousticModel<f32>) -> Result<(), TrainError> {
+    let params = model.params();
+    if params.len() != ema.layout().len() {
+        return Err(bad(
+            path,
+            format!("{} averaged tensors for {} parameters", ema.layout().len(), params.len()),
+        ));
+    }
+    let mut tensors = Vec::with_capacity(params.len());
+    for (p, (name, values)) in params.iter().zip(ema.split()) {
+        if p.name() != name || p.len() != values.len() {
+            return Err(bad(path, format!("averaged tensor {name} does not match parameter {}", p.name())));
+        }
+        tensors.push((name.to_string(), p.shape().to_vec(), f32_bytes(values)));
+    }
+    let mut meta = HashMap::new();
+    // `{:?}` prints the shortest string that parses back to the same f64.
+    meta.insert("decay".to_string(), format!("{:?}", ema.decay()));
+    meta.insert("updates".to_string(), ema.updates().to_string());
+    let bytes = serialize_tensors(path, tensors, Some(meta))?;
+    write_atomic(path, &bytes)
+}
+
+/// Loads a weight average saved by [`save_ema`] for `model`'s parameters (every one present, with its
+/// shape; no others).
+pub fn load_ema(path: &Path, model: &AcousticModel<f32>) -> Result<Ema<f32>, TrainError> {
+    let bytes = read_file(path)?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(path, e.to_string()))?;
+    let info = meta.metadata().clone().unwrap_or_default();
+    let decay: f64 =
+        info.get("decay").and_then(|s| s.parse().ok()).ok_or_else(|| bad(path, "metadata has no decay"))?;
+    let updates: u64 = info
+        .get("updates")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(path, "metadata has no update count"))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(path, e.to_string()))?;
+    let params = model.params();
+    if st.len() != params.len() {
+        return Err(bad(
+            path,
+            format!("{} tensors, but the model has {} parameters", st.len(), params.len()),
+        ));
+    }
+    let mut layout = Vec::with_capacity(params.len());
+    let mut values = Vec::with_capacity(model.num_params());
+    for p in params {
+        let t = st.tensor(p.name()).map_err(|e| bad(path, format!("parameter {}: {e}", p.name())))?;
+        if t.dtype() != Dtype::F32 || t.shape() != p.shape() {
+            return Err(bad(
+                path,
+                format!(
+                    "parameter {}: {:?} {:?}, expected F32 {:?}",
+                    p.name(),
+                    t.dtype(),
+                    t.shape(),
+                    p.shape()
+                ),
+            ));
+        }
+        layout.push((p.name().to_string(), p.len()));
+        values.extend(f32_from_bytes(t.data()));
+    }
+    Ema::from_parts(decay, updates, layout, values).map_err(|e| bad(path, e.to_string()))
 }
 
 /// A model and its config, loaded from a run directory (`config.json` + `model.safetensors`, or

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! A run directory holds `config.json` ([`ModelFile`]), `model.safetensors` (best by dev CER),
-//! `last.safetensors`, `optimizer.safetensors`, `trainer_state.json`, `train_options.json`,
+//! `last.safetensors`, `optimizer.safetensors`, `ema.safetensors` (with a weight average, see
+//! `TrainOptions::ema_decay`), `trainer_state.json`, `train_options.json`,
 //! `metrics.jsonl`, `curves.svg`, `lm.arpa` and `results.json`, each written atomically.
 
 pub mod manifest;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::audio::{FbankConfig, Features, GlobalCmvn};
 use crate::decode::{estimate_ngram, EstimateOptions, NgramModel};
 use crate::nn::{AcousticModel, Activation, GruModelConfig, Mode, ModelConfig};
-use crate::optim::{clip_grad_norm, Adam, AdamConfig};
+use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema};
 use crate::{
     ctc_compute, ActsView, ActsViewMut, CtcError, CtcOptions, InputKind, Reduction, Targets, Workspace,
 };
@@ -66,6 +66,12 @@ pub struct TrainOptions {
     pub weight_decay: f64,
     /// Gradient clipping: largest global L2 norm.
     pub clip_norm: f64,
+    /// Decay per step of the exponential moving average of the weights used for the dev evaluation
+    /// and saved as `model.safetensors` (bias-corrected, see [`Ema`]); 0 turns it off (dev
+    /// evaluation and the saved model then use the raw weights). Absent from the options of older
+    /// runs, which had none.
+    #[serde(default)]
+    pub ema_decay: f64,
     /// Seed of initialisation, shuffling, augmentation and dropout.
     pub seed: u64,
     /// List and skip unreadable audio files instead of stopping.
@@ -103,6 +109,7 @@ impl Default for TrainOptions {
             warmup_steps: 100,
             weight_decay: 0.01,
             clip_norm: 5.0,
+            ema_decay: 0.0,
             seed: 1,
             skip_bad: false,
             max_train_utterances: None,
@@ -151,6 +158,9 @@ impl TrainOptions {
         }
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
             return bad("--min-lr-ratio", format!("{} is not in [0, 1]", self.min_lr_ratio));
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return bad("--ema-decay", format!("{} is not in [0, 1)", self.ema_decay));
         }
         if !(self.clip_norm.is_finite() && self.clip_norm > 0.0) {
             return bad("--clip-norm", format!("{} is not positive", self.clip_norm));
@@ -440,8 +450,12 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
         finished: false,
     };
     let mut metrics = Vec::new();
+    let mut ema = if opts.ema_decay > 0.0 { Some(Ema::new(opts.ema_decay, &model.params())?) } else { None };
     if resume {
         checkpoint::load_weights(&out_dir.join(files::LAST), &mut model)?;
+        if ema.is_some() {
+            ema = Some(checkpoint::load_ema(&out_dir.join(files::EMA), &model)?);
+        }
         adam.load_state(checkpoint::load_optimizer(&out_dir.join(files::OPTIMIZER))?)?;
         state = checkpoint::load_state(&out_dir.join(files::STATE))?;
         state.finished = false;
@@ -457,13 +471,18 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
     let n_params = model.num_params();
     let setup_seconds = setup_start.elapsed().as_secs_f64();
     log(&format!(
-        "{} training / {} dev utterances, features in {:.1} s; model {} parameters; budget {} min{}",
+        "{} training / {} dev utterances, features in {:.1} s; model {} parameters; budget {} min{}{}",
         data.train.utterances.len(),
         data.dev.utterances.len(),
         setup_seconds,
         n_params,
         opts.minutes,
-        opts.epochs.map_or(String::new(), |e| format!(", {e} epochs"))
+        opts.epochs.map_or(String::new(), |e| format!(", {e} epochs")),
+        if opts.ema_decay > 0.0 {
+            format!("; dev and model.safetensors use the weight average (decay {})", opts.ema_decay)
+        } else {
+            String::new()
+        }
     ));
 
     let budget = opts.minutes * 60.0;
@@ -513,6 +532,7 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
                 &cmvn,
                 &mut model,
                 &mut adam,
+                ema.as_mut(),
                 &mut ws,
                 &ctc_opts,
                 &mut state,
@@ -542,8 +562,12 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
             ));
         }
         bar.finish_and_clear();
-        // Dev evaluation with the current weights; its time counts against the budget.
+        // Dev evaluation with the averaged weights (or the raw ones without an average); its time
+        // counts against the budget. The exchange is exact and undone below, before the checkpoint.
         let eval_start = Instant::now();
+        if let Some(e) = ema.as_mut() {
+            e.swap(&mut model.params_mut())?;
+        }
         let mut rec = Recognizer { config: config.clone(), model, vocab: vocab.clone() };
         let dev = evaluate(&mut rec, &data.dev, &data.dev_features, Decoding::Greedy, opts.batch_frames * 2)?;
         model = rec.model;
@@ -583,13 +607,16 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
             state.best_epoch = Some(epoch);
             checkpoint::save_weights(&out_dir.join(files::BEST), &model)?;
         }
+        if let Some(e) = ema.as_mut() {
+            e.swap(&mut model.params_mut())?;
+        }
         metrics.push(m);
         if !partial {
             state.epoch += 1;
             state.batch_in_epoch = 0;
             state.epoch_loss = (0.0, 0);
         }
-        save_checkpoint(out_dir, &model, &adam, &state)?;
+        save_checkpoint(out_dir, &model, &adam, ema.as_ref(), &state)?;
         write_metrics(out_dir, &metrics)?;
         if partial {
             break 'epochs;
@@ -603,8 +630,11 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
         return Ok(report);
     }
     state.finished = true;
-    save_checkpoint(out_dir, &model, &adam, &state)?;
+    save_checkpoint(out_dir, &model, &adam, ema.as_ref(), &state)?;
     if !out_dir.join(files::BEST).exists() {
+        if let Some(e) = ema.as_mut() {
+            e.swap(&mut model.params_mut())?;
+        }
         checkpoint::save_weights(&out_dir.join(files::BEST), &model)?;
     }
     report.epochs = metrics;
@@ -639,10 +669,14 @@ fn save_checkpoint(
     dir: &Path,
     model: &AcousticModel<f32>,
     adam: &Adam<f32>,
+    ema: Option<&Ema<f32>>,
     state: &TrainerState,
 ) -> Result<(), TrainError> {
     checkpoint::save_weights(&dir.join(files::LAST), model)?;
     checkpoint::save_optimizer(&dir.join(files::OPTIMIZER), adam.state())?;
+    if let Some(e) = ema {
+        checkpoint::save_ema(&dir.join(files::EMA), e, model)?;
+    }
     // The state goes last: it is what `--resume` trusts, and it refers to the files above.
     checkpoint::save_state(&dir.join(files::STATE), state)
 }
@@ -656,6 +690,7 @@ fn train_step(
     cmvn: &GlobalCmvn,
     model: &mut AcousticModel<f32>,
     adam: &mut Adam<f32>,
+    ema: Option<&mut Ema<f32>>,
     ws: &mut Workspace<f32>,
     ctc_opts: &CtcOptions,
     state: &mut TrainerState,
@@ -741,6 +776,9 @@ fn train_step(
         return Ok((loss, false));
     }
     adam.step(&mut params, lr)?;
+    if let Some(e) = ema {
+        e.update(&params)?;
+    }
     profile.optimizer_s += t.elapsed().as_secs_f64();
     Ok((loss, true))
 }
