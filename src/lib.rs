@@ -43,6 +43,13 @@
 //! `kernel_edge_cases::ten_thousand_frames`): largest `f32` gradient error `3.8e-4` against `f64`,
 //! down from `0.1` for plain log space.
 //!
+//! **Probability space where it is safe.** Groups of equal lengths with a gradient first run the
+//! same recurrences on probabilities, each row rescaled by a power of two (exact), so that a state is
+//! a sum of products instead of a log-sum-exp. The only loss of accuracy that form can have is below
+//! the normal range, where values flush towards zero with an absolute error; the backward pass bounds
+//! what those errors can have changed (each frame: the exposed mass over the posterior total) and
+//! redoes the group in log space when the bound exceeds `EPSILON / 1024` (`loss::group`).
+//!
 //! **`-inf` is selected, never multiplied.** A state that cannot be reached has log-mass `-inf`. Masking
 //! it by multiplying with 0 gives `-inf * 0 = NaN`, and `-inf - (-inf)` is NaN too. The log-sum-exp
 //! functions return the exact `-inf` when their maximum is `-inf` (a select), and the skip transition

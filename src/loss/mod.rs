@@ -40,7 +40,10 @@
 //! ([`Backend::Vector`], [`Backend::Avx2`], and so [`Backend::Auto`]), sequences with the same input
 //! and target lengths, whose activation and output rows are contiguous, run in groups of as many as
 //! the vector has lanes (8 `f32`, 4 `f64` with AVX2), one sequence per lane: short targets then fill
-//! whole vectors. The results are those of the same sequences run alone, to rounding.
+//! whole vectors. The results are those of the same sequences run alone, to rounding. When a
+//! gradient is wanted, a group of up to a few hundred frames runs in probability space first (no
+//! `exp` or `ln` per state) and is redone in log space where that could have cost accuracy; see
+//! [`GroupStats`].
 //!
 //! # Errors and partial output
 //! Every argument is validated before anything is written. The only error that can be raised after
@@ -454,7 +457,7 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>>(
     let acts_data = acts.data();
     let (labels, gather) = (&ws.labels, &ws.gather);
     // The probability-space lattice proves its accuracy in the backward pass (see
-    // `group::linear_floor`), so a call without a gradient keeps the log-space one.
+    // `group::FlushBudget`), so a call without a gradient keeps the log-space one.
     let gradient_wanted = grad.is_some();
     let job = |plan: &SeqPlan| {
         seq_job(acts_data, &layout, plan, &labels[plan.label_start..][..plan.label_len], opts)
