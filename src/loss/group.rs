@@ -290,15 +290,18 @@ fn forward_log<F: Float, K: Kernels<F>, V: Lanes<F>>(
 ///
 /// Why this accounting is sound. Above the normal range's floor every operation of the lattice rounds
 /// relatively, as in log space. Below it, errors are absolute, in units where the previous row's
-/// maximum is in `[1, 2)`: a product that lands among the subnormal numbers is off by at most half
-/// their spacing, `MIN_POSITIVE * EPSILON / 2`, which leaves a state of at most a few `MIN_POSITIVE`
-/// off by at most `8 * MIN_POSITIVE * EPSILON` ([`FlushBudget::ROUNDING`]); an emission whose `exp`
-/// is flushed to 0 (exponent under `ln MIN_POSITIVE`, a hard zero `-inf` excepted, which is exact)
-/// leaves its state off by up to about `7 * MIN_POSITIVE` ([`FlushBudget::FLUSH`]), and the state
-/// itself at most that large. Either way the state ends at most `TINY = 8 * MIN_POSITIVE`. An error
-/// `d` in state `s` of alpha's row `t` changes `p` by `d * beta_t(s)` (every path through the state
-/// carries it), i.e. by `d * beta_t(s) / P_t` relative, where `P_t = sum_s alpha_t(s) beta_t(s)` is
-/// the frame's posterior total in the rows' units; symmetrically for beta. So a frame costs at most
+/// maximum is in `[1, 2)`. A product that lands among the subnormal numbers is off by at most half
+/// their spacing, `MIN_POSITIVE * EPSILON / 2`: that leaves a state of at most a few `MIN_POSITIVE`
+/// ("tiny", under `8 * MIN_POSITIVE`) off by at most `8 * MIN_POSITIVE * EPSILON`
+/// ([`FlushBudget::ROUNDING`]), and a larger state off by less than its own rounding. An emission
+/// whose `exp` is flushed to 0 (exponent under `ln MIN_POSITIVE`; a hard zero `-inf` is exact) takes
+/// up to about `6 * MIN_POSITIVE` from each state it feeds ([`FlushBudget::FLUSH`]: 8); an alpha state
+/// has one emission, so it is then tiny itself, but a beta state sums over successors with their own
+/// emissions and can be large, and the error is under its own rounding only where the state exceeds
+/// `8 * MIN_POSITIVE / EPSILON`: for lanes where an emission may have flushed, that is "tiny". An
+/// error `d` in state `s` of alpha's row `t` changes `p` by `d * beta_t(s)` (every path through the
+/// state carries it), i.e. by `d * beta_t(s) / P_t` relative, where `P_t = sum_s alpha_t(s) beta_t(s)`
+/// is the frame's posterior total in the rows' units; symmetrically for beta. So a frame costs at most
 /// `error * exposure / P_t`, with the exposure of [`crate::simd::interleaved::posterior_products`]
 /// (the beta of tiny alpha states plus the alpha of tiny beta states), and the frames' costs add up.
 ///
@@ -309,13 +312,13 @@ fn forward_log<F: Float, K: Kernels<F>, V: Lanes<F>>(
 struct FlushBudget<F> {
     spent: [F; MAX_LANES],
     error: [F; MAX_LANES],
-    tiny: F,
+    tiny: [F; MAX_LANES],
     limit: F,
 }
 
 impl<F: Float> FlushBudget<F> {
     /// The largest value of a state that can carry an error of rounding below the normal range, in
-    /// `MIN_POSITIVE`.
+    /// `MIN_POSITIVE` (in `MIN_POSITIVE / EPSILON` where an emission may have flushed).
     const TINY: f64 = 8.0;
     /// The error of such a state when no emission was flushed, in `MIN_POSITIVE * EPSILON`.
     const ROUNDING: f64 = 8.0;
@@ -324,17 +327,14 @@ impl<F: Float> FlushBudget<F> {
 
     /// The budget of a group whose lanes `m` with `flushed[m]` may have had an emission flushed.
     fn new(flushed: &[bool]) -> Self {
-        let min = F::MIN_POSITIVE.to_f64();
+        let (min, eps) = (F::MIN_POSITIVE.to_f64(), F::EPSILON.to_f64());
         let mut error = [F::ZERO; MAX_LANES];
-        for (e, &f) in error.iter_mut().zip(flushed) {
-            *e = F::from_f64(if f { Self::FLUSH * min } else { Self::ROUNDING * min * F::EPSILON.to_f64() });
+        let mut tiny = [F::ZERO; MAX_LANES];
+        for ((e, t), &f) in error.iter_mut().zip(tiny.iter_mut()).zip(flushed) {
+            *e = F::from_f64(if f { Self::FLUSH * min } else { Self::ROUNDING * min * eps });
+            *t = F::from_f64(if f { Self::TINY * min / eps } else { Self::TINY * min });
         }
-        FlushBudget {
-            spent: [F::ZERO; MAX_LANES],
-            error,
-            tiny: F::from_f64(Self::TINY * min),
-            limit: F::from_f64(F::EPSILON.to_f64() / 1024.0),
-        }
+        FlushBudget { spent: [F::ZERO; MAX_LANES], error, tiny, limit: F::from_f64(eps / 1024.0) }
     }
 
     /// The exponent below which `exp` flushes to 0 (with a margin of 1 for its rounding near there).
@@ -738,6 +738,7 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
         *f = head[lay.offsets + m] != F::ZERO;
     }
     let mut budget = FlushBudget::<F>::new(&flushed[..n]);
+    let tiny = V::load(&budget.tiny[..n]);
     let mut unused_lowest = V::splat(F::ZERO);
     let far_alpha = core::mem::size_of_val(alpha) > 1 << 18;
     let mut t = time;
@@ -764,7 +765,7 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
         let alpha_t = &alpha[t * row_len..(t + 1) * row_len];
         let post = &mut post[..row_len];
         let (total, blank_mass, exposure) =
-            interleaved::posterior_products::<F, V>(alpha_t, cur, l_len + 1, budget.tiny, post);
+            interleaved::posterior_products::<F, V>(alpha_t, cur, l_len + 1, tiny, post);
         let mut totals = [F::ZERO; MAX_LANES];
         let mut blanks = [F::ZERO; MAX_LANES];
         let mut exposures = [F::ZERO; MAX_LANES];

@@ -353,21 +353,20 @@ pub(crate) fn beta_step_linear<F: Float, V: Lanes<F>>(
 /// `out[s] = alpha[s] * beta[s]` for every state of the group's rows (`S * N` each, probability space);
 /// returns each lane's `(sum over states, sum over the first split states, exposure)`, where the
 /// exposure is the sum of `beta[s]` over the states with `alpha[s] <= tiny` plus the sum of `alpha[s]`
-/// over those with `beta[s] <= tiny`: the weight that values flushed below the normal range can have
-/// had in the frame's total (see `loss::group::FlushBudget`).
+/// over those with `beta[s] <= tiny` (`tiny` per lane): the weight that values rounded below the
+/// normal range can have had in the frame's total (see `loss::group::FlushBudget`).
 #[inline(always)]
 pub(crate) fn posterior_products<F: Float, V: Lanes<F>>(
     alpha: &[F],
     beta: &[F],
     split: usize,
-    tiny: F,
+    tiny: V,
     out: &mut [F],
 ) -> (V, V, V) {
     let n = V::N;
     let states = alpha.len() / n;
     // The one bounds check of the row.
     assert!(beta.len() >= states * n && out.len() >= states * n && split <= states);
-    let tiny = V::splat(tiny);
     let mut blanks = V::splat(F::ZERO);
     let mut labels = V::splat(F::ZERO);
     let mut exposure = V::splat(F::ZERO);
