@@ -234,9 +234,9 @@ fn zero_outside_band<F: Float>(cb: &mut [F], cl: &mut [F], band: (usize, usize),
 }
 
 /// One alpha step in probability space: `cur` from `prev` (both `(2L + 1) * N`), with the blank
-/// emission `eb`, label emissions `emit` (`L * N`) and skip factors `skip` (`L * N`, 1 or 0; state 0
-/// 0), all already multiplied by each lane's rescaling factor. Returns each lane's largest value
-/// written. `band` as for [`alpha_step`].
+/// emission `eb` and label emissions `emit` (`L * N`), both already multiplied by each lane's
+/// rescaling factor, and the skip factors `skip` (`L * N`, 1 or 0; 0 for label 0). Returns each lane's
+/// largest value written. `band` as for [`alpha_step`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn alpha_step_linear<F: Float, V: Lanes<F>>(
