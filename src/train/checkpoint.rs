@@ -167,6 +167,24 @@ pub fn save_weights(path: &Path, model: &AcousticModel<f32>) -> Result<(), Train
     write_atomic(path, &bytes)
 }
 
+/// Tensor `name` of `st` (read from `path`), which must be f32 with `shape`: a missing tensor, another
+/// type or another shape is an error naming the file and the parameter.
+fn param_tensor<'a>(
+    st: &'a SafeTensors<'a>,
+    path: &Path,
+    name: &str,
+    shape: &[usize],
+) -> Result<safetensors::tensor::TensorView<'a>, TrainError> {
+    let t = st.tensor(name).map_err(|e| bad(path, format!("parameter {name}: {e}")))?;
+    if t.dtype() != Dtype::F32 || t.shape() != shape {
+        return Err(bad(
+            path,
+            format!("parameter {name}: {:?} {:?}, expected F32 {shape:?}", t.dtype(), t.shape()),
+        ));
+    }
+    Ok(t)
+}
+
 /// Loads weights saved by [`save_weights`] into `model`: every parameter must be present, in f32,
 /// with its shape; extra tensors are an error too (they mean a different architecture).
 pub fn load_weights(path: &Path, model: &mut AcousticModel<f32>) -> Result<(), TrainError> {
@@ -175,19 +193,7 @@ pub fn load_weights(path: &Path, model: &mut AcousticModel<f32>) -> Result<(), T
     let mut expected = 0;
     for p in model.params_mut() {
         expected += 1;
-        let t = st.tensor(p.name()).map_err(|e| bad(path, format!("parameter {}: {e}", p.name())))?;
-        if t.dtype() != Dtype::F32 || t.shape() != p.shape() {
-            return Err(bad(
-                path,
-                format!(
-                    "parameter {}: {:?} {:?}, expected F32 {:?}",
-                    p.name(),
-                    t.dtype(),
-                    t.shape(),
-                    p.shape()
-                ),
-            ));
-        }
+        let t = param_tensor(&st, path, p.name(), p.shape())?;
         p.value_mut().copy_from_slice(&f32_from_bytes(t.data()));
     }
     if st.len() != expected {
@@ -286,19 +292,7 @@ pub fn load_ema(path: &Path, model: &AcousticModel<f32>) -> Result<Ema<f32>, Tra
     let mut layout = Vec::with_capacity(params.len());
     let mut values = Vec::with_capacity(model.num_params());
     for p in params {
-        let t = st.tensor(p.name()).map_err(|e| bad(path, format!("parameter {}: {e}", p.name())))?;
-        if t.dtype() != Dtype::F32 || t.shape() != p.shape() {
-            return Err(bad(
-                path,
-                format!(
-                    "parameter {}: {:?} {:?}, expected F32 {:?}",
-                    p.name(),
-                    t.dtype(),
-                    t.shape(),
-                    p.shape()
-                ),
-            ));
-        }
+        let t = param_tensor(&st, path, p.name(), p.shape())?;
         layout.push((p.name().to_string(), p.len()));
         values.extend(f32_from_bytes(t.data()));
     }
@@ -352,4 +346,28 @@ pub fn load_state(path: &Path) -> Result<TrainerState, TrainError> {
 /// `dir/name`.
 pub fn in_dir(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::GruModelConfig;
+
+    fn small(hidden: usize) -> AcousticModel<f32> {
+        let config = GruModelConfig { conv_channels: 8, gru_layers: 1, hidden, ..GruModelConfig::default() };
+        AcousticModel::new(&ModelConfig::Gru(config), 1).unwrap()
+    }
+
+    #[test]
+    fn weights_of_another_shape_are_refused_naming_the_parameter() {
+        let dir = std::env::temp_dir().join(format!("fastctc-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("w.safetensors");
+        save_weights(&path, &small(4)).unwrap();
+        let mut same = small(4);
+        load_weights(&path, &mut same).unwrap();
+        let err = load_weights(&path, &mut small(6)).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.contains("parameter ") && err.contains("expected F32"), "{err}");
+    }
 }
