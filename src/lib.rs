@@ -108,7 +108,7 @@ pub use error::CtcError;
 pub use float::Float;
 pub use loss::{
     ctc_compute, ctc_loss, ctc_loss_and_grad, Backend, CtcLoss, CtcOptions, GradOutput, GroupStats,
-    InputKind, Parallelism, Reduction, Workspace,
+    InputKind, Parallelism, Reduction, SingleStats, Workspace,
 };
 
 #[cfg(feature = "decode")]

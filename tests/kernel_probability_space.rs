@@ -1,6 +1,6 @@
-//! The probability-space lattice of groups (sequences of equal lengths interleaved in vector lanes):
-//! used where it is accurate, and redone in log space where it cannot vouch for its accuracy, with the
-//! same results either way.
+//! The probability-space lattices, of groups (sequences of equal lengths interleaved in vector lanes)
+//! and of sequences run alone (in `f64`): used where they are accurate, and redone in log space where
+//! they cannot vouch for their accuracy, with the same results either way.
 
 mod common;
 
@@ -8,11 +8,17 @@ use common::{close, Problem, Rng};
 use fastctc::loss::reference;
 use fastctc::{
     ctc_compute, ActsView, ActsViewMut, Backend, CtcOptions, GradOutput, GroupStats, Parallelism, Reduction,
-    Targets, Workspace,
+    SingleStats, Targets, Workspace,
 };
 
 /// Losses, time-major output and group statistics of one call in `F`.
 fn run<F: fastctc::Float>(p: &Problem, o: &CtcOptions) -> (Vec<f64>, Vec<f64>, GroupStats) {
+    let (losses, grad, ws) = run_ws::<F>(p, o);
+    (losses, grad, ws.group_stats())
+}
+
+/// Losses, time-major output and the workspace of one call in `F`.
+fn run_ws<F: fastctc::Float>(p: &Problem, o: &CtcOptions) -> (Vec<f64>, Vec<f64>, Workspace<F>) {
     let acts: Vec<F> = p.acts.iter().map(|&x| F::from_f64(x)).collect();
     let (labels, lengths) = p.concat_labels();
     let il = p.lengths_u32();
@@ -29,7 +35,7 @@ fn run<F: fastctc::Float>(p: &Problem, o: &CtcOptions) -> (Vec<f64>, Vec<f64>, G
         &mut ws,
     )
     .unwrap();
-    (losses.iter().map(|x| x.to_f64()).collect(), grad.iter().map(|x| x.to_f64()).collect(), ws.group_stats())
+    (losses.iter().map(|x| x.to_f64()).collect(), grad.iter().map(|x| x.to_f64()).collect(), ws)
 }
 
 /// One group of `n` sequences of `T` frames and `L` labels (so that the group fills the vector lanes:
@@ -147,5 +153,108 @@ fn a_path_lost_to_flushing_is_found_in_log_space() {
     }
     for (&g, &w) in grad.iter().zip(&want_grad) {
         assert!((g - w).abs() <= 6e-5, "{g} vs {w}");
+    }
+}
+
+/// A batch of `b` sequences of different input lengths up to `t_max` (so that none is grouped), each
+/// with a path (`T >= 2L + 1`), logits of standard deviation `scale`.
+fn ragged_problem(rng: &mut Rng, b: usize, t_max: usize, v: usize, scale: f64) -> Problem {
+    let blank = rng.below(v);
+    let mut input_lengths: Vec<usize> = Vec::new();
+    while input_lengths.len() < b {
+        let t = 1 + rng.below(t_max);
+        if !input_lengths.contains(&t) {
+            input_lengths.push(t);
+        }
+    }
+    let max_time = *input_lengths.iter().max().unwrap();
+    let mut targets = Vec::new();
+    for &t in &input_lengths {
+        let l = 1 + rng.below((t - 1) / 2 + 1);
+        targets.push(rng.labels(l, v, blank));
+    }
+    let acts = (0..max_time * b * v).map(|_| rng.normal() * scale).collect();
+    Problem { max_time, classes: v, blank, input_lengths, targets, acts }
+}
+
+/// Sequences run alone, from moderate to peaked inputs and up to 1500 frames: every result matches the
+/// f64 reference within the bounds of the log-space lattice, and in `f64` the lattice's range holds:
+/// random logits of standard deviation up to 10 never leave probability space, however long; peaked
+/// ones may (then the sequence is redone in log space).
+#[test]
+fn sequences_run_alone_match_the_reference() {
+    let mut rng = Rng::new(62);
+    let mut ran = 0;
+    for case in 0..30 {
+        // Long lattices with moderate inputs; peaked ones up to 300 frames, where the reference's own
+        // f64 rounding stays well under the bound (on 650 frames of logits of deviation 100, losses
+        // of 7e4 nats, it drifted by 1.1e-12 from the log-space and probability-space results alike).
+        let long = case % 5 == 0;
+        let scale =
+            if long { [0.5, 1.0, 3.0][case / 5 % 3] } else { [0.5, 1.0, 3.0, 10.0, 40.0, 100.0][case % 6] };
+        let t_max = if long { 1500 } else { 2 + rng.below(300) };
+        let v = 3 + rng.below(30);
+        let b = 2 + rng.below(3);
+        let p = ragged_problem(&mut rng, b, t_max, v, scale);
+        let (want, want_grad) = reference_of(&p);
+        for backend in [Backend::Vector, Backend::Avx2] {
+            let o = options(backend, p.blank);
+            for f64_input in [false, true] {
+                let (got, grad, ws) = if f64_input {
+                    let (l, g, ws) = run_ws::<f64>(&p, &o);
+                    (l, g, (ws.group_stats(), ws.single_stats()))
+                } else {
+                    let (l, g, ws) = run_ws::<f32>(&p, &o);
+                    (l, g, (ws.group_stats(), ws.single_stats()))
+                };
+                let (groups, singles) = ws;
+                let (loss_tol, grad_tol) = if f64_input { (1e-12, 1e-12) } else { (4e-7, 6e-5) };
+                assert_eq!(groups.groups, 0);
+                assert_eq!(singles.sequences, p.batch(), "case {case}: {singles:?}");
+                if scale <= 10.0 {
+                    assert_eq!(singles.probability_space, p.batch(), "case {case} {backend:?}: {singles:?}");
+                }
+                ran += singles.probability_space;
+                for (b, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        close(g, w, loss_tol),
+                        "case {case} {backend:?} {singles:?} seq {b}: loss {g} vs {w}"
+                    );
+                }
+                for (i, (&g, &w)) in grad.iter().zip(&want_grad).enumerate() {
+                    assert!(
+                        (g - w).abs() <= grad_tol,
+                        "case {case} {backend:?} {singles:?} element {i}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(ran > 0);
+}
+
+/// As [`a_path_lost_to_flushing_is_found_in_log_space`] for sequences run alone, below `f64`'s range:
+/// an emission of `e^-800` on every path. The forward pass gives up and the log-space lattice finds
+/// the loss (about 800 nats).
+#[test]
+fn a_path_lost_below_f64s_range_is_found_in_log_space() {
+    let v = 2;
+    let input_lengths = vec![2, 3];
+    let mut acts = vec![0.0; 3 * 2 * v];
+    for frame in acts.chunks_mut(v) {
+        frame[1] = -800.0;
+    }
+    let p = Problem { max_time: 3, classes: v, blank: 0, input_lengths, targets: vec![vec![1]; 2], acts };
+    let (want, want_grad) = reference_of(&p);
+    for backend in [Backend::Vector, Backend::Avx2] {
+        let (got, grad, ws) = run_ws::<f32>(&p, &options(backend, 0));
+        let expect = SingleStats { sequences: 2, log_space_after_forward: 2, ..SingleStats::default() };
+        assert_eq!(ws.single_stats(), expect);
+        for (&g, &w) in got.iter().zip(&want) {
+            assert!(close(g, w, 4e-7) && g > 798.0, "loss {g} vs {w}");
+        }
+        for (&g, &w) in grad.iter().zip(&want_grad) {
+            assert!((g - w).abs() <= 6e-5, "{g} vs {w}");
+        }
     }
 }

@@ -310,10 +310,10 @@ fn forward_log<F: Float, K: Kernels<F>, V: Lanes<F>>(
 /// lifted) `P_t` fell to `1e-35` of the rows' maxima and the budget ran out; peaked inputs (emissions
 /// under `e^-87`, or alpha's and beta's mass on different states) exhaust it too, and are redone in
 /// log space.
-struct FlushBudget<F> {
+pub(super) struct FlushBudget<F> {
     spent: [F; MAX_LANES],
     error: [F; MAX_LANES],
-    tiny: [F; MAX_LANES],
+    pub(super) tiny: [F; MAX_LANES],
     limit: F,
 }
 
@@ -327,7 +327,7 @@ impl<F: Float> FlushBudget<F> {
     const FLUSH: f64 = 8.0;
 
     /// The budget of a group whose lanes `m` with `flushed[m]` may have had an emission flushed.
-    fn new(flushed: &[bool]) -> Self {
+    pub(super) fn new(flushed: &[bool]) -> Self {
         let (min, eps) = (F::MIN_POSITIVE.to_f64(), F::EPSILON.to_f64());
         let mut error = [F::ZERO; MAX_LANES];
         let mut tiny = [F::ZERO; MAX_LANES];
@@ -339,14 +339,14 @@ impl<F: Float> FlushBudget<F> {
     }
 
     /// The exponent below which `exp` flushes to 0 (with a margin of 1 for its rounding near there).
-    fn flush_exponent() -> F {
+    pub(super) fn flush_exponent() -> F {
         F::from_f64(F::MIN_POSITIVE.to_f64().ln() + 1.0)
     }
 
     /// Charges lane `m` for a frame with posterior total `total` and exposure `exposure`; false once
     /// the lane's budget is exceeded (or `total` is 0 or not finite).
     #[inline(always)]
-    fn charge(&mut self, m: usize, total: F, exposure: F) -> bool {
+    pub(super) fn charge(&mut self, m: usize, total: F, exposure: F) -> bool {
         if exposure > F::ZERO {
             self.spent[m] += self.error[m] * exposure / total;
         }
@@ -383,21 +383,24 @@ fn rescale<F: Float, V: Lanes<F>>(
 ) -> Option<V> {
     let mut lanes = [F::ZERO; MAX_LANES];
     top.store(&mut lanes[..V::N]);
-    let limit = rescale_limit::<F>();
     for (m, x) in lanes[..V::N].iter_mut().enumerate() {
-        if skip[m] {
-            *x = F::ONE;
-            continue;
-        }
-        if !(*x >= limit && *x * limit <= F::ONE) {
-            return None;
-        }
-        // The exponent of a normal value; f32 widens to f64 exactly.
-        let e = ((x.to_f64().to_bits() >> 52) & 0x7ff) as i64 - 1023;
-        offset[m] += e as f64 * core::f64::consts::LN_2;
-        *x = F::from_f64(f64::from_bits(((1023 - e) as u64) << 52));
+        *x = if skip[m] { F::ONE } else { power_of_two_scale(*x, &mut offset[m])? };
     }
     Some(V::load(&lanes[..V::N]))
+}
+
+/// One lane of [`rescale`]: the factor `2^-e` for a row maximum `top` in `[2^e, 2^(e + 1))`, with
+/// `e * ln 2` added to `offset`; `None` if `top` is outside the range of [`rescale_limit`] (or NaN).
+#[inline(always)]
+pub(super) fn power_of_two_scale<F: Float>(top: F, offset: &mut f64) -> Option<F> {
+    let limit = rescale_limit::<F>();
+    if !(top >= limit && top * limit <= F::ONE) {
+        return None;
+    }
+    // The exponent of a normal value; f32 widens to f64 exactly.
+    let e = ((top.to_f64().to_bits() >> 52) & 0x7ff) as i64 - 1023;
+    *offset += e as f64 * core::f64::consts::LN_2;
+    Some(F::from_f64(f64::from_bits(((1023 - e) as u64) << 52)))
 }
 
 /// Frame `t`'s emission probabilities of the group, times each lane's `scale`: the labels' into

@@ -43,7 +43,8 @@
 //! whole vectors. The results are those of the same sequences run alone, to rounding. When a
 //! gradient is wanted, a group of up to a few hundred frames runs in probability space first (no
 //! `exp` or `ln` per state) and is redone in log space where that could have cost accuracy; see
-//! [`GroupStats`].
+//! [`GroupStats`]. So do, in `f64` (whose range covers lattices of thousands of frames), the sequences
+//! that run alone; see [`SingleStats`].
 //!
 //! # Errors and partial output
 //! Every argument is validated before anything is written. The only error that can be raised after
@@ -52,6 +53,7 @@
 
 mod group;
 mod lattice;
+mod linear;
 pub mod reference;
 pub mod shapes;
 
@@ -208,12 +210,13 @@ struct SeqPlan {
     unit: usize,
     /// Start of a group's gather table in [`Workspace::gather`] (first member only).
     gather_start: usize,
-    /// Whether the group's forward pass left its lattice in probability space (see
-    /// [`group::backward_linear`]) rather than in log space.
+    /// Whether the forward pass left its lattice in probability space (see
+    /// [`group::backward_linear`] and `linear`) rather than in log space.
     linear: bool,
-    /// Whether the backward pass redid the group in log space, with a new `ln p`.
+    /// Whether the backward pass redid the unit in log space, with a new `ln p`.
     redone: bool,
-    /// Whether the group's forward pass tried the probability-space lattice.
+    /// Whether the forward pass tried the probability-space lattice (for a sequence run alone: set
+    /// when the workspace is planned).
     tried_linear: bool,
 }
 
@@ -254,9 +257,12 @@ impl<F: Float> Workspace<F> {
         })
     }
 
-    /// Elements of `F` the kernel needs for a batch with these lengths:
-    /// `sum_b T_b * (2 L_b + 1)` (alpha) plus `T_b + 5 L_b + 4` per sequence (normalisers, two beta
-    /// rows, one frame of label emissions, the skip terms).
+    /// Elements of `F` the kernel needs for a batch with these lengths, at most: per sequence, the
+    /// larger of the log-space lattice's region, `T_b * (2 L_b + 1)` alpha values plus `3 T_b + 8 L_b +
+    /// 5` (normalisers, rescaling offsets, two beta rows, one frame of emissions, posteriors, skip
+    /// terms), and the probability-space lattice's, which a sequence run alone uses when a gradient is
+    /// wanted: `T_b` alpha rows of `2 H_b + 3` values in `f64` (`H_b` is `L_b + 1` rounded up to a
+    /// multiple of 4) plus `T_b + 8 H_b + 13`, i.e. twice as many elements for `f32`.
     pub fn required_len<L: Index>(input_lengths: &[L], target_lengths: &[L]) -> Result<usize, CtcError> {
         if input_lengths.len() != target_lengths.len() {
             return Err(CtcError::ShapeMismatch {
@@ -269,8 +275,10 @@ impl<F: Float> Workspace<F> {
         for (b, (t, l)) in input_lengths.iter().zip(target_lengths).enumerate() {
             let t = length(*t, "input length", b)?;
             let l = length(*l, "target length", b)?;
-            let lay = SeqLayout::new(t, l).ok_or(CtcError::LayoutOverflow { buffer: "workspace" })?;
-            total = total.checked_add(lay.len).ok_or(CtcError::LayoutOverflow { buffer: "workspace" })?;
+            let overflow = CtcError::LayoutOverflow { buffer: "workspace" };
+            let log_space = SeqLayout::new(t, l).ok_or(overflow.clone())?.len;
+            let probability_space = linear::region_len::<F>(t, l).ok_or(overflow.clone())?;
+            total = total.checked_add(log_space.max(probability_space)).ok_or(overflow)?;
         }
         Ok(total)
     }
@@ -283,18 +291,55 @@ impl<F: Float> Workspace<F> {
     /// How the last call on this workspace ran its groups (sequences of equal lengths interleaved in
     /// vector lanes): see [`GroupStats`]. All zero for a call that formed no group.
     pub fn group_stats(&self) -> GroupStats {
-        let mut stats = GroupStats::default();
-        for p in self.plans.iter().filter(|p| p.unit > 1) {
-            stats.groups += 1;
+        let [groups, probability_space, log_space_after_forward, log_space_after_backward] =
+            self.outcomes(|p| p.unit > 1);
+        GroupStats { groups, probability_space, log_space_after_forward, log_space_after_backward }
+    }
+
+    /// How the last call on this workspace ran the sequences that ran alone (not in a group): see
+    /// [`SingleStats`]. All zero for a call without a gradient, or on [`Backend::Scalar`].
+    pub fn single_stats(&self) -> SingleStats {
+        let [sequences, probability_space, log_space_after_forward, log_space_after_backward] =
+            self.outcomes(|p| p.unit == 1 && p.tried_linear);
+        SingleStats { sequences, probability_space, log_space_after_forward, log_space_after_backward }
+    }
+
+    /// Units of work that pass `filter`, and how many of them ran in probability space, gave up in
+    /// its forward pass, or were redone after its backward pass.
+    fn outcomes(&self, filter: impl Fn(&SeqPlan) -> bool) -> [usize; 4] {
+        let mut counts = [0; 4];
+        for p in self.plans.iter().filter(|p| filter(p)) {
+            counts[0] += 1;
             match (p.tried_linear, p.linear, p.redone) {
-                (true, true, false) => stats.probability_space += 1,
-                (true, false, _) => stats.log_space_after_forward += 1,
-                (true, true, true) => stats.log_space_after_backward += 1,
+                (true, true, false) => counts[1] += 1,
+                (true, false, _) => counts[2] += 1,
+                (true, true, true) => counts[3] += 1,
                 (false, ..) => {}
             }
         }
-        stats
+        counts
     }
+}
+
+/// How a call ran its sequences that ran alone, for diagnostics and tests
+/// ([`Workspace::single_stats`]).
+///
+/// When a gradient is wanted, on the vector backends, a sequence that runs alone (with at least one
+/// frame and one label) runs in probability space first, in `f64` whatever the activations' type;
+/// where that lattice cannot vouch for its accuracy (a row out of `f64`'s range, a path lost to
+/// flushing, or values below the normal range that mattered) the sequence is redone in log space, with
+/// the same results to within rounding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SingleStats {
+    /// Sequences run alone for which the probability-space lattice was tried.
+    pub sequences: usize,
+    /// Sequences that ran in probability space, forward and backward.
+    pub probability_space: usize,
+    /// Sequences whose probability-space forward pass gave up, then run in log space.
+    pub log_space_after_forward: usize,
+    /// Sequences whose probability-space backward pass gave up, then redone in log space, forward and
+    /// backward.
+    pub log_space_after_backward: usize,
 }
 
 /// How a call ran its groups, for diagnostics and tests ([`Workspace::group_stats`]).
@@ -369,7 +414,7 @@ pub fn ctc_compute<F: Float, L: Index>(
         Backend::Scalar | Backend::Vector => None,
     };
     match (opts.backend, avx2) {
-        (Backend::Scalar, _) => compute_on::<_, _, _, F::SimdLanes>(
+        (Backend::Scalar, _) => compute_on::<_, _, _, F::SimdLanes, <f64 as Float>::SimdLanes>(
             Isa::Baseline,
             &Scalar,
             false,
@@ -382,7 +427,7 @@ pub fn ctc_compute<F: Float, L: Index>(
             ws,
         ),
         #[cfg(target_arch = "x86_64")]
-        (_, Some(token)) => compute_on::<_, _, _, F::Avx2Lanes>(
+        (_, Some(token)) => compute_on::<_, _, _, F::Avx2Lanes, crate::simd::Avx2F64x4>(
             Isa::Avx2Fma(token),
             &F::avx2_kernels(token),
             true,
@@ -394,7 +439,7 @@ pub fn ctc_compute<F: Float, L: Index>(
             opts,
             ws,
         ),
-        _ => compute_on::<_, _, _, F::SimdLanes>(
+        _ => compute_on::<_, _, _, F::SimdLanes, <f64 as Float>::SimdLanes>(
             Isa::Baseline,
             &F::Simd::default(),
             true,
@@ -421,7 +466,7 @@ pub fn ctc_compute_with<F: Float, L: Index, K: Kernels<F>>(
     opts: &CtcOptions,
     ws: &mut Workspace<F>,
 ) -> Result<F, CtcError> {
-    compute_on::<_, _, _, F::SimdLanes>(
+    compute_on::<_, _, _, F::SimdLanes, <f64 as Float>::SimdLanes>(
         Isa::Baseline,
         k,
         false,
@@ -436,9 +481,10 @@ pub fn ctc_compute_with<F: Float, L: Index, K: Kernels<F>>(
 }
 
 /// [`ctc_compute_with`], with the per-sequence code compiled for `isa`. With `interleave`, sequences of
-/// equal input and target lengths run in groups of `V::N`, one per lane of `V` (see `group`).
+/// equal input and target lengths run in groups of `V::N`, one per lane of `V` (see `group`), and,
+/// when a gradient is wanted, the others in probability space over `f64` lanes `W` (see `linear`).
 #[allow(clippy::too_many_arguments)]
-fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>>(
+fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     isa: Isa,
     k: &K,
     interleave: bool,
@@ -464,6 +510,21 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>>(
     };
     let run_forward = |unit: &mut [SeqPlan], region: &mut [F]| {
         if let [plan] = unit {
+            if plan.tried_linear {
+                match linear::forward_on::<F, K, W>(isa, k, &job(plan), region) {
+                    Ok(Some(ll)) => {
+                        plan.linear = true;
+                        plan.log_likelihood = ll;
+                        return;
+                    }
+                    Err(e) => {
+                        plan.error = Some(e);
+                        return;
+                    }
+                    // A row out of range or a lost path: the log-space lattice below.
+                    Ok(None) => {}
+                }
+            }
             match lattice::forward_on(isa, k, &job(plan), region) {
                 Ok(ll) => plan.log_likelihood = ll,
                 Err(e) => plan.error = Some(e),
@@ -525,7 +586,31 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>>(
         let run_backward = |unit: &mut [SeqPlan], region: &mut [F]| {
             if let [plan] = unit {
                 let mut sg = seq_grad(plan);
-                lattice::backward_on(isa, k, &job(plan), plan.log_likelihood, scale(plan), region, &mut sg);
+                let job = job(plan);
+                if !plan.linear {
+                    lattice::backward_on(isa, k, &job, plan.log_likelihood, scale(plan), region, &mut sg);
+                    return;
+                }
+                if linear::backward_on::<F, K, W>(
+                    isa,
+                    k,
+                    &job,
+                    plan.log_likelihood,
+                    scale(plan),
+                    region,
+                    &mut sg,
+                ) {
+                    return;
+                }
+                // As for groups below: the sequence again in log space, `ln p` included. Its frames
+                // were validated by the first forward pass, so no error can come back.
+                let mut ll = lattice::forward_on(isa, k, &job, region).unwrap_or(f64::NEG_INFINITY);
+                if zero_infinity_applies::<F>(ll, opts) {
+                    ll = f64::NEG_INFINITY;
+                }
+                lattice::backward_on(isa, k, &job, ll, scale(plan), region, &mut sg);
+                plan.log_likelihood = ll;
+                plan.redone = true;
                 return;
             }
             let n = unit.len();
@@ -905,6 +990,16 @@ fn validate<F: Float, L: Index>(
             Parallelism::Sequential => 1,
         };
         group_plans(layout, grad.map(|g| g.layout()), opts.blank, lanes, threads, ws);
+        // Sequences run alone take the probability-space lattice when a gradient is wanted (its
+        // accuracy check needs beta), in a region large enough for it and for the log-space fallback.
+        if grad.is_some() {
+            for p in ws.plans.iter_mut().filter(|p| p.unit == 1 && p.time >= 1 && p.label_len >= 1) {
+                let len = linear::region_len::<F>(p.time, p.label_len)
+                    .ok_or(CtcError::LayoutOverflow { buffer: "workspace" })?;
+                p.len = p.len.max(len);
+                p.tried_linear = true;
+            }
+        }
     }
     let mut offset = 0usize;
     for p in ws.plans.iter_mut() {

@@ -6,6 +6,7 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub(crate) mod interleaved;
+pub(crate) mod linear;
 mod math;
 mod scalar;
 mod vector;
