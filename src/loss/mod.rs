@@ -800,6 +800,12 @@ fn join<A: FnOnce() + Send, B: FnOnce() + Send>(a: A, b: B) {
 /// per vector lane, and writes their gather tables. A group needs contiguous rows (class stride 1) in
 /// the activations and the output, `T >= 1` and `L >= 1`, and offsets between its members' rows that
 /// fit the 31 bits of an x86 gather index.
+///
+/// With a gradient, sequences longer than [`group::LINEAR_MAX_TIME`] are not grouped: a group of them
+/// would run its lattice in log space (in `f32` the probability-space one runs out of range there),
+/// and alone they run it in probability space in `f64`, which was faster: `chars_long` (16 x 1000
+/// frames), CPU time per call 49-57 ms grouped against 41-46 ms alone (`bench 10 chars_long`, same
+/// loaded machine, alternating runs).
 fn group_plans<F: Float>(
     acts: &Layout,
     grad: Option<Layout>,
@@ -823,7 +829,8 @@ fn group_plans<F: Float>(
         let bases = members.iter().map(|p| acts.sequence_base(p.b));
         let (lo, hi) = bases.clone().fold((usize::MAX, 0), |(lo, hi), x| (lo.min(x), hi.max(x)));
         let fits = hi.checked_add(acts.classes).is_some_and(|end| end - lo <= i32::MAX as usize);
-        if !(same && fits && head.time >= 1 && head.label_len >= 1) {
+        let long = grad.is_some() && head.time > group::LINEAR_MAX_TIME;
+        if !(same && fits && head.time >= 1 && head.label_len >= 1) || long {
             i += 1;
             continue;
         }
