@@ -50,6 +50,8 @@ struct LinearLayout {
     skip: usize,
     /// One row of posterior weights.
     post: usize,
+    /// `h + 16` values, viewed as activations (`F`): one frame's label emissions before their `exp`.
+    scratch: usize,
     /// One value: 1 when an emission may have been flushed below the normal range (see
     /// [`FlushBudget`]), else 0.
     flag: usize,
@@ -66,9 +68,10 @@ impl LinearLayout {
         let emit = beta.checked_add(2 * row)?;
         let skip = emit.checked_add(h + 1)?;
         let post = skip.checked_add(h + 1)?;
-        let flag = post.checked_add(row)?;
+        let scratch = post.checked_add(row)?;
+        let flag = scratch.checked_add(h + 16)?;
         let len = flag.checked_add(1)?;
-        Some(LinearLayout { h, row, norm, beta, emit, skip, post, flag, len })
+        Some(LinearLayout { h, row, norm, beta, emit, skip, post, scratch, flag, len })
     }
 }
 
@@ -92,51 +95,76 @@ fn as_f64<F: Float>(region: &mut [F]) -> &mut [f64] {
 /// `exp(x - norm) * scale` of frame `t`'s blank (returned) and of its labels `range = (lo, hi)` (a
 /// whole number of vectors, `hi <= H`) into `emit[lo..hi]` (0 for `j >= L`), and `lowest = min(lowest,
 /// x - norm)` over them, which tells whether an emission was flushed to 0 below the normal range. Only
-/// the labels that a step reads are computed: the others are outside the frame's band. For logits,
-/// `x - norm <= 0` (the normaliser is the frame's log-sum-exp), the domain of the cheaper `exp_le0`;
-/// log-probs take the general `exp`.
+/// the labels that a step reads are computed: the others are outside the frame's band. `scratch` holds
+/// at least `hi - lo` activations.
+///
+/// The exponents `x - norm` are formed in `F`, as the log-space lattice forms them, and their `exp` is
+/// taken in `F`'s lanes (8 with AVX2 for `f32`, and a shorter polynomial than `f64`'s), unless one of
+/// them is below `F`'s normal range, where that `exp` would flush: then in `f64`, whose range the
+/// [`FlushBudget`] accounts for. For logits, `x - norm <= 0` (the normaliser is the frame's
+/// log-sum-exp), the domain of the cheaper `exp_le0`; log-probs take the general `exp`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn emissions<F: Float, W: Lanes<f64>>(
+fn emissions<F: Float, V: Lanes<F>, W: Lanes<f64>>(
     acts: &SeqActs<'_, F>,
     t: usize,
     labels: &[u32],
     blank: usize,
-    (norm, scale): (f64, f64),
+    (norm, scale): (F, f64),
     kind: InputKind,
     (lo, hi): (usize, usize),
     emit: &mut [f64],
+    scratch: &mut [F],
     lowest: &mut f64,
 ) -> f64 {
     let real = hi.min(labels.len()).max(lo);
-    let (args, pad) = emit[lo..hi].split_at_mut(real - lo);
+    let args = &mut scratch[..real - lo];
     let labels = &labels[lo..real];
     match acts.row(t) {
         Some(row) => {
             for (e, &l) in args.iter_mut().zip(labels) {
                 // SAFETY: labels were validated `< classes = row.len()`. Unchecked: the bounds check
                 // per label was a fifth of this gather's instructions (callgrind, `ragged`).
-                *e = unsafe { row.get_unchecked(l as usize) }.to_f64() - norm;
+                *e = *unsafe { row.get_unchecked(l as usize) } - norm;
             }
         }
         None => {
             for (e, &l) in args.iter_mut().zip(labels) {
-                *e = acts.at(t, l as usize).to_f64() - norm;
+                *e = acts.at(t, l as usize) - norm;
             }
         }
     }
-    pad.fill(f64::NEG_INFINITY);
-    let eb_arg = acts.at(t, blank).to_f64() - norm;
-    *lowest = args.iter().fold(lowest.min(eb_arg), |m, &x| m.min(x));
-    let scale_v = W::splat(scale);
+    let eb_arg = acts.at(t, blank) - norm;
+    let low = args.iter().fold(eb_arg, |m, &x| m.min(x));
+    *lowest = lowest.min(low.to_f64());
+    let (emit, pad) = emit[lo..hi].split_at_mut(real - lo);
+    pad.fill(0.0);
+    if low >= FlushBudget::<F>::flush_exponent() {
+        let exp = |x: V| match kind {
+            InputKind::Logits => x.exp_le0(),
+            InputKind::LogProbs => x.exp(),
+        };
+        for c in args.chunks_mut(V::N) {
+            exp(V::load_or(c, F::ZERO)).store(c);
+        }
+        for (e, &p) in emit.iter_mut().zip(args.iter()) {
+            *e = p.to_f64() * scale;
+        }
+        return exp(V::splat(eb_arg)).reduce_max().to_f64() * scale;
+    }
     let exp = |x: W| match kind {
         InputKind::Logits => x.exp_le0(),
         InputKind::LogProbs => x.exp(),
     };
-    for c in emit[lo..hi].chunks_exact_mut(W::N) {
-        (exp(W::load(c)) * scale_v).store(c);
+    let scale_v = W::splat(scale);
+    for (c, a) in emit.chunks_mut(W::N).zip(args.chunks(W::N)) {
+        let mut x = [f64::NEG_INFINITY; 8];
+        for (x, &a) in x.iter_mut().zip(a) {
+            *x = a.to_f64();
+        }
+        (exp(W::load(&x)) * scale_v).store(c);
     }
-    (exp(W::splat(eb_arg)) * scale_v).reduce_max()
+    (exp(W::splat(eb_arg.to_f64())) * scale_v).reduce_max()
 }
 
 /// Phase 1 in probability space: the frame normalisers (validating every frame read, with the errors
@@ -145,7 +173,7 @@ fn emissions<F: Float, W: Lanes<f64>>(
 /// rescaling range or the final probability is 0 (a path lost to flushing), and the caller then runs
 /// the log-space lattice on the same region. The job has `T >= 1` and `L >= 1`.
 #[inline(always)]
-fn forward<F: Float, K: Kernels<F>, W: Lanes<f64>>(
+fn forward<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     k: &K,
     job: &SeqJob<'_, F>,
     region: &mut [F],
@@ -184,7 +212,9 @@ fn forward<F: Float, K: Kernels<F>, W: Lanes<f64>>(
     let rest = &mut rest[lay.emit - lay.beta..];
     let (emit, rest) = rest.split_at_mut(lay.skip - lay.emit);
     let (skip, rest) = rest.split_at_mut(lay.post - lay.skip);
-    let flag = &mut rest[lay.flag - lay.post];
+    let (scratch, flag) = rest[lay.scratch - lay.post..].split_at_mut(lay.flag - lay.scratch);
+    let scratch: &mut [F] = bytemuck::cast_slice_mut(scratch);
+    let flag = &mut flag[0];
     for (j, s) in skip.iter_mut().enumerate() {
         *s = if j >= 1 && j < l_len && labels[j] != labels[j - 1] { 1.0 } else { 0.0 };
     }
@@ -195,15 +225,17 @@ fn forward<F: Float, K: Kernels<F>, W: Lanes<f64>>(
     let mut top = {
         let row0 = &mut alpha[..row];
         row0.fill(0.0);
-        let eb = emissions::<F, W>(
+        let args = (F::from_f64(norms[0]), 1.0);
+        let eb = emissions::<F, V, W>(
             acts,
             0,
             &labels[..1],
             blank,
-            (norms[0], 1.0),
+            args,
             kind,
             (0, W::N),
             emit,
+            scratch,
             &mut lowest,
         );
         row0[1] = eb;
@@ -217,7 +249,8 @@ fn forward<F: Float, K: Kernels<F>, W: Lanes<f64>>(
         };
         let band = band(t, time, l_len);
         let range = linear::chunks::<W>(band, h);
-        let eb = emissions::<F, W>(acts, t, labels, blank, (norms[t], scale), kind, range, emit, &mut lowest);
+        let args = (F::from_f64(norms[t]), scale);
+        let eb = emissions::<F, V, W>(acts, t, labels, blank, args, kind, range, emit, scratch, &mut lowest);
         let (before, after) = alpha.split_at_mut(t * row);
         let prev = &before[(t - 1) * row..];
         top = linear::alpha_step::<W>(prev, &mut after[..row], eb, emit, skip, h, band);
@@ -236,7 +269,7 @@ fn forward<F: Float, K: Kernels<F>, W: Lanes<f64>>(
 /// rescaling range or the [`FlushBudget`] runs out: the rows written so far are then incomplete, and
 /// the caller redoes the sequence in log space, which rewrites every row.
 #[inline(always)]
-fn backward<F: Float, K: Kernels<F>, W: Lanes<f64>>(
+fn backward<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     k: &K,
     job: &SeqJob<'_, F>,
     log_likelihood: f64,
@@ -269,7 +302,9 @@ fn backward<F: Float, K: Kernels<F>, W: Lanes<f64>>(
     let (mut cur, mut next) = beta_rows.split_at_mut(row);
     let (emit, rest) = rest.split_at_mut(lay.skip - lay.emit);
     let (skip, rest) = rest.split_at_mut(lay.post - lay.skip);
-    let (post, flag) = rest.split_at_mut(lay.flag - lay.post);
+    let (post, rest) = rest.split_at_mut(lay.scratch - lay.post);
+    let (scratch, flag) = rest.split_at_mut(lay.flag - lay.scratch);
+    let scratch: &mut [F] = bytemuck::cast_slice_mut(scratch);
     let mut budget = FlushBudget::<f64>::new(&[flag[0] != 0.0]);
     let tiny = budget.tiny[0];
 
@@ -298,9 +333,19 @@ fn backward<F: Float, K: Kernels<F>, W: Lanes<f64>>(
             // The step reads label emissions one past its states (a label's skip to the next).
             let (c_lo, c_hi) = linear::chunks::<W>(band(t, time, l_len), h);
             let range = (c_lo, (c_hi + W::N).min(h));
-            let arg = (norms[t + 1], factor);
-            let eb =
-                emissions::<F, W>(acts, t + 1, labels, blank, arg, kind, range, emit, &mut unused_lowest);
+            let arg = (F::from_f64(norms[t + 1]), factor);
+            let eb = emissions::<F, V, W>(
+                acts,
+                t + 1,
+                labels,
+                blank,
+                arg,
+                kind,
+                range,
+                emit,
+                scratch,
+                &mut unused_lowest,
+            );
             top = linear::beta_step::<W>(next, cur, eb, emit, skip, h, band(t, time, l_len));
         }
         let (c_lo, c_hi) = linear::chunks::<W>(band(t, time, l_len), h);
@@ -348,22 +393,22 @@ pub(super) mod test_hook {
 }
 
 /// [`forward`], compiled for `isa`.
-pub(crate) fn forward_on<F: Float, K: Kernels<F>, W: Lanes<f64>>(
+pub(crate) fn forward_on<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     isa: Isa,
     k: &K,
     job: &SeqJob<'_, F>,
     region: &mut [F],
 ) -> Result<Option<f64>, CtcError> {
     match isa {
-        Isa::Baseline => forward::<F, K, W>(k, job, region),
+        Isa::Baseline => forward::<F, K, V, W>(k, job, region),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
-        Isa::Avx2Fma(_) => unsafe { forward_avx2_fma::<F, K, W>(k, job, region) },
+        Isa::Avx2Fma(_) => unsafe { forward_avx2_fma::<F, K, V, W>(k, job, region) },
     }
 }
 
 /// [`backward`], compiled for `isa`.
-pub(crate) fn backward_on<F: Float, K: Kernels<F>, W: Lanes<f64>>(
+pub(crate) fn backward_on<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     isa: Isa,
     k: &K,
     job: &SeqJob<'_, F>,
@@ -373,11 +418,11 @@ pub(crate) fn backward_on<F: Float, K: Kernels<F>, W: Lanes<f64>>(
     grad: &mut SeqGrad<F>,
 ) -> bool {
     match isa {
-        Isa::Baseline => backward::<F, K, W>(k, job, log_likelihood, scale, region, grad),
+        Isa::Baseline => backward::<F, K, V, W>(k, job, log_likelihood, scale, region, grad),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
         Isa::Avx2Fma(_) => unsafe {
-            backward_avx2_fma::<F, K, W>(k, job, log_likelihood, scale, region, grad)
+            backward_avx2_fma::<F, K, V, W>(k, job, log_likelihood, scale, region, grad)
         },
     }
 }
@@ -386,19 +431,19 @@ pub(crate) fn backward_on<F: Float, K: Kernels<F>, W: Lanes<f64>>(
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_avx2_fma<F: Float, K: Kernels<F>, W: Lanes<f64>>(
+unsafe fn forward_avx2_fma<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     k: &K,
     job: &SeqJob<'_, F>,
     region: &mut [F],
 ) -> Result<Option<f64>, CtcError> {
-    forward::<F, K, W>(k, job, region)
+    forward::<F, K, V, W>(k, job, region)
 }
 
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn backward_avx2_fma<F: Float, K: Kernels<F>, W: Lanes<f64>>(
+unsafe fn backward_avx2_fma<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     k: &K,
     job: &SeqJob<'_, F>,
     log_likelihood: f64,
@@ -406,7 +451,7 @@ unsafe fn backward_avx2_fma<F: Float, K: Kernels<F>, W: Lanes<f64>>(
     region: &mut [F],
     grad: &mut SeqGrad<F>,
 ) -> bool {
-    backward::<F, K, W>(k, job, log_likelihood, scale, region, grad)
+    backward::<F, K, V, W>(k, job, log_likelihood, scale, region, grad)
 }
 
 #[cfg(test)]

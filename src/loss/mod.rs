@@ -511,7 +511,7 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     let run_forward = |unit: &mut [SeqPlan], region: &mut [F]| {
         if let [plan] = unit {
             if plan.tried_linear {
-                match linear::forward_on::<F, K, W>(isa, k, &job(plan), region) {
+                match linear::forward_on::<F, K, V, W>(isa, k, &job(plan), region) {
                     Ok(Some(ll)) => {
                         plan.linear = true;
                         plan.log_likelihood = ll;
@@ -591,7 +591,7 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
                     lattice::backward_on(isa, k, &job, plan.log_likelihood, scale(plan), region, &mut sg);
                     return;
                 }
-                if linear::backward_on::<F, K, W>(
+                if linear::backward_on::<F, K, V, W>(
                     isa,
                     k,
                     &job,
