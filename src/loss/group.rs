@@ -360,7 +360,8 @@ impl<F: Float> FlushBudget<F> {
 /// backward pass (`chars_long`, `T = 1000`, and `bpe_large`, `T = 500`, both did), after a whole
 /// forward pass and a part of the backward one, which are then wasted: `bpe_large` took 68 % more
 /// instructions than in log space alone. Up to this length no group of the standard shapes ran out
-/// (`tiny`, `chars`, `bpe`: `T` = 50, 150, 250).
+/// (`tiny`, `chars`, `bpe`: `T` = 50, 150, 250). With a gradient, longer sequences are not grouped at
+/// all: they run alone, in probability space in `f64` (`super::linear`), whose range they fit.
 pub(crate) const LINEAR_MAX_TIME: usize = 320;
 
 /// The range of row maxima that [`rescale`] accepts: `[MIN_POSITIVE / EPSILON, EPSILON /
