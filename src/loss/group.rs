@@ -344,13 +344,17 @@ impl<F: Float> FlushBudget<F> {
     }
 
     /// Charges lane `m` for a frame with posterior total `total` and exposure `exposure`; false once
-    /// the lane's budget is exceeded (or `total` is 0 or not finite).
+    /// the lane's budget is exceeded, or when `total` is under `MIN_POSITIVE / EPSILON` (or not
+    /// finite). Products of two normal factors can fall below the normal range themselves (factors near
+    /// `1e-158` in `f64`; fuzz found a frame whose posterior total was `1e-315`, whose reciprocal, the
+    /// weights' scale, overflowed): above that floor, each product's absolute rounding is under
+    /// `EPSILON^2` of the total, and the total's reciprocal is finite.
     #[inline(always)]
     pub(super) fn charge(&mut self, m: usize, total: F, exposure: F) -> bool {
         if exposure > F::ZERO {
             self.spent[m] += self.error[m] * exposure / total;
         }
-        total > F::ZERO && self.spent[m] <= self.limit
+        total >= rescale_limit::<F>() && total.is_finite() && self.spent[m] <= self.limit
     }
 }
 
@@ -532,9 +536,11 @@ fn forward_linear<F: Float, V: Lanes<F>>(
             continue;
         }
         // A path lost to flushing would read as ln p = -inf, which the backward pass (and its test of
-        // the flush budget) never sees: that lane goes back to log space now.
+        // the flush budget) never sees: that lane goes back to log space now. So does an end that
+        // overflowed: the last row is never rescaled, and log-probs far above 0 (valid input) make
+        // its emissions `+inf` (fuzz: one frame of log-probs near 1e132 read as ln p = +inf).
         let end = last[l_len * n + m] + last[(s_len - 1) * n + m];
-        if end.is_nan() || end <= F::ZERO {
+        if !(end > F::ZERO && end.is_finite()) {
             return false;
         }
         lls[m] = end.to_f64().ln() + offset[m];
