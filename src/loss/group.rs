@@ -15,7 +15,7 @@ use super::lattice::{
     band, locate_bad_value, posterior_sign_scale, split_f64, strided_norm, subtract_posteriors,
     weights_sum_to_about_one, write_dense_row, zero_row, Isa, SeqGrad, SeqJob, SeqLayout, PREFETCH_FRAMES,
 };
-use super::InputKind;
+use super::{GradOutput, InputKind};
 use crate::error::CtcError;
 use crate::simd::{interleaved, Kernels, Lanes};
 use crate::Float;
@@ -56,35 +56,40 @@ fn emissions<F: Float, V: Lanes<F>>(src: &[F], gather: &[u32], l_len: usize, bas
 /// The most classes for which [`log_sum_exp_across`] is used: rows of up to four cache lines (f32).
 const ACROSS_MAX_CLASSES: usize = 64;
 
-/// Every member's log-sum-exp of one frame of logits at once, one class per vector, gathered across the
-/// members' rows (`rows[m]`: member `m`'s row offset in `src`, member 0's row and what follows). `None`
-/// if some member's frame holds NaN or `+inf`, or is all `-inf` (the caller then finds which, and
-/// reports it as the one-sequence path does).
+/// Every member's log-sum-exp of one frame of logits at once, one class per vector, across the
+/// members' rows (`rows[m]`: member `m`'s row offset in `src`, member 0's row and what follows).
+/// `None` if some member's frame holds NaN or `+inf`, or is all `-inf` (the caller then finds which,
+/// and reports it as the one-sequence path does). `frame` is scratch space of at least `classes * N`.
 ///
 /// One row at a time, a frame of 29 classes took four partial vectors, two horizontal reductions and a
-/// scalar logarithm per sequence; across the members it is 29 gathers, no tail, no reduction.
+/// scalar logarithm per sequence; across the members it is 29 vectors (loaded `N` columns at a time,
+/// [`Lanes::load_columns`]), no tail, no reduction.
 #[inline(always)]
-fn log_sum_exp_across<F: Float, V: Lanes<F>>(src: &[F], rows: &[u32], classes: usize) -> Option<V> {
-    // The gathered frame, kept for the second pass (2 KiB of stack for 64 classes of 8 f32 lanes).
-    let mut frame = [V::splat(F::NEG_INFINITY); ACROSS_MAX_CLASSES];
-    let frame = &mut frame[..classes];
+fn log_sum_exp_across<F: Float, V: Lanes<F>>(
+    src: &[F],
+    rows: &[u32],
+    classes: usize,
+    frame: &mut [F],
+) -> Option<V> {
+    let frame = &mut frame[..classes * V::N];
+    V::load_columns(src, rows, frame);
     let mut m = V::splat(F::NEG_INFINITY);
-    let mut invalid = false;
-    for (v, slot) in frame.iter_mut().enumerate() {
-        let x = V::gather_or(&src[v..], rows, F::NEG_INFINITY);
-        invalid |= x.any_invalid();
+    let mut nan = V::splat(F::ZERO);
+    for col in frame.chunks_exact(V::N) {
+        let x = V::load(col);
+        nan = x.flag_nan(nan);
         m = m.max(x);
-        *slot = x;
     }
-    // A lane whose maximum is -inf had no finite logit: invalid too. The lanes' sum is -inf then (no
-    // lane is NaN or +inf here); it is also -inf when huge negative maxima overflow the sum, which
-    // only sends a valid frame down the slower row-by-row path.
-    if invalid || m.reduce_add() == F::NEG_INFINITY {
+    // A `+inf` logit makes its lane's maximum `+inf` (`max` returns it over anything but NaN, which is
+    // flagged apart). A lane whose maximum is -inf had no finite logit: invalid too. The lanes' sum
+    // is -inf then (no lane is NaN or +inf here); it is also -inf when huge negative maxima overflow
+    // the sum, which only sends a valid frame down the slower row-by-row path.
+    if nan.any_flagged() || m.any_invalid() || m.reduce_add() == F::NEG_INFINITY {
         return None;
     }
     let mut sum = V::splat(F::ZERO);
-    for &x in frame.iter() {
-        sum = sum + (x - m).exp_le0();
+    for col in frame.chunks_exact(V::N) {
+        sum = sum + (V::load(col) - m).exp_le0();
     }
     Some(m + sum.ln_normal())
 }
@@ -93,6 +98,80 @@ fn log_sum_exp_across<F: Float, V: Lanes<F>>(src: &[F], rows: &[u32], classes: u
 #[inline(always)]
 fn frame_src<'a, F: Float>(job: &SeqJob<'a, F>, t: usize) -> &'a [F] {
     &job.acts.data[job.acts.base + t * job.acts.stride_t..]
+}
+
+/// A group's rows of one frame, for prefetching: where they lie (in elements from member 0's row),
+/// and whether to ask for them as one range. The members of a group are neighbours in the batch, so
+/// in a time-major batch their rows of a frame are one block: one range costs a prefetch per cache
+/// line, where a prefetch per row cost its own loop and bounds checks per member (on `tiny`, V = 29:
+/// 116-byte rows, two or three lines each, those were 11 % of the instructions).
+struct FrameRows {
+    offsets: [usize; MAX_LANES],
+    n: usize,
+    classes: usize,
+    /// The length of the one range from member 0's row; 0 for a range per row.
+    span: usize,
+}
+
+impl FrameRows {
+    /// The rows at `offsets` from member 0's (`N` of them, each `classes` long). One range where it
+    /// is at least half rows; else a range per row (members far apart: batch-major layouts).
+    fn new(offsets: impl Iterator<Item = usize>, classes: usize) -> Self {
+        let mut rows = FrameRows { offsets: [0; MAX_LANES], n: 0, classes, span: 0 };
+        let mut end = 0usize;
+        for (slot, off) in rows.offsets.iter_mut().zip(offsets) {
+            *slot = off;
+            rows.n += 1;
+            end = end.max(off.saturating_add(classes));
+        }
+        if end <= 2 * rows.n * classes {
+            rows.span = end;
+        }
+        rows
+    }
+
+    /// The members' gradient rows, where their layout allows one [`FrameRows`] (the same frame stride,
+    /// member 0's row first); `None` otherwise (the caller asks for each row on its own).
+    fn of_grads<F>(grads: &[SeqGrad<F>]) -> Option<Self> {
+        let g0 = grads.first()?;
+        let start =
+            |g: &SeqGrad<F>| (g.ptr as usize).wrapping_add(g.base.wrapping_mul(core::mem::size_of::<F>()));
+        let s0 = start(g0);
+        let mut offsets = [0usize; MAX_LANES];
+        for (o, g) in offsets.iter_mut().zip(grads) {
+            let bytes = start(g).checked_sub(s0)?;
+            if g.stride_t != g0.stride_t || g.stride_v != 1 || bytes % core::mem::size_of::<F>() != 0 {
+                return None;
+            }
+            *o = bytes / core::mem::size_of::<F>();
+        }
+        Some(Self::new(offsets.into_iter().take(grads.len()), g0.classes))
+    }
+
+    /// Asks the cache for the rows, member 0's at `row0` (a hint: any address is fine).
+    #[inline(always)]
+    fn prefetch<F>(&self, row0: *const F) {
+        if self.span > 0 {
+            crate::simd::prefetch_raw(row0, self.span);
+        } else {
+            for &off in &self.offsets[..self.n] {
+                crate::simd::prefetch_raw(row0.wrapping_add(off), self.classes);
+            }
+        }
+    }
+}
+
+/// Member 0's row of activations at frame `t`, as an address for [`FrameRows::prefetch`] (wrapping:
+/// never dereferenced).
+#[inline(always)]
+fn acts_row_ptr<F: Float>(job: &SeqJob<'_, F>, t: usize) -> *const F {
+    job.acts.data.as_ptr().wrapping_add(job.acts.base.wrapping_add(t.wrapping_mul(job.acts.stride_t)))
+}
+
+/// Member 0's gradient row at frame `t`, as an address for [`FrameRows::prefetch`].
+#[inline(always)]
+fn grad_row_ptr<F>(g: &SeqGrad<F>, t: usize) -> *const F {
+    g.ptr.cast_const().wrapping_add(g.base.wrapping_add(t.wrapping_mul(g.stride_t)))
 }
 
 /// Per-lane bookkeeping of a rescaling step: a lane whose states are all `-inf` (its sequence is
@@ -176,14 +255,17 @@ fn frame_normalisers<F: Float, K: Kernels<F>, V: Lanes<F>>(
     // Across the members for short rows only: each gather touches `n` rows, and past a few cache lines
     // per row (`bpe`, V = 1024) reading every row twice that way costs more than reading them in turn.
     let across = kind == InputKind::Logits && first.acts.classes <= ACROSS_MAX_CLASSES;
+    let acts_rows = FrameRows::new(rows.iter().map(|&r| r as usize), first.acts.classes);
+    // One frame of class vectors (4 KiB of f32, 8 KiB of f64), set up once rather than per frame.
+    let mut frame = [F::ZERO; ACROSS_MAX_CLASSES * MAX_LANES];
     for t in 0..time {
         if across {
-            for job in jobs {
-                if t + PREFETCH_FRAMES < time {
-                    job.acts.prefetch_row(t + PREFETCH_FRAMES);
-                }
+            if t + PREFETCH_FRAMES < time {
+                acts_rows.prefetch(acts_row_ptr(&first, t + PREFETCH_FRAMES));
             }
-            if let Some(norm) = log_sum_exp_across::<F, V>(frame_src(&first, t), rows, first.acts.classes) {
+            if let Some(norm) =
+                log_sum_exp_across::<F, V>(frame_src(&first, t), rows, first.acts.classes, &mut frame)
+            {
                 norm.store(&mut ws[lay.norm + t * n..lay.norm + (t + 1) * n]);
                 continue;
             }
@@ -593,14 +675,13 @@ pub(crate) fn backward<F: Float, K: Kernels<F>, V: Lanes<F>>(
     let mut shift = [F::ZERO; MAX_LANES];
     let mut beta_offset = [0.0f64; MAX_LANES];
     let far_alpha = core::mem::size_of_val(alpha) > 1 << 18;
+    let acts_rows = FrameRows::new(gather[(l_len + 1) * n..].iter().map(|&r| r as usize), first.acts.classes);
+    let grad_rows = FrameRows::of_grads(grads);
     let mut t = time;
     while t > 0 {
         t -= 1;
         if t >= PREFETCH_FRAMES {
-            for (job, g) in jobs.iter().zip(grads.iter()) {
-                job.acts.prefetch_row(t - PREFETCH_FRAMES);
-                g.prefetch_row(t - PREFETCH_FRAMES);
-            }
+            prefetch_frame(jobs, grads, &acts_rows, grad_rows.as_ref(), t - PREFETCH_FRAMES);
         }
         if far_alpha && t >= 2 {
             crate::simd::prefetch(&alpha[(t - 2) * row_len..(t - 1) * row_len]);
@@ -655,6 +736,22 @@ pub(crate) fn backward<F: Float, K: Kernels<F>, V: Lanes<F>>(
             }
         }
         core::mem::swap(&mut cur, &mut next);
+    }
+}
+
+/// Asks the cache for the group's rows of activations and output at frame `t` (`t < time`).
+#[inline(always)]
+fn prefetch_frame<F: Float>(
+    jobs: &[SeqJob<'_, F>],
+    grads: &[SeqGrad<F>],
+    acts_rows: &FrameRows,
+    grad_rows: Option<&FrameRows>,
+    t: usize,
+) {
+    acts_rows.prefetch(acts_row_ptr(&jobs[0], t));
+    match grad_rows {
+        Some(rows) => rows.prefetch(grad_row_ptr(&grads[0], t)),
+        None => grads.iter().for_each(|g| g.prefetch_row(t)),
     }
 }
 
@@ -742,14 +839,20 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
     let tiny = V::load(&budget.tiny[..n]);
     let mut unused_lowest = V::splat(F::ZERO);
     let far_alpha = core::mem::size_of_val(alpha) > 1 << 18;
+    let acts_rows = FrameRows::new(gather[(l_len + 1) * n..].iter().map(|&r| r as usize), first.acts.classes);
+    let grad_rows = FrameRows::of_grads(grads);
+    let by_columns = by_columns::<F, V>(jobs, grads);
+    // 1 for the live lanes, 0 for the others (a mask in the lanes' own type).
+    let mut live_lanes = [F::ZERO; MAX_LANES];
+    for (x, &l) in live_lanes.iter_mut().zip(&live) {
+        *x = if l { F::ONE } else { F::ZERO };
+    }
+    let mut frame = [F::ZERO; ACROSS_MAX_CLASSES * MAX_LANES];
     let mut t = time;
     while t > 0 {
         t -= 1;
         if t >= PREFETCH_FRAMES {
-            for (job, g) in jobs.iter().zip(grads.iter()) {
-                job.acts.prefetch_row(t - PREFETCH_FRAMES);
-                g.prefetch_row(t - PREFETCH_FRAMES);
-            }
+            prefetch_frame(jobs, grads, &acts_rows, grad_rows.as_ref(), t - PREFETCH_FRAMES);
         }
         if far_alpha && t >= 2 {
             crate::simd::prefetch(&alpha[(t - 2) * row_len..(t - 1) * row_len]);
@@ -778,16 +881,110 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
                 return false;
             }
         }
-        for m in 0..n {
-            if live[m] {
-                let w = posterior_sign_scale(out, scales[m]) / totals[m];
-                let weights = Some((blanks[m] * w, &post[(l_len + 1) * n + m..], w));
-                write_member_row(k, &jobs[m], &mut grads[m], t, norm[t * n + m], scales[m], n, weights);
+        if by_columns {
+            // Dead lanes get a zero scale and weights: a row of zeros, as zero_unused_rows wrote.
+            let (mut dense, mut blank_w, mut w) =
+                ([F::ZERO; MAX_LANES], [F::ZERO; MAX_LANES], [F::ZERO; MAX_LANES]);
+            for m in 0..n {
+                if live[m] {
+                    w[m] = posterior_sign_scale(out, scales[m]) / totals[m];
+                    blank_w[m] = blanks[m] * w[m];
+                    dense[m] = scales[m];
+                }
+            }
+            let weights = (V::load(&blank_w[..n]), &w, &post[(l_len + 1) * n..]);
+            let norm_t = V::load(&norm[t * n..]);
+            write_group_rows(
+                jobs,
+                grads,
+                gather,
+                t,
+                norm_t,
+                V::load(&dense[..n]),
+                weights,
+                &live_lanes,
+                &mut frame,
+            );
+        } else {
+            for m in 0..n {
+                if live[m] {
+                    let w = posterior_sign_scale(out, scales[m]) / totals[m];
+                    let weights = Some((blanks[m] * w, &post[(l_len + 1) * n + m..], w));
+                    write_member_row(k, &jobs[m], &mut grads[m], t, norm[t * n + m], scales[m], n, weights);
+                }
             }
         }
         core::mem::swap(&mut cur, &mut next);
     }
     true
+}
+
+/// Whether [`write_group_rows`] writes the group's output rows: lanes with fast columns, a logits
+/// gradient (a softmax per row) with one blank class, rows short enough for a frame of class
+/// vectors, and contiguous rows.
+fn by_columns<F: Float, V: Lanes<F>>(jobs: &[SeqJob<'_, F>], grads: &[SeqGrad<F>]) -> bool {
+    let first = &jobs[0];
+    V::FAST_COLUMNS
+        && first.input == InputKind::Logits
+        && first.output == GradOutput::Gradient
+        && first.acts.classes <= ACROSS_MAX_CLASSES
+        && jobs
+            .iter()
+            .all(|j| j.blank == first.blank && j.acts.stride_v == 1 && j.acts.classes == first.acts.classes)
+        && grads.iter().all(|g| g.stride_v == 1 && g.classes == first.acts.classes)
+}
+
+/// Every member's output row at frame `t` (`t < time`) at once, as [`write_member_row`] writes them
+/// one at a time: `softmax(x) * scale` (`scale` per lane, 0 for a member without a path, whose row is
+/// then zeros) minus the posterior weights: the blanks' `blank_w` per lane, and the labels' products
+/// `labels[j * N + m]` (the group's interleaved label states) times `w[m]`, for the live members
+/// (`live_lanes[m]` 1, else 0). `gather` is the group's table, `frame` scratch space of at least
+/// `classes * N`.
+///
+/// The members' rows are read and written as columns ([`Lanes::load_columns`],
+/// [`Lanes::store_columns`]): one row at a time, 29 classes took four vectors, the last partial, and
+/// each row's setup and bounds checks were as many instructions again (callgrind, `tiny`). The
+/// arithmetic is the same, element by element, so the rows are too.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn write_group_rows<F: Float, V: Lanes<F>>(
+    jobs: &[SeqJob<'_, F>],
+    grads: &mut [SeqGrad<F>],
+    gather: &[u32],
+    t: usize,
+    norm: V,
+    scale: V,
+    (blank_w, w, labels): (V, &[F; MAX_LANES], &[F]),
+    live_lanes: &[F; MAX_LANES],
+    frame: &mut [F],
+) {
+    let n = V::N;
+    let first = &jobs[0];
+    let l_len = first.labels.len();
+    let rows = &gather[(l_len + 1) * n..(l_len + 2) * n];
+    let labels = &labels[..l_len * n];
+    let frame = &mut frame[..first.acts.classes * n];
+    V::load_columns(frame_src(first, t), rows, frame);
+    for col in frame.chunks_exact_mut(n) {
+        ((V::load(col) - norm).exp_le0() * scale).store(col);
+    }
+    let blank = &mut frame[first.blank * n..(first.blank + 1) * n];
+    (V::load(blank) - blank_w).store(blank);
+    // Label j's class in member m's row is its gather-table entry less the row's offset. Dead lanes
+    // (w = 0) take nothing (their products, finite or not, are dropped).
+    let (w, lane_live, half) = (V::load(&w[..n]), V::load(&live_lanes[..n]), V::splat(F::from_f64(0.5)));
+    for (p, at) in labels.chunks_exact(n).zip(gather.chunks_exact(n)) {
+        let d = half.where_at_most(lane_live, V::load(p) * w);
+        d.sub_at_columns(frame, at, rows);
+    }
+    let mut out: [&mut [F]; MAX_LANES] = Default::default();
+    for (o, g) in out.iter_mut().zip(grads.iter_mut()) {
+        assert!(t < g.max_time);
+        // SAFETY: t < max_time (asserted); the caller's task owns the members' rows, which are
+        // distinct (the validated layout is injective).
+        *o = unsafe { g.row_mut(t) }.expect("a group's output rows are contiguous");
+    }
+    V::store_columns(frame, &mut out[..n]);
 }
 
 /// Writes member `m`'s output row at frame `t` (`t < max_time`; the task owns the member's rows): its

@@ -38,6 +38,8 @@ macro_rules! avx2_lanes {
         $name:ident, $f:ident, $n:expr, $reg:ty, $ireg:ty,
         set1 = $set1:ident, loadu = $loadu:ident, storeu = $storeu:ident,
         maskload = $maskload:ident, gather = $gather:ident, store_tail = $store_tail:ident,
+        columns = $columns:ident, store_columns = $store_columns:ident, fast_columns = $fast_columns:expr,
+        sub_at_columns = $sub_at_columns:ident,
         add = $add:ident, sub = $sub:ident, mul = $mul:ident, div = $div:ident,
         max = $max:ident, min = $min:ident, cmp = $cmp:ident, blendv = $blendv:ident,
         and = $and:ident, or = $or:ident, movemask = $movemask:ident,
@@ -158,6 +160,7 @@ macro_rules! avx2_lanes {
 
         impl Lanes<$f> for $name {
             const N: usize = $n;
+            const FAST_COLUMNS: bool = $fast_columns;
             #[inline(always)]
             fn splat(x: $f) -> Self {
                 $name(Self::splat_raw(x))
@@ -194,6 +197,28 @@ macro_rules! avx2_lanes {
             #[inline(always)]
             fn gather_or(row: &[$f], idx: &[u32], fill: $f) -> Self {
                 $name($gather(row, idx, fill))
+            }
+            #[inline(always)]
+            fn load_columns(src: &[$f], rows: &[u32], cols: &mut [$f]) {
+                $columns(src, rows, cols)
+            }
+            #[inline(always)]
+            fn store_columns(cols: &[$f], rows: &mut [&mut [$f]]) {
+                $store_columns(cols, rows)
+            }
+            #[inline(always)]
+            fn sub_at_columns(self, cols: &mut [$f], at: &[u32], rows: &[u32]) {
+                $sub_at_columns(self, cols, at, rows)
+            }
+            #[inline(always)]
+            fn flag_nan(self, flags: Self) -> Self {
+                // SAFETY: see the module documentation.
+                $name(unsafe { $or(flags.0, $cmp::<_CMP_UNORD_Q>(self.0, self.0)) })
+            }
+            #[inline(always)]
+            fn any_flagged(self) -> bool {
+                // SAFETY: see the module documentation.
+                unsafe { $movemask(self.0) != 0 }
             }
             #[inline(always)]
             fn max(self, o: Self) -> Self {
@@ -316,6 +341,10 @@ avx2_lanes!(
     maskload = _mm256_maskload_ps,
     gather = gather_ps,
     store_tail = store_tail_ps,
+    columns = load_columns_ps,
+    store_columns = store_columns_ps,
+    fast_columns = true,
+    sub_at_columns = sub_at_columns_ps,
     add = _mm256_add_ps,
     sub = _mm256_sub_ps,
     mul = _mm256_mul_ps,
@@ -366,6 +395,10 @@ avx2_lanes!(
     maskload = _mm256_maskload_pd,
     gather = gather_pd,
     store_tail = store_tail_pd,
+    columns = load_columns_pd,
+    store_columns = store_columns_pd,
+    fast_columns = false,
+    sub_at_columns = sub_at_columns_pd,
     add = _mm256_add_pd,
     sub = _mm256_sub_pd,
     mul = _mm256_mul_pd,
@@ -480,6 +513,188 @@ fn gather_pd(row: &[f64], idx: &[u32], fill: f64) -> __m256d {
         let ix = _mm_min_epu32(ix, _mm_set1_epi32((row.len() - 1).min(i32::MAX as usize) as i32));
         let wide = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(lanes));
         _mm256_mask_i32gather_pd::<8>(_mm256_set1_pd(fill), row.as_ptr(), ix, wide)
+    }
+}
+
+/// [`Lanes::load_columns`] for eight `f32` lanes: each block of eight columns loaded as one vector
+/// per row, then transposed. Where `src` holds eight elements from a row's block, a whole vector is
+/// loaded (what lies past the row's columns is read and dropped); else a masked load reads the
+/// columns alone. Short rows of logits (`tiny`, `chars`: 29 classes) gathered one column at a time
+/// cost a load per lane and column, half the instructions of the frame normalisers; the bounds are
+/// checked once per frame, not per row (a check per row and block was as costly as the gathers).
+#[inline(always)]
+fn load_columns_ps(src: &[f32], rows: &[u32], cols: &mut [f32]) {
+    let classes = cols.len() / 8;
+    let rows: &[u32; 8] = rows[..8].try_into().expect("eight rows");
+    let mut hi = 0usize;
+    for &r in rows {
+        hi = hi.max(r as usize);
+    }
+    // The one bounds check: every row's `classes` columns lie inside `src` (no overflow: `hi` < 2^32
+    // and `classes` is at most `src.len()` here, or the check fails).
+    assert!(classes <= src.len() && hi <= src.len() - classes);
+    // Whether the last, partial block may be read as whole vectors too.
+    let whole_tail = hi + classes.next_multiple_of(8) <= src.len();
+    let p = src.as_ptr();
+    for (b, block) in cols[..classes * 8].chunks_mut(64).enumerate() {
+        let (col, count) = (b * 8, block.len() / 8);
+        let mask = F32x8::first(count);
+        let mut r = [F32x8::splat_raw(0.0); 8];
+        for (v, &row) in r.iter_mut().zip(rows) {
+            // SAFETY: `row + col + count <= hi + classes <= src.len()` (the check above), so the
+            // masked load's enabled lanes are inside `src` (the others are never accessed); a whole
+            // block, or the tail with `whole_tail`, reads `row + col + 8 <= src.len()` elements.
+            *v = unsafe {
+                let at = p.add(row as usize + col);
+                if count == 8 || whole_tail {
+                    _mm256_loadu_ps(at)
+                } else {
+                    _mm256_maskload_ps(at, mask)
+                }
+            };
+        }
+        for (dst, v) in block.chunks_exact_mut(8).zip(transpose_ps(r)) {
+            F32x8(v).store(dst);
+        }
+    }
+}
+
+/// [`Lanes::store_columns`] for eight `f32` lanes: each block of eight columns transposed into one
+/// vector per row, stored whole, or for the last, partial block, only its columns (never past the
+/// row: what follows it may be another sequence's).
+#[inline(always)]
+fn store_columns_ps(cols: &[f32], rows: &mut [&mut [f32]]) {
+    let classes = cols.len() / 8;
+    let rows = &mut rows[..8];
+    // The one bounds check of the rows.
+    assert!(rows.iter().all(|r| r.len() >= classes));
+    for (b, block) in cols[..classes * 8].chunks(64).enumerate() {
+        let (col, count) = (b * 8, block.len() / 8);
+        let mut r = [F32x8::splat_raw(0.0); 8];
+        for (i, v) in r.iter_mut().enumerate() {
+            // One load per column, each on its own: loading the block's columns as a run let LLVM
+            // copy them to the stack with a call to `memcpy`.
+            if i < count {
+                // SAFETY: `(i + 1) * 8 <= block.len()`; unaligned load.
+                *v = unsafe { _mm256_loadu_ps(block.as_ptr().add(i * 8)) };
+            }
+        }
+        for (row, v) in rows.iter_mut().zip(transpose_ps(r)) {
+            if count == 8 {
+                // SAFETY: `col + 8 <= classes <= row.len()` (checked above); unaligned store.
+                unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(col), v) };
+            } else {
+                // SAFETY: `col + count = classes <= row.len()` (checked above).
+                store_tail_ps(unsafe { row.get_unchecked_mut(col..col + count) }, v);
+            }
+        }
+    }
+}
+
+/// The indices of [`Lanes::sub_at_columns`] into a frame of `classes`
+/// columns of eight lanes: `(at[m] - rows[m]) * 8 + m`, the column clamped to `classes - 1`, so
+/// every index is `< classes * 8`.
+#[inline(always)]
+fn column_indices(at: &[u32], rows: &[u32], classes: usize) -> __m256i {
+    let (at, rows) = (&at[..8], &rows[..8]);
+    assert!(classes >= 1 && classes <= i32::MAX as usize / 8);
+    // SAFETY: the loads read `at[..8]` and `rows[..8]` (sliced above); AVX2 as in the module
+    // documentation.
+    unsafe {
+        let c = _mm256_sub_epi32(
+            _mm256_loadu_si256(at.as_ptr().cast()),
+            _mm256_loadu_si256(rows.as_ptr().cast()),
+        );
+        let c = _mm256_min_epu32(c, _mm256_set1_epi32((classes - 1) as i32));
+        _mm256_add_epi32(_mm256_slli_epi32::<3>(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    }
+}
+
+/// [`Lanes::sub_at_columns`] for eight `f32` lanes: the eight elements gathered, less `v`, and
+/// stored back one by one (AVX2 has no scatter). The labels' posteriors per member, one at a time,
+/// took a bounds check and a loop step each: eleven instructions per label (callgrind, `chars`).
+#[inline(always)]
+fn sub_at_columns_ps(v: F32x8, cols: &mut [f32], at: &[u32], rows: &[u32]) {
+    let idx = column_indices(at, rows, cols.len() / 8);
+    // SAFETY: every index is `< (cols.len() / 8) * 8 <= cols.len()` (column_indices), for the gather
+    // and the stores; AVX2 as in the module documentation.
+    unsafe {
+        let new = _mm256_sub_ps(_mm256_i32gather_ps::<4>(cols.as_ptr(), idx), v.0);
+        let mut i = [0u32; 8];
+        let mut x = [0f32; 8];
+        _mm256_storeu_si256(i.as_mut_ptr().cast(), idx);
+        _mm256_storeu_ps(x.as_mut_ptr(), new);
+        for (&i, &x) in i.iter().zip(&x) {
+            *cols.get_unchecked_mut(i as usize) = x;
+        }
+    }
+}
+
+/// [`Lanes::sub_at_columns`] for four `f64` lanes, one element at a time (clamped as the `f32` form).
+#[inline(always)]
+fn sub_at_columns_pd(v: F64x4, cols: &mut [f64], at: &[u32], rows: &[u32]) {
+    let classes = cols.len() / 4;
+    let mut lanes = [0.0f64; 4];
+    v.store(&mut lanes);
+    for (m, ((&a, &r), &x)) in at.iter().zip(rows).zip(&lanes).enumerate() {
+        cols[(a.wrapping_sub(r) as usize).min(classes - 1) * 4 + m] -= x;
+    }
+}
+
+/// The transpose of an 8 x 8 block: lane `m` of vector `c` of the result is lane `c` of `r[m]`.
+#[inline(always)]
+fn transpose_ps(r: [__m256; 8]) -> [__m256; 8] {
+    // SAFETY: shuffles only; AVX as in the module documentation.
+    unsafe {
+        let a0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let a1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let a2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let a3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let a4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let a5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let a6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let a7 = _mm256_unpackhi_ps(r[6], r[7]);
+        // Columns (c, c + 4), one per 128-bit half, of rows 0..4 (b0..b4) and 4..8 (b4..b8).
+        let b0 = _mm256_shuffle_ps::<0x44>(a0, a2);
+        let b1 = _mm256_shuffle_ps::<0xEE>(a0, a2);
+        let b2 = _mm256_shuffle_ps::<0x44>(a1, a3);
+        let b3 = _mm256_shuffle_ps::<0xEE>(a1, a3);
+        let b4 = _mm256_shuffle_ps::<0x44>(a4, a6);
+        let b5 = _mm256_shuffle_ps::<0xEE>(a4, a6);
+        let b6 = _mm256_shuffle_ps::<0x44>(a5, a7);
+        let b7 = _mm256_shuffle_ps::<0xEE>(a5, a7);
+        [
+            _mm256_permute2f128_ps::<0x20>(b0, b4),
+            _mm256_permute2f128_ps::<0x20>(b1, b5),
+            _mm256_permute2f128_ps::<0x20>(b2, b6),
+            _mm256_permute2f128_ps::<0x20>(b3, b7),
+            _mm256_permute2f128_ps::<0x31>(b0, b4),
+            _mm256_permute2f128_ps::<0x31>(b1, b5),
+            _mm256_permute2f128_ps::<0x31>(b2, b6),
+            _mm256_permute2f128_ps::<0x31>(b3, b7),
+        ]
+    }
+}
+
+/// [`Lanes::load_columns`] for four `f64` lanes: a gather per column (no `f64` shape has rows short
+/// enough for the transpose to matter).
+#[inline(always)]
+fn load_columns_pd(src: &[f64], rows: &[u32], cols: &mut [f64]) {
+    let rows = &rows[..4];
+    for (c, col) in cols.chunks_exact_mut(4).enumerate() {
+        let row = &src[c..];
+        assert!(rows.iter().all(|&r| (r as usize) < row.len()));
+        F64x4(gather_pd(row, rows, f64::NEG_INFINITY)).store(col);
+    }
+}
+
+/// [`Lanes::store_columns`] for four `f64` lanes, one element at a time.
+#[inline(always)]
+fn store_columns_pd(cols: &[f64], rows: &mut [&mut [f64]]) {
+    for (c, col) in cols.chunks_exact(4).enumerate() {
+        for (row, &x) in rows.iter_mut().zip(col) {
+            row[c] = x;
+        }
     }
 }
 
