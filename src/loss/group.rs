@@ -454,32 +454,35 @@ fn rescale_limit<F: Float>() -> F {
 }
 
 /// Each lane's factor for the next frame's emissions: `2^-e` where `2^e <= top < 2^(e + 1)`, so that
-/// the previous row's maximum becomes `[1, 2)`, exactly (a power of two rounds nothing); `e * ln 2` is
-/// added to the lane's `offset`. Lanes in `skip` (members without a path) keep factor 1. `None` if a
-/// lane's `top` is outside the range of [`rescale_limit`] (or NaN): the caller goes back to log space.
+/// the previous row's maximum becomes `[1, 2)`, exactly (a power of two rounds nothing); `e` is added
+/// to the lane's `exponents` (a sum of integers, exact in `F`: at most `LINEAR_MAX_TIME * 103` for
+/// `f32`; the caller turns it into `ln` units once, with one rounding). Lanes where `skip` is 1
+/// (members without a path) keep factor 1, whatever their rows hold. `None` if another lane's `top`
+/// is outside the range of [`rescale_limit`] (or NaN): the caller goes back to log space.
+///
+/// All lanes at once: a loop over the lanes, with their exponents in `f64`, was 4 % of the
+/// instructions of `tiny`.
 #[inline(always)]
-fn rescale<F: Float, V: Lanes<F>>(
-    top: V,
-    skip: &[bool; MAX_LANES],
-    offset: &mut [f64; MAX_LANES],
-) -> Option<V> {
-    let mut lanes = [F::ZERO; MAX_LANES];
-    top.store(&mut lanes[..V::N]);
-    let limit = rescale_limit::<F>();
-    for (m, x) in lanes[..V::N].iter_mut().enumerate() {
-        if skip[m] {
-            *x = F::ONE;
-            continue;
-        }
-        if !(*x >= limit && *x * limit <= F::ONE) {
-            return None;
-        }
-        // The exponent of a normal value; f32 widens to f64 exactly.
-        let e = ((x.to_f64().to_bits() >> 52) & 0x7ff) as i64 - 1023;
-        offset[m] += e as f64 * core::f64::consts::LN_2;
-        *x = F::from_f64(f64::from_bits(((1023 - e) as u64) << 52));
+fn rescale<F: Float, V: Lanes<F>>(top: V, skip: V, exponents: &mut V) -> Option<V> {
+    // Skipped lanes read as 1 (the select drops whatever they held, NaN included).
+    let x = skip.where_at_most(V::splat(F::from_f64(0.5)), top) + skip;
+    let limit = V::splat(rescale_limit::<F>());
+    if !(x.all_at_least(limit) && V::splat(F::ONE).all_at_least(x * limit)) {
+        return None;
     }
-    Some(V::load(&lanes[..V::N]))
+    let (e, factor) = x.split_exponent();
+    *exponents = *exponents + e;
+    Some(factor)
+}
+
+/// The lanes of `skip` as 1 (true) or 0, for [`rescale`].
+#[inline(always)]
+fn lane_flags<F: Float, V: Lanes<F>>(skip: &[bool; MAX_LANES]) -> V {
+    let mut lanes = [F::ZERO; MAX_LANES];
+    for (x, &s) in lanes.iter_mut().zip(skip) {
+        *x = if s { F::ONE } else { F::ZERO };
+    }
+    V::load(&lanes[..V::N])
 }
 
 /// Frame `t`'s emission probabilities of the group, times each lane's `scale`: the labels' into
@@ -575,9 +578,10 @@ fn forward_linear<F: Float, V: Lanes<F>>(
         label0.store(&mut row0[(l_len + 1) * n..(l_len + 2) * n]);
         eb.max(label0)
     };
-    let mut offset = [0.0f64; MAX_LANES];
+    let skip_lanes = lane_flags::<F, V>(&pathless);
+    let mut exponents = V::splat(F::ZERO);
     for t in 1..time {
-        let Some(scale) = rescale::<F, V>(top, &pathless, &mut offset) else {
+        let Some(scale) = rescale::<F, V>(top, skip_lanes, &mut exponents) else {
             return false;
         };
         let norm = V::load(&norms[t * n..]);
@@ -603,6 +607,8 @@ fn forward_linear<F: Float, V: Lanes<F>>(
     for m in 0..n {
         offsets[m] = if lows[m] < flush_exponent { F::ONE } else { F::ZERO };
     }
+    let mut exps = [F::ZERO; MAX_LANES];
+    exponents.store(&mut exps[..n]);
     let last = &alpha_all[(time - 1) * row_len..time * row_len];
     for m in 0..n {
         if pathless[m] {
@@ -615,7 +621,7 @@ fn forward_linear<F: Float, V: Lanes<F>>(
         if end.is_nan() || end <= F::ZERO {
             return false;
         }
-        lls[m] = end.to_f64().ln() + offset[m];
+        lls[m] = end.to_f64().ln() + exps[m].to_f64() * core::f64::consts::LN_2;
     }
     true
 }
@@ -813,14 +819,16 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
     for m in 0..n {
         idle[m] = !live[m];
     }
+    let idle_lanes = lane_flags::<F, V>(&idle);
 
     let (head, tail) = ws.split_at_mut(lay.beta);
     let alpha = &head[..lay.norm];
     let norm = &head[lay.norm..lay.offsets];
     let (beta_rows, tail) = tail.split_at_mut(2 * row_len);
     let (mut cur, mut next) = beta_rows.split_at_mut(row_len);
-    let (emit, tail) = tail.split_at_mut(lay.post - lay.emit);
-    let emit = &mut emit[..l_len * n];
+    let (emit_all, tail) = tail.split_at_mut(lay.post - lay.emit);
+    // The labels' emissions, then (for write_group_rows) the blank's.
+    let (emit, emit_blank) = emit_all[..(l_len + 1) * n].split_at_mut(l_len * n);
     let (post, skip_all) = tail.split_at_mut(lay.skip - lay.post);
     let skip = &skip_all[..l_len * n];
 
@@ -829,7 +837,7 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
     cur[l_len * n..(l_len + 1) * n].fill(F::ONE);
     cur[(s_len - 1) * n..].fill(F::ONE);
     let mut top_beta = V::splat(F::ONE);
-    let mut unused_offset = [0.0f64; MAX_LANES];
+    let mut unused_exponents = V::splat(F::ZERO);
     // Which lanes' emissions may have flushed, as the forward pass found.
     let mut flushed = [false; MAX_LANES];
     for (m, f) in flushed[..n].iter_mut().enumerate() {
@@ -858,12 +866,21 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
             crate::simd::prefetch(&alpha[(t - 2) * row_len..(t - 1) * row_len]);
         }
         if t + 1 < time {
-            let Some(scale) = rescale::<F, V>(top_beta, &idle, &mut unused_offset) else {
+            let Some(scale) = rescale::<F, V>(top_beta, idle_lanes, &mut unused_exponents) else {
                 return false;
             };
-            let frame_norm = V::load(&norm[(t + 1) * n..]);
-            let src = frame_src(&first, t + 1);
-            let eb = emissions_linear(src, gather, l_len, frame_norm, scale, kind, emit, &mut unused_lowest);
+            let eb = if by_columns {
+                // Frame t + 1's emission probabilities, which write_group_rows left in `emit` and
+                // `emit_blank` (the same products as emissions_linear's, without their exp).
+                for e in emit.chunks_exact_mut(n) {
+                    (V::load(e) * scale).store(e);
+                }
+                V::load(emit_blank) * scale
+            } else {
+                let frame_norm = V::load(&norm[(t + 1) * n..]);
+                let src = frame_src(&first, t + 1);
+                emissions_linear(src, gather, l_len, frame_norm, scale, kind, emit, &mut unused_lowest)
+            };
             top_beta = interleaved::beta_step_linear(next, cur, eb, emit, skip, l_len, band(t, time, l_len));
         }
         let alpha_t = &alpha[t * row_len..(t + 1) * row_len];
@@ -894,15 +911,18 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
             }
             let weights = (V::load(&blank_w[..n]), &w, &post[(l_len + 1) * n..]);
             let norm_t = V::load(&norm[t * n..]);
+            let emissions = (&mut *emit, &mut *emit_blank);
+            let scale = V::load(&dense[..n]);
             write_group_rows(
                 jobs,
                 grads,
                 gather,
                 t,
                 norm_t,
-                V::load(&dense[..n]),
+                scale,
                 weights,
                 &live_lanes,
+                emissions,
                 &mut frame,
             );
         } else {
@@ -939,7 +959,9 @@ fn by_columns<F: Float, V: Lanes<F>>(jobs: &[SeqJob<'_, F>], grads: &[SeqGrad<F>
 /// then zeros) minus the posterior weights: the blanks' `blank_w` per lane, and the labels' products
 /// `labels[j * N + m]` (the group's interleaved label states) times `w[m]`, for the live members
 /// (`live_lanes[m]` 1, else 0). `gather` is the group's table, `frame` scratch space of at least
-/// `classes * N`.
+/// `classes * N`. Also leaves frame `t`'s emission probabilities (`exp(x - norm)`, unscaled) in
+/// `emit` (the labels', `L * N`) and `emit_blank` (`N`), which spares the beta step of frame `t - 1`
+/// its gathers and exps.
 ///
 /// The members' rows are read and written as columns ([`Lanes::load_columns`],
 /// [`Lanes::store_columns`]): one row at a time, 29 classes took four vectors, the last partial, and
@@ -956,6 +978,7 @@ fn write_group_rows<F: Float, V: Lanes<F>>(
     scale: V,
     (blank_w, w, labels): (V, &[F; MAX_LANES], &[F]),
     live_lanes: &[F; MAX_LANES],
+    (emit, emit_blank): (&mut [F], &mut [F]),
     frame: &mut [F],
 ) {
     let n = V::N;
@@ -966,7 +989,16 @@ fn write_group_rows<F: Float, V: Lanes<F>>(
     let frame = &mut frame[..first.acts.classes * n];
     V::load_columns(frame_src(first, t), rows, frame);
     for col in frame.chunks_exact_mut(n) {
-        ((V::load(col) - norm).exp_le0() * scale).store(col);
+        (V::load(col) - norm).exp_le0().store(col);
+    }
+    // The emission probabilities of frame t, for the beta step of frame t - 1: its labels' and
+    // blank's columns, before the gradient's scale.
+    for (e, at) in emit.chunks_exact_mut(n).zip(gather.chunks_exact(n)).take(l_len) {
+        V::load_at_columns(frame, at, rows).store(e);
+    }
+    V::load(&frame[first.blank * n..]).store(emit_blank);
+    for col in frame.chunks_exact_mut(n) {
+        (V::load(col) * scale).store(col);
     }
     let blank = &mut frame[first.blank * n..(first.blank + 1) * n];
     (V::load(blank) - blank_w).store(blank);

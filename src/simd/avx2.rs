@@ -39,7 +39,7 @@ macro_rules! avx2_lanes {
         set1 = $set1:ident, loadu = $loadu:ident, storeu = $storeu:ident,
         maskload = $maskload:ident, gather = $gather:ident, store_tail = $store_tail:ident,
         columns = $columns:ident, store_columns = $store_columns:ident, fast_columns = $fast_columns:expr,
-        sub_at_columns = $sub_at_columns:ident,
+        sub_at_columns = $sub_at_columns:ident, load_at_columns = $load_at_columns:ident,
         add = $add:ident, sub = $sub:ident, mul = $mul:ident, div = $div:ident,
         max = $max:ident, min = $min:ident, cmp = $cmp:ident, blendv = $blendv:ident,
         and = $and:ident, or = $or:ident, movemask = $movemask:ident,
@@ -211,6 +211,26 @@ macro_rules! avx2_lanes {
                 $sub_at_columns(self, cols, at, rows)
             }
             #[inline(always)]
+            fn load_at_columns(cols: &[$f], at: &[u32], rows: &[u32]) -> Self {
+                $load_at_columns(cols, at, rows)
+            }
+            #[inline(always)]
+            fn all_at_least(self, bound: Self) -> bool {
+                // SAFETY: see the module documentation.
+                unsafe { $movemask($cmp::<_CMP_GE_OQ>(self.0, bound.0)) == (1 << $n) - 1 }
+            }
+            #[inline(always)]
+            fn split_exponent(self) -> (Self, Self) {
+                // SAFETY: integer and bit operations; see the module documentation.
+                unsafe {
+                    let e = Self::exponent($to_i(self.0));
+                    let inv = $from_i($slli::<$mbits>($isub($iset1($bias), e)));
+                    // `e` as a float: added to the magic number's integer bits, as in `ln_core`.
+                    let magic = $set1($magic);
+                    ($name($sub($from_i($iadd(e, $to_i(magic))), magic)), $name(inv))
+                }
+            }
+            #[inline(always)]
             fn flag_nan(self, flags: Self) -> Self {
                 // SAFETY: see the module documentation.
                 $name(unsafe { $or(flags.0, $cmp::<_CMP_UNORD_Q>(self.0, self.0)) })
@@ -345,6 +365,7 @@ avx2_lanes!(
     store_columns = store_columns_ps,
     fast_columns = true,
     sub_at_columns = sub_at_columns_ps,
+    load_at_columns = load_at_columns_ps,
     add = _mm256_add_ps,
     sub = _mm256_sub_ps,
     mul = _mm256_mul_ps,
@@ -399,6 +420,7 @@ avx2_lanes!(
     store_columns = store_columns_pd,
     fast_columns = false,
     sub_at_columns = sub_at_columns_pd,
+    load_at_columns = load_at_columns_pd,
     add = _mm256_add_pd,
     sub = _mm256_sub_pd,
     mul = _mm256_mul_pd,
@@ -591,7 +613,7 @@ fn store_columns_ps(cols: &[f32], rows: &mut [&mut [f32]]) {
     }
 }
 
-/// The indices of [`Lanes::sub_at_columns`] into a frame of `classes`
+/// The indices of [`Lanes::load_at_columns`] and [`Lanes::sub_at_columns`] into a frame of `classes`
 /// columns of eight lanes: `(at[m] - rows[m]) * 8 + m`, the column clamped to `classes - 1`, so
 /// every index is `< classes * 8`.
 #[inline(always)]
@@ -608,6 +630,15 @@ fn column_indices(at: &[u32], rows: &[u32], classes: usize) -> __m256i {
         let c = _mm256_min_epu32(c, _mm256_set1_epi32((classes - 1) as i32));
         _mm256_add_epi32(_mm256_slli_epi32::<3>(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
     }
+}
+
+/// [`Lanes::load_at_columns`] for eight `f32` lanes: one gather.
+#[inline(always)]
+fn load_at_columns_ps(cols: &[f32], at: &[u32], rows: &[u32]) -> F32x8 {
+    let idx = column_indices(at, rows, cols.len() / 8);
+    // SAFETY: every index is `< (cols.len() / 8) * 8 <= cols.len()` (column_indices); AVX2 as in the
+    // module documentation.
+    F32x8(unsafe { _mm256_i32gather_ps::<4>(cols.as_ptr(), idx) })
 }
 
 /// [`Lanes::sub_at_columns`] for eight `f32` lanes: the eight elements gathered, less `v`, and
@@ -628,6 +659,17 @@ fn sub_at_columns_ps(v: F32x8, cols: &mut [f32], at: &[u32], rows: &[u32]) {
             *cols.get_unchecked_mut(i as usize) = x;
         }
     }
+}
+
+/// [`Lanes::load_at_columns`] for four `f64` lanes, one element at a time (clamped as the `f32` form).
+#[inline(always)]
+fn load_at_columns_pd(cols: &[f64], at: &[u32], rows: &[u32]) -> F64x4 {
+    let classes = cols.len() / 4;
+    let mut lanes = [0.0f64; 4];
+    for (m, (x, (&a, &r))) in lanes.iter_mut().zip(at.iter().zip(rows)).enumerate() {
+        *x = cols[(a.wrapping_sub(r) as usize).min(classes - 1) * 4 + m];
+    }
+    F64x4::load(&lanes)
 }
 
 /// [`Lanes::sub_at_columns`] for four `f64` lanes, one element at a time (clamped as the `f32` form).
@@ -811,6 +853,85 @@ mod tests {
         let worst = e.max(l);
         println!("AVX2 f64 worst error in ulps: {worst:.2}");
         assert!(worst <= 2.0, "{worst}");
+    }
+
+    /// The column forms against their definitions, for every frame width up to four blocks (a
+    /// partial last block included), rows spread with gaps and ending at the slice's end (where the
+    /// tail block must be loaded masked), and the scatter and gather at columns.
+    #[test]
+    fn columns_transpose_rows() {
+        if crate::simd::Avx2FmaToken::detect().is_none() {
+            return;
+        }
+        for classes in 1..=29 {
+            let rows: Vec<u32> = (0..8).map(|m| (m * (classes + 3)) as u32).collect();
+            let len = rows[7] as usize + classes;
+            let src: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let mut cols = vec![0.0f32; classes * 8];
+            F32x8::load_columns(&src, &rows, &mut cols);
+            for c in 0..classes {
+                for m in 0..8 {
+                    assert_eq!(cols[c * 8 + m], src[rows[m] as usize + c], "classes {classes} c {c} m {m}");
+                }
+            }
+            let mut out = vec![-1.0f32; len + 5];
+            {
+                let mut dst: Vec<&mut [f32]> = Vec::new();
+                let mut rest = &mut out[..];
+                let mut at = 0;
+                for &r in &rows {
+                    let (_, tail) = rest.split_at_mut(r as usize - at);
+                    let (row, tail) = tail.split_at_mut(classes);
+                    dst.push(row);
+                    rest = tail;
+                    at = r as usize + classes;
+                }
+                F32x8::store_columns(&cols, &mut dst);
+            }
+            for (i, &x) in out.iter().enumerate() {
+                let inside = rows.iter().any(|&r| (r as usize..r as usize + classes).contains(&i));
+                assert_eq!(x, if inside { src[i] } else { -1.0 }, "classes {classes} element {i}");
+            }
+            let at: Vec<u32> = (0..8).map(|m| rows[m] + ((m * 5) % classes) as u32).collect();
+            let got = F32x8::load_at_columns(&cols, &at, &rows);
+            let mut lanes = [0.0f32; 8];
+            got.store(&mut lanes);
+            for m in 0..8 {
+                assert_eq!(lanes[m], cols[((m * 5) % classes) * 8 + m]);
+            }
+            let before = cols.clone();
+            F32x8::splat(0.25).sub_at_columns(&mut cols, &at, &rows);
+            for (i, (&x, &y)) in cols.iter().zip(&before).enumerate() {
+                let hit = (0..8).any(|m| i == ((m * 5) % classes) * 8 + m);
+                assert_eq!(x, if hit { y - 0.25 } else { y }, "classes {classes} element {i}");
+            }
+        }
+    }
+
+    /// The rescaling step's lane operations against their scalar definitions.
+    #[test]
+    fn exponents_and_bounds() {
+        if crate::simd::Avx2FmaToken::detect().is_none() {
+            return;
+        }
+        let xs = [1.0f32, 1.5, 2.0, 3.99, 1e-30, 7e30, f32::MIN_POSITIVE, 0.75];
+        let (e, inv) = F32x8::load(&xs).split_exponent();
+        let (mut es, mut invs) = ([0.0f32; 8], [0.0f32; 8]);
+        e.store(&mut es);
+        inv.store(&mut invs);
+        for ((&x, &e), &inv) in xs.iter().zip(&es).zip(&invs) {
+            assert_eq!(e, x.log2().floor(), "{x}");
+            assert_eq!(inv, 2f32.powf(-e), "{x}");
+            assert!((1.0..2.0).contains(&(x * inv)), "{x}");
+        }
+        let v = F32x8::load(&xs);
+        assert!(v.all_at_least(F32x8::splat(f32::MIN_POSITIVE)));
+        assert!(!v.all_at_least(F32x8::splat(1.0)));
+        let mut nan = xs;
+        nan[3] = f32::NAN;
+        assert!(!F32x8::load(&nan).all_at_least(F32x8::splat(f32::MIN_POSITIVE)));
+        assert!(F32x8::load(&nan).flag_nan(F32x8::splat(0.0)).any_flagged());
+        assert!(!v.flag_nan(F32x8::splat(0.0)).any_flagged());
     }
 
     #[test]

@@ -71,6 +71,38 @@ pub trait Lanes<F: Float>: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<
             cols[(a - r) as usize * Self::N + m] -= x;
         }
     }
+    /// Lane `m` of the result is `cols[c * N + m]` with `c = at[m] - rows[m]`: the gather that
+    /// [`Lanes::sub_at_columns`] scatters, with the same indices and bounds.
+    #[inline(always)]
+    fn load_at_columns(cols: &[F], at: &[u32], rows: &[u32]) -> Self {
+        let mut lanes = [F::ZERO; 16];
+        for (m, (x, (&a, &r))) in lanes.iter_mut().zip(at.iter().zip(rows)).take(Self::N).enumerate() {
+            *x = cols[(a - r) as usize * Self::N + m];
+        }
+        Self::load(&lanes)
+    }
+    /// Whether every lane holds `self >= bound` (false where either is NaN).
+    #[inline(always)]
+    fn all_at_least(self, bound: Self) -> bool {
+        let (mut a, mut b) = ([F::ZERO; 16], [F::ZERO; 16]);
+        self.store(&mut a[..Self::N]);
+        bound.store(&mut b[..Self::N]);
+        a[..Self::N].iter().zip(&b[..Self::N]).all(|(x, y)| x >= y)
+    }
+    /// For lanes holding a positive normal `x`, `(e, 2^-e)` with `2^e <= x < 2^(e + 1)` (both exact,
+    /// as `F`), where `2^-e` is normal too; other lanes give anything.
+    #[inline(always)]
+    fn split_exponent(self) -> (Self, Self) {
+        let (mut e, mut x) = ([F::ZERO; 16], [F::ZERO; 16]);
+        self.store(&mut x[..Self::N]);
+        for (e, x) in e[..Self::N].iter_mut().zip(&mut x[..Self::N]) {
+            // The exponent of a normal value; f32 widens to f64 exactly.
+            let k = ((x.to_f64().to_bits() >> 52) & 0x7ff) as i64 - 1023;
+            *e = F::from_f64(k as f64);
+            *x = F::from_f64(f64::from_bits(((1023 - k) as u64) << 52));
+        }
+        (Self::load(&e), Self::load(&x))
+    }
     /// `flags` with every lane where `self` is NaN set to all ones (the others as they were): a check
     /// for NaN over many vectors with one test at the end, [`Lanes::any_flagged`] (starting from 0).
     fn flag_nan(self, flags: Self) -> Self;
