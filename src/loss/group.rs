@@ -56,6 +56,18 @@ fn emissions<F: Float, V: Lanes<F>>(src: &[F], gather: &[u32], l_len: usize, bas
 /// The most classes for which [`log_sum_exp_across`] is used: rows of up to four cache lines (f32).
 const ACROSS_MAX_CLASSES: usize = 64;
 
+/// The length of a frame of class vectors (column-major, `classes * N`) on the stack: 64 classes of
+/// 8 lanes (2 KiB of f32). Its zeroing, once per call, is a `memset` of its whole length, which on
+/// `tiny` was 2.5 % of the instructions at 16 lanes' worth; wider lanes (16 f32) take the columns
+/// paths for up to 32 classes.
+const FRAME_LEN: usize = ACROSS_MAX_CLASSES * 8;
+
+/// Whether a frame of `classes` columns of `V` fits [`FRAME_LEN`] and [`ACROSS_MAX_CLASSES`].
+#[inline(always)]
+fn frame_fits<F: Float, V: Lanes<F>>(classes: usize) -> bool {
+    classes <= ACROSS_MAX_CLASSES && classes * V::N <= FRAME_LEN
+}
+
 /// Every member's log-sum-exp of one frame of logits at once, one class per vector, across the
 /// members' rows (`rows[m]`: member `m`'s row offset in `src`, member 0's row and what follows).
 /// `None` if some member's frame holds NaN or `+inf`, or is all `-inf` (the caller then finds which,
@@ -254,10 +266,10 @@ fn frame_normalisers<F: Float, K: Kernels<F>, V: Lanes<F>>(
     let rows = &gather[(l_len + 1) * n..];
     // Across the members for short rows only: each gather touches `n` rows, and past a few cache lines
     // per row (`bpe`, V = 1024) reading every row twice that way costs more than reading them in turn.
-    let across = kind == InputKind::Logits && first.acts.classes <= ACROSS_MAX_CLASSES;
+    let across = kind == InputKind::Logits && frame_fits::<F, V>(first.acts.classes);
     let acts_rows = FrameRows::new(rows.iter().map(|&r| r as usize), first.acts.classes);
-    // One frame of class vectors (4 KiB of f32, 8 KiB of f64), set up once rather than per frame.
-    let mut frame = [F::ZERO; ACROSS_MAX_CLASSES * MAX_LANES];
+    // One frame of class vectors, set up once rather than per frame.
+    let mut frame = [F::ZERO; FRAME_LEN];
     for t in 0..time {
         if across {
             if t + PREFETCH_FRAMES < time {
@@ -425,14 +437,24 @@ impl<F: Float> FlushBudget<F> {
         F::from_f64(F::MIN_POSITIVE.to_f64().ln() + 1.0)
     }
 
-    /// Charges lane `m` for a frame with posterior total `total` and exposure `exposure`; false once
-    /// the lane's budget is exceeded (or `total` is 0 or not finite).
+    /// Charges every lane for a frame with posterior totals `total` and exposures `exposure` (per
+    /// lane); false once a lane's budget is exceeded (or its `total` is 0 or not finite), except in
+    /// the lanes where `idle` is 1 (members without a path), which are not checked.
+    ///
+    /// All lanes at once (a loop over the lanes was 2 % of `tiny`). A lane with exposure 0 adds
+    /// `0 / total`, which leaves its spending as it was wherever the check can pass.
     #[inline(always)]
-    fn charge(&mut self, m: usize, total: F, exposure: F) -> bool {
-        if exposure > F::ZERO {
-            self.spent[m] += self.error[m] * exposure / total;
-        }
-        total > F::ZERO && self.spent[m] <= self.limit
+    fn charge_lanes<V: Lanes<F>>(&mut self, idle: V, total: V, exposure: V) -> bool {
+        let n = V::N;
+        let spent = V::load(&self.spent[..n]) + V::load(&self.error[..n]) * exposure / total;
+        spent.store(&mut self.spent[..n]);
+        // Idle lanes read as total 1 and spending 0 (selects: whatever they held is dropped).
+        let half = V::splat(F::from_f64(0.5));
+        let total = idle.where_at_most(half, total) + idle;
+        let spent = idle.where_at_most(half, spent);
+        // `total > 0`: at least the smallest subnormal number, `MIN_POSITIVE * EPSILON` (exact).
+        let smallest = V::splat(F::MIN_POSITIVE * F::EPSILON);
+        total.all_at_least(smallest) && V::splat(self.limit).all_at_least(spent)
     }
 }
 
@@ -850,12 +872,16 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
     let acts_rows = FrameRows::new(gather[(l_len + 1) * n..].iter().map(|&r| r as usize), first.acts.classes);
     let grad_rows = FrameRows::of_grads(grads);
     let by_columns = by_columns::<F, V>(jobs, grads);
-    // 1 for the live lanes, 0 for the others (a mask in the lanes' own type).
-    let mut live_lanes = [F::ZERO; MAX_LANES];
-    for (x, &l) in live_lanes.iter_mut().zip(&live) {
-        *x = if l { F::ONE } else { F::ZERO };
+    // Per lane: the posteriors' factor, and the dense rows' scale (0 for dead lanes: a row of zeros,
+    // as zero_unused_rows wrote).
+    let (mut signs, mut dense) = ([F::ZERO; MAX_LANES], [F::ZERO; MAX_LANES]);
+    for m in 0..n {
+        signs[m] = posterior_sign_scale(out, scales[m]);
+        dense[m] = if live[m] { scales[m] } else { F::ZERO };
     }
-    let mut frame = [F::ZERO; ACROSS_MAX_CLASSES * MAX_LANES];
+    let (sign_scales, dense_scales) = (V::load(&signs[..n]), V::load(&dense[..n]));
+    let half = V::splat(F::from_f64(0.5));
+    let mut frame = [F::ZERO; FRAME_LEN];
     let mut t = time;
     while t > 0 {
         t -= 1;
@@ -887,45 +913,32 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
         let post = &mut post[..row_len];
         let (total, blank_mass, exposure) =
             interleaved::posterior_products::<F, V>(alpha_t, cur, l_len + 1, tiny, post);
-        let mut totals = [F::ZERO; MAX_LANES];
-        let mut blanks = [F::ZERO; MAX_LANES];
-        let mut exposures = [F::ZERO; MAX_LANES];
-        total.store(&mut totals[..n]);
-        blank_mass.store(&mut blanks[..n]);
-        exposure.store(&mut exposures[..n]);
-        for m in 0..n {
-            if live[m] && !budget.charge(m, totals[m], exposures[m]) {
-                return false;
-            }
+        if !budget.charge_lanes(idle_lanes, total, exposure) {
+            return false;
         }
         if by_columns {
-            // Dead lanes get a zero scale and weights: a row of zeros, as zero_unused_rows wrote.
-            let (mut dense, mut blank_w, mut w) =
-                ([F::ZERO; MAX_LANES], [F::ZERO; MAX_LANES], [F::ZERO; MAX_LANES]);
-            for m in 0..n {
-                if live[m] {
-                    w[m] = posterior_sign_scale(out, scales[m]) / totals[m];
-                    blank_w[m] = blanks[m] * w[m];
-                    dense[m] = scales[m];
-                }
-            }
-            let weights = (V::load(&blank_w[..n]), &w, &post[(l_len + 1) * n..]);
+            // Dead lanes get weights 0 (and a dense scale of 0).
+            let w = idle_lanes.where_at_most(half, sign_scales / total);
+            let weights = (blank_mass * w, w, &post[(l_len + 1) * n..]);
             let norm_t = V::load(&norm[t * n..]);
             let emissions = (&mut *emit, &mut *emit_blank);
-            let scale = V::load(&dense[..n]);
             write_group_rows(
                 jobs,
                 grads,
                 gather,
                 t,
                 norm_t,
-                scale,
+                dense_scales,
                 weights,
-                &live_lanes,
+                idle_lanes,
                 emissions,
                 &mut frame,
             );
         } else {
+            let mut totals = [F::ZERO; MAX_LANES];
+            let mut blanks = [F::ZERO; MAX_LANES];
+            total.store(&mut totals[..n]);
+            blank_mass.store(&mut blanks[..n]);
             for m in 0..n {
                 if live[m] {
                     let w = posterior_sign_scale(out, scales[m]) / totals[m];
@@ -947,7 +960,7 @@ fn by_columns<F: Float, V: Lanes<F>>(jobs: &[SeqJob<'_, F>], grads: &[SeqGrad<F>
     V::FAST_COLUMNS
         && first.input == InputKind::Logits
         && first.output == GradOutput::Gradient
-        && first.acts.classes <= ACROSS_MAX_CLASSES
+        && frame_fits::<F, V>(first.acts.classes)
         && jobs
             .iter()
             .all(|j| j.blank == first.blank && j.acts.stride_v == 1 && j.acts.classes == first.acts.classes)
@@ -957,8 +970,8 @@ fn by_columns<F: Float, V: Lanes<F>>(jobs: &[SeqJob<'_, F>], grads: &[SeqGrad<F>
 /// Every member's output row at frame `t` (`t < time`) at once, as [`write_member_row`] writes them
 /// one at a time: `softmax(x) * scale` (`scale` per lane, 0 for a member without a path, whose row is
 /// then zeros) minus the posterior weights: the blanks' `blank_w` per lane, and the labels' products
-/// `labels[j * N + m]` (the group's interleaved label states) times `w[m]`, for the live members
-/// (`live_lanes[m]` 1, else 0). `gather` is the group's table, `frame` scratch space of at least
+/// `labels[j * N + m]` (the group's interleaved label states) times `w` (per lane), except in the
+/// lanes where `idle` is 1 (members without a path). `gather` is the group's table, `frame` scratch space of at least
 /// `classes * N`. Also leaves frame `t`'s emission probabilities (`exp(x - norm)`, unscaled) in
 /// `emit` (the labels', `L * N`) and `emit_blank` (`N`), which spares the beta step of frame `t - 1`
 /// its gathers and exps.
@@ -976,8 +989,8 @@ fn write_group_rows<F: Float, V: Lanes<F>>(
     t: usize,
     norm: V,
     scale: V,
-    (blank_w, w, labels): (V, &[F; MAX_LANES], &[F]),
-    live_lanes: &[F; MAX_LANES],
+    (blank_w, w, labels): (V, V, &[F]),
+    idle: V,
     (emit, emit_blank): (&mut [F], &mut [F]),
     frame: &mut [F],
 ) {
@@ -1004,9 +1017,9 @@ fn write_group_rows<F: Float, V: Lanes<F>>(
     (V::load(blank) - blank_w).store(blank);
     // Label j's class in member m's row is its gather-table entry less the row's offset. Dead lanes
     // (w = 0) take nothing (their products, finite or not, are dropped).
-    let (w, lane_live, half) = (V::load(&w[..n]), V::load(&live_lanes[..n]), V::splat(F::from_f64(0.5)));
+    let half = V::splat(F::from_f64(0.5));
     for (p, at) in labels.chunks_exact(n).zip(gather.chunks_exact(n)) {
-        let d = half.where_at_most(lane_live, V::load(p) * w);
+        let d = idle.where_at_most(half, V::load(p) * w);
         d.sub_at_columns(frame, at, rows);
     }
     let mut out: [&mut [F]; MAX_LANES] = Default::default();

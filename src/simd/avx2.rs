@@ -19,7 +19,7 @@ use super::math::EXP_F32;
 use super::math::EXP_F64;
 use super::vector::Lanes;
 use core::arch::x86_64::*;
-use core::ops::{Add, Mul, Sub};
+use core::ops::{Add, Div, Mul, Sub};
 
 /// Eight `f32` lanes in one `ymm` register.
 #[derive(Clone, Copy, Debug)]
@@ -147,6 +147,14 @@ macro_rules! avx2_lanes {
             fn sub(self, b: Self) -> Self {
                 // SAFETY: see the module documentation.
                 $name(unsafe { $sub(self.0, b.0) })
+            }
+        }
+        impl Div for $name {
+            type Output = Self;
+            #[inline(always)]
+            fn div(self, b: Self) -> Self {
+                // SAFETY: see the module documentation.
+                $name(unsafe { $div(self.0, b.0) })
             }
         }
         impl Mul for $name {
@@ -539,11 +547,12 @@ fn gather_pd(row: &[f64], idx: &[u32], fill: f64) -> __m256d {
 }
 
 /// [`Lanes::load_columns`] for eight `f32` lanes: each block of eight columns loaded as one vector
-/// per row, then transposed. Where `src` holds eight elements from a row's block, a whole vector is
-/// loaded (what lies past the row's columns is read and dropped); else a masked load reads the
-/// columns alone. Short rows of logits (`tiny`, `chars`: 29 classes) gathered one column at a time
-/// cost a load per lane and column, half the instructions of the frame normalisers; the bounds are
-/// checked once per frame, not per row (a check per row and block was as costly as the gathers).
+/// per row, then transposed. A last, partial block is the eight columns that end the rows, which
+/// overlap the block before (their columns are written twice, with the same values): whole loads
+/// inside the rows, and no per-column branches. Rows of fewer than eight columns are loaded masked.
+/// Short rows of logits (`tiny`, `chars`: 29 classes) gathered one column at a time cost a load per
+/// lane and column, half the instructions of the frame normalisers; the bounds are checked once
+/// per frame, not per row (a check per row and block was as costly as the gathers).
 #[inline(always)]
 fn load_columns_ps(src: &[f32], rows: &[u32], cols: &mut [f32]) {
     let classes = cols.len() / 8;
@@ -555,61 +564,71 @@ fn load_columns_ps(src: &[f32], rows: &[u32], cols: &mut [f32]) {
     // The one bounds check: every row's `classes` columns lie inside `src` (no overflow: `hi` < 2^32
     // and `classes` is at most `src.len()` here, or the check fails).
     assert!(classes <= src.len() && hi <= src.len() - classes);
-    // Whether the last, partial block may be read as whole vectors too.
-    let whole_tail = hi + classes.next_multiple_of(8) <= src.len();
     let p = src.as_ptr();
-    for (b, block) in cols[..classes * 8].chunks_mut(64).enumerate() {
-        let (col, count) = (b * 8, block.len() / 8);
-        let mask = F32x8::first(count);
+    if classes < 8 {
+        let mask = F32x8::first(classes);
         let mut r = [F32x8::splat_raw(0.0); 8];
         for (v, &row) in r.iter_mut().zip(rows) {
-            // SAFETY: `row + col + count <= hi + classes <= src.len()` (the check above), so the
-            // masked load's enabled lanes are inside `src` (the others are never accessed); a whole
-            // block, or the tail with `whole_tail`, reads `row + col + 8 <= src.len()` elements.
-            *v = unsafe {
-                let at = p.add(row as usize + col);
-                if count == 8 || whole_tail {
-                    _mm256_loadu_ps(at)
-                } else {
-                    _mm256_maskload_ps(at, mask)
-                }
-            };
+            // SAFETY: the enabled lanes, `row..row + classes`, are inside `src` (the check above);
+            // the others are never accessed.
+            *v = unsafe { _mm256_maskload_ps(p.add(row as usize), mask) };
         }
-        for (dst, v) in block.chunks_exact_mut(8).zip(transpose_ps(r)) {
+        for (dst, v) in cols[..classes * 8].chunks_exact_mut(8).zip(transpose_ps(r)) {
             F32x8(v).store(dst);
         }
+        return;
+    }
+    let mut col = 0;
+    while col < classes {
+        // The last block ends at the rows' end.
+        let at = col.min(classes - 8);
+        let mut r = [F32x8::splat_raw(0.0); 8];
+        for (v, &row) in r.iter_mut().zip(rows) {
+            // SAFETY: `row + at + 8 <= hi + classes <= src.len()` (the check above); unaligned load.
+            *v = unsafe { _mm256_loadu_ps(p.add(row as usize + at)) };
+        }
+        for (dst, v) in cols[at * 8..(at + 8) * 8].chunks_exact_mut(8).zip(transpose_ps(r)) {
+            F32x8(v).store(dst);
+        }
+        col += 8;
     }
 }
 
 /// [`Lanes::store_columns`] for eight `f32` lanes: each block of eight columns transposed into one
-/// vector per row, stored whole, or for the last, partial block, only its columns (never past the
-/// row: what follows it may be another sequence's).
+/// vector per row and stored whole; a last, partial block as the eight columns that end the rows
+/// (overlapping the block before, with the same values), never past a row: what follows it may be
+/// another sequence's. Rows of fewer than eight columns are stored by parts.
 #[inline(always)]
 fn store_columns_ps(cols: &[f32], rows: &mut [&mut [f32]]) {
     let classes = cols.len() / 8;
     let rows = &mut rows[..8];
     // The one bounds check of the rows.
     assert!(rows.iter().all(|r| r.len() >= classes));
-    for (b, block) in cols[..classes * 8].chunks(64).enumerate() {
-        let (col, count) = (b * 8, block.len() / 8);
+    if classes < 8 {
         let mut r = [F32x8::splat_raw(0.0); 8];
-        for (i, v) in r.iter_mut().enumerate() {
-            // One load per column, each on its own: loading the block's columns as a run let LLVM
-            // copy them to the stack with a call to `memcpy`.
-            if i < count {
-                // SAFETY: `(i + 1) * 8 <= block.len()`; unaligned load.
-                *v = unsafe { _mm256_loadu_ps(block.as_ptr().add(i * 8)) };
-            }
+        for (v, src) in r.iter_mut().zip(cols.chunks_exact(8)) {
+            *v = F32x8::load(src).0;
         }
         for (row, v) in rows.iter_mut().zip(transpose_ps(r)) {
-            if count == 8 {
-                // SAFETY: `col + 8 <= classes <= row.len()` (checked above); unaligned store.
-                unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(col), v) };
-            } else {
-                // SAFETY: `col + count = classes <= row.len()` (checked above).
-                store_tail_ps(unsafe { row.get_unchecked_mut(col..col + count) }, v);
-            }
+            store_tail_ps(&mut row[..classes], v);
         }
+        return;
+    }
+    let mut col = 0;
+    while col < classes {
+        // The last block ends at the rows' end.
+        let at = col.min(classes - 8);
+        let mut r = [F32x8::splat_raw(0.0); 8];
+        for (i, v) in r.iter_mut().enumerate() {
+            // SAFETY: `(at + i + 1) * 8 <= classes * 8 <= cols.len()`; unaligned load. (One load per
+            // column: loading the block as a run let LLVM copy it to the stack with `memcpy`.)
+            *v = unsafe { _mm256_loadu_ps(cols.as_ptr().add((at + i) * 8)) };
+        }
+        for (row, v) in rows.iter_mut().zip(transpose_ps(r)) {
+            // SAFETY: `at + 8 <= classes <= row.len()` (checked above); unaligned store.
+            unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(at), v) };
+        }
+        col += 8;
     }
 }
 

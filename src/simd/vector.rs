@@ -8,11 +8,13 @@
 use super::math::{exp_f32x8, exp_f64x4, ln_f32x8, ln_f64x4};
 use super::Kernels;
 use crate::Float;
-use core::ops::{Add, Mul, Sub};
+use core::ops::{Add, Div, Mul, Sub};
 use wide::{f32x8, f64x4};
 
 /// A vector of `N` lanes of `F`, the operations the row kernels need.
-pub trait Lanes<F: Float>: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> {
+pub trait Lanes<F: Float>:
+    Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self>
+{
     /// Lanes per vector.
     const N: usize;
     /// Whether [`Lanes::load_columns`] and [`Lanes::store_columns`] cost about a vector operation per
