@@ -15,7 +15,7 @@ use super::lattice::{
     band, locate_bad_value, posterior_sign_scale, split_f64, strided_norm, subtract_posteriors,
     weights_sum_to_about_one, write_dense_row, zero_row, Isa, SeqGrad, SeqJob, SeqLayout, PREFETCH_FRAMES,
 };
-use super::InputKind;
+use super::{GradOutput, InputKind};
 use crate::error::CtcError;
 use crate::simd::{interleaved, Kernels, Lanes};
 use crate::Float;
@@ -56,35 +56,52 @@ fn emissions<F: Float, V: Lanes<F>>(src: &[F], gather: &[u32], l_len: usize, bas
 /// The most classes for which [`log_sum_exp_across`] is used: rows of up to four cache lines (f32).
 const ACROSS_MAX_CLASSES: usize = 64;
 
-/// Every member's log-sum-exp of one frame of logits at once, one class per vector, gathered across the
-/// members' rows (`rows[m]`: member `m`'s row offset in `src`, member 0's row and what follows). `None`
-/// if some member's frame holds NaN or `+inf`, or is all `-inf` (the caller then finds which, and
-/// reports it as the one-sequence path does).
+/// The length of a frame of class vectors (column-major, `classes * N`) on the stack: 64 classes of
+/// 8 lanes (2 KiB of f32). Its zeroing, once per call, is a `memset` of its whole length, which on
+/// `tiny` was 2.5 % of the instructions at 16 lanes' worth; wider lanes (16 f32) take the columns
+/// paths for up to 32 classes.
+const FRAME_LEN: usize = ACROSS_MAX_CLASSES * 8;
+
+/// Whether a frame of `classes` columns of `V` fits [`FRAME_LEN`] and [`ACROSS_MAX_CLASSES`].
+#[inline(always)]
+fn frame_fits<F: Float, V: Lanes<F>>(classes: usize) -> bool {
+    classes <= ACROSS_MAX_CLASSES && classes * V::N <= FRAME_LEN
+}
+
+/// Every member's log-sum-exp of one frame of logits at once, one class per vector, across the
+/// members' rows (`rows[m]`: member `m`'s row offset in `src`, member 0's row and what follows).
+/// `None` if some member's frame holds NaN or `+inf`, or is all `-inf` (the caller then finds which,
+/// and reports it as the one-sequence path does). `frame` is scratch space of at least `classes * N`.
 ///
 /// One row at a time, a frame of 29 classes took four partial vectors, two horizontal reductions and a
-/// scalar logarithm per sequence; across the members it is 29 gathers, no tail, no reduction.
+/// scalar logarithm per sequence; across the members it is 29 vectors (loaded `N` columns at a time,
+/// [`Lanes::load_columns`]), no tail, no reduction.
 #[inline(always)]
-fn log_sum_exp_across<F: Float, V: Lanes<F>>(src: &[F], rows: &[u32], classes: usize) -> Option<V> {
-    // The gathered frame, kept for the second pass (2 KiB of stack for 64 classes of 8 f32 lanes).
-    let mut frame = [V::splat(F::NEG_INFINITY); ACROSS_MAX_CLASSES];
-    let frame = &mut frame[..classes];
+fn log_sum_exp_across<F: Float, V: Lanes<F>>(
+    src: &[F],
+    rows: &[u32],
+    classes: usize,
+    frame: &mut [F],
+) -> Option<V> {
+    let frame = &mut frame[..classes * V::N];
+    V::load_columns(src, rows, frame);
     let mut m = V::splat(F::NEG_INFINITY);
-    let mut invalid = false;
-    for (v, slot) in frame.iter_mut().enumerate() {
-        let x = V::gather_or(&src[v..], rows, F::NEG_INFINITY);
-        invalid |= x.any_invalid();
+    let mut nan = V::splat(F::ZERO);
+    for col in frame.chunks_exact(V::N) {
+        let x = V::load(col);
+        nan = x.flag_nan(nan);
         m = m.max(x);
-        *slot = x;
     }
-    // A lane whose maximum is -inf had no finite logit: invalid too. The lanes' sum is -inf then (no
-    // lane is NaN or +inf here); it is also -inf when huge negative maxima overflow the sum, which
-    // only sends a valid frame down the slower row-by-row path.
-    if invalid || m.reduce_add() == F::NEG_INFINITY {
+    // A `+inf` logit makes its lane's maximum `+inf` (`max` returns it over anything but NaN, which is
+    // flagged apart). A lane whose maximum is -inf had no finite logit: invalid too. The lanes' sum
+    // is -inf then (no lane is NaN or +inf here); it is also -inf when huge negative maxima overflow
+    // the sum, which only sends a valid frame down the slower row-by-row path.
+    if nan.any_flagged() || m.any_invalid() || m.reduce_add() == F::NEG_INFINITY {
         return None;
     }
     let mut sum = V::splat(F::ZERO);
-    for &x in frame.iter() {
-        sum = sum + (x - m).exp_le0();
+    for col in frame.chunks_exact(V::N) {
+        sum = sum + (V::load(col) - m).exp_le0();
     }
     Some(m + sum.ln_normal())
 }
@@ -93,6 +110,80 @@ fn log_sum_exp_across<F: Float, V: Lanes<F>>(src: &[F], rows: &[u32], classes: u
 #[inline(always)]
 fn frame_src<'a, F: Float>(job: &SeqJob<'a, F>, t: usize) -> &'a [F] {
     &job.acts.data[job.acts.base + t * job.acts.stride_t..]
+}
+
+/// A group's rows of one frame, for prefetching: where they lie (in elements from member 0's row),
+/// and whether to ask for them as one range. The members of a group are neighbours in the batch, so
+/// in a time-major batch their rows of a frame are one block: one range costs a prefetch per cache
+/// line, where a prefetch per row cost its own loop and bounds checks per member (on `tiny`, V = 29:
+/// 116-byte rows, two or three lines each, those were 11 % of the instructions).
+struct FrameRows {
+    offsets: [usize; MAX_LANES],
+    n: usize,
+    classes: usize,
+    /// The length of the one range from member 0's row; 0 for a range per row.
+    span: usize,
+}
+
+impl FrameRows {
+    /// The rows at `offsets` from member 0's (`N` of them, each `classes` long). One range where it
+    /// is at least half rows; else a range per row (members far apart: batch-major layouts).
+    fn new(offsets: impl Iterator<Item = usize>, classes: usize) -> Self {
+        let mut rows = FrameRows { offsets: [0; MAX_LANES], n: 0, classes, span: 0 };
+        let mut end = 0usize;
+        for (slot, off) in rows.offsets.iter_mut().zip(offsets) {
+            *slot = off;
+            rows.n += 1;
+            end = end.max(off.saturating_add(classes));
+        }
+        if end <= 2 * rows.n * classes {
+            rows.span = end;
+        }
+        rows
+    }
+
+    /// The members' gradient rows, where their layout allows one [`FrameRows`] (the same frame stride,
+    /// member 0's row first); `None` otherwise (the caller asks for each row on its own).
+    fn of_grads<F>(grads: &[SeqGrad<F>]) -> Option<Self> {
+        let g0 = grads.first()?;
+        let start =
+            |g: &SeqGrad<F>| (g.ptr as usize).wrapping_add(g.base.wrapping_mul(core::mem::size_of::<F>()));
+        let s0 = start(g0);
+        let mut offsets = [0usize; MAX_LANES];
+        for (o, g) in offsets.iter_mut().zip(grads) {
+            let bytes = start(g).checked_sub(s0)?;
+            if g.stride_t != g0.stride_t || g.stride_v != 1 || bytes % core::mem::size_of::<F>() != 0 {
+                return None;
+            }
+            *o = bytes / core::mem::size_of::<F>();
+        }
+        Some(Self::new(offsets.into_iter().take(grads.len()), g0.classes))
+    }
+
+    /// Asks the cache for the rows, member 0's at `row0` (a hint: any address is fine).
+    #[inline(always)]
+    fn prefetch<F>(&self, row0: *const F) {
+        if self.span > 0 {
+            crate::simd::prefetch_raw(row0, self.span);
+        } else {
+            for &off in &self.offsets[..self.n] {
+                crate::simd::prefetch_raw(row0.wrapping_add(off), self.classes);
+            }
+        }
+    }
+}
+
+/// Member 0's row of activations at frame `t`, as an address for [`FrameRows::prefetch`] (wrapping:
+/// never dereferenced).
+#[inline(always)]
+fn acts_row_ptr<F: Float>(job: &SeqJob<'_, F>, t: usize) -> *const F {
+    job.acts.data.as_ptr().wrapping_add(job.acts.base.wrapping_add(t.wrapping_mul(job.acts.stride_t)))
+}
+
+/// Member 0's gradient row at frame `t`, as an address for [`FrameRows::prefetch`].
+#[inline(always)]
+fn grad_row_ptr<F>(g: &SeqGrad<F>, t: usize) -> *const F {
+    g.ptr.cast_const().wrapping_add(g.base.wrapping_add(t.wrapping_mul(g.stride_t)))
 }
 
 /// Per-lane bookkeeping of a rescaling step: a lane whose states are all `-inf` (its sequence is
@@ -175,15 +266,18 @@ fn frame_normalisers<F: Float, K: Kernels<F>, V: Lanes<F>>(
     let rows = &gather[(l_len + 1) * n..];
     // Across the members for short rows only: each gather touches `n` rows, and past a few cache lines
     // per row (`bpe`, V = 1024) reading every row twice that way costs more than reading them in turn.
-    let across = kind == InputKind::Logits && first.acts.classes <= ACROSS_MAX_CLASSES;
+    let across = kind == InputKind::Logits && frame_fits::<F, V>(first.acts.classes);
+    let acts_rows = FrameRows::new(rows.iter().map(|&r| r as usize), first.acts.classes);
+    // One frame of class vectors, set up once rather than per frame.
+    let mut frame = [F::ZERO; FRAME_LEN];
     for t in 0..time {
         if across {
-            for job in jobs {
-                if t + PREFETCH_FRAMES < time {
-                    job.acts.prefetch_row(t + PREFETCH_FRAMES);
-                }
+            if t + PREFETCH_FRAMES < time {
+                acts_rows.prefetch(acts_row_ptr(&first, t + PREFETCH_FRAMES));
             }
-            if let Some(norm) = log_sum_exp_across::<F, V>(frame_src(&first, t), rows, first.acts.classes) {
+            if let Some(norm) =
+                log_sum_exp_across::<F, V>(frame_src(&first, t), rows, first.acts.classes, &mut frame)
+            {
                 norm.store(&mut ws[lay.norm + t * n..lay.norm + (t + 1) * n]);
                 continue;
             }
@@ -356,6 +450,26 @@ impl<F: Float> FlushBudget<F> {
         }
         total >= rescale_limit::<F>() && total.is_finite() && self.spent[m] <= self.limit
     }
+
+    /// Charges every lane for a frame with posterior totals `total` and exposures `exposure` (per
+    /// lane); false once a lane's budget is exceeded or its `total` is under `MIN_POSITIVE / EPSILON`
+    /// (see [`FlushBudget::charge`]), except in the lanes where `idle` is 1 (members without a path),
+    /// which are not checked.
+    ///
+    /// All lanes at once (a loop over the lanes was 2 % of `tiny`). A lane with exposure 0 adds
+    /// `0 / total`, which leaves its spending as it was wherever the check can pass.
+    #[inline(always)]
+    fn charge_lanes<V: Lanes<F>>(&mut self, idle: V, total: V, exposure: V) -> bool {
+        let n = V::N;
+        let spent = V::load(&self.spent[..n]) + V::load(&self.error[..n]) * exposure / total;
+        spent.store(&mut self.spent[..n]);
+        // Idle lanes read as total 1 and spending 0 (selects: whatever they held is dropped).
+        let half = V::splat(F::from_f64(0.5));
+        let total = idle.where_at_most(half, total) + idle;
+        let spent = idle.where_at_most(half, spent);
+        let floor = V::splat(rescale_limit::<F>());
+        total.all_at_least(floor) && V::splat(self.limit).all_at_least(spent)
+    }
 }
 
 /// The longest input for which [`forward`] tries the probability-space lattice. On random inputs the
@@ -377,25 +491,40 @@ fn rescale_limit<F: Float>() -> F {
 }
 
 /// Each lane's factor for the next frame's emissions: `2^-e` where `2^e <= top < 2^(e + 1)`, so that
-/// the previous row's maximum becomes `[1, 2)`, exactly (a power of two rounds nothing); `e * ln 2` is
-/// added to the lane's `offset`. Lanes in `skip` (members without a path) keep factor 1. `None` if a
-/// lane's `top` is outside the range of [`rescale_limit`] (or NaN): the caller goes back to log space.
+/// the previous row's maximum becomes `[1, 2)`, exactly (a power of two rounds nothing); `e` is added
+/// to the lane's `exponents` (a sum of integers, exact in `F`: at most `LINEAR_MAX_TIME * 103` for
+/// `f32`; the caller turns it into `ln` units once, with one rounding). Lanes where `skip` is 1
+/// (members without a path) keep factor 1, whatever their rows hold. `None` if another lane's `top`
+/// is outside the range of [`rescale_limit`] (or NaN): the caller goes back to log space.
+///
+/// All lanes at once: a loop over the lanes, with their exponents in `f64`, was 4 % of the
+/// instructions of `tiny`.
 #[inline(always)]
-fn rescale<F: Float, V: Lanes<F>>(
-    top: V,
-    skip: &[bool; MAX_LANES],
-    offset: &mut [f64; MAX_LANES],
-) -> Option<V> {
-    let mut lanes = [F::ZERO; MAX_LANES];
-    top.store(&mut lanes[..V::N]);
-    for (m, x) in lanes[..V::N].iter_mut().enumerate() {
-        *x = if skip[m] { F::ONE } else { power_of_two_scale(*x, &mut offset[m])? };
+fn rescale<F: Float, V: Lanes<F>>(top: V, skip: V, exponents: &mut V) -> Option<V> {
+    // Skipped lanes read as 1 (the select drops whatever they held, NaN included).
+    let x = skip.where_at_most(V::splat(F::from_f64(0.5)), top) + skip;
+    let limit = V::splat(rescale_limit::<F>());
+    if !(x.all_at_least(limit) && V::splat(F::ONE).all_at_least(x * limit)) {
+        return None;
     }
-    Some(V::load(&lanes[..V::N]))
+    let (e, factor) = x.split_exponent();
+    *exponents = *exponents + e;
+    Some(factor)
 }
 
-/// One lane of [`rescale`]: the factor `2^-e` for a row maximum `top` in `[2^e, 2^(e + 1))`, with
-/// `e * ln 2` added to `offset`; `None` if `top` is outside the range of [`rescale_limit`] (or NaN).
+/// The lanes of `skip` as 1 (true) or 0, for [`rescale`].
+#[inline(always)]
+fn lane_flags<F: Float, V: Lanes<F>>(skip: &[bool; MAX_LANES]) -> V {
+    let mut lanes = [F::ZERO; MAX_LANES];
+    for (x, &s) in lanes.iter_mut().zip(skip) {
+        *x = if s { F::ONE } else { F::ZERO };
+    }
+    V::load(&lanes[..V::N])
+}
+
+/// [`rescale`] for one sequence's row (`super::linear`): the factor `2^-e` for a row maximum `top` in
+/// `[2^e, 2^(e + 1))`, with `e * ln 2` added to `offset`; `None` if `top` is outside the range of
+/// [`rescale_limit`] (or NaN).
 #[inline(always)]
 pub(super) fn power_of_two_scale<F: Float>(top: F, offset: &mut f64) -> Option<F> {
     let limit = rescale_limit::<F>();
@@ -501,9 +630,10 @@ fn forward_linear<F: Float, V: Lanes<F>>(
         label0.store(&mut row0[(l_len + 1) * n..(l_len + 2) * n]);
         eb.max(label0)
     };
-    let mut offset = [0.0f64; MAX_LANES];
+    let skip_lanes = lane_flags::<F, V>(&pathless);
+    let mut exponents = V::splat(F::ZERO);
     for t in 1..time {
-        let Some(scale) = rescale::<F, V>(top, &pathless, &mut offset) else {
+        let Some(scale) = rescale::<F, V>(top, skip_lanes, &mut exponents) else {
             return false;
         };
         let norm = V::load(&norms[t * n..]);
@@ -529,6 +659,8 @@ fn forward_linear<F: Float, V: Lanes<F>>(
     for m in 0..n {
         offsets[m] = if lows[m] < flush_exponent { F::ONE } else { F::ZERO };
     }
+    let mut exps = [F::ZERO; MAX_LANES];
+    exponents.store(&mut exps[..n]);
     let last = &alpha_all[(time - 1) * row_len..time * row_len];
     for m in 0..n {
         if pathless[m] {
@@ -543,7 +675,7 @@ fn forward_linear<F: Float, V: Lanes<F>>(
         if !(end > F::ZERO && end.is_finite()) {
             return false;
         }
-        lls[m] = end.to_f64().ln() + offset[m];
+        lls[m] = end.to_f64().ln() + exps[m].to_f64() * core::f64::consts::LN_2;
     }
     true
 }
@@ -603,14 +735,13 @@ pub(crate) fn backward<F: Float, K: Kernels<F>, V: Lanes<F>>(
     let mut shift = [F::ZERO; MAX_LANES];
     let mut beta_offset = [0.0f64; MAX_LANES];
     let far_alpha = core::mem::size_of_val(alpha) > 1 << 18;
+    let acts_rows = FrameRows::new(gather[(l_len + 1) * n..].iter().map(|&r| r as usize), first.acts.classes);
+    let grad_rows = FrameRows::of_grads(grads);
     let mut t = time;
     while t > 0 {
         t -= 1;
         if t >= PREFETCH_FRAMES {
-            for (job, g) in jobs.iter().zip(grads.iter()) {
-                job.acts.prefetch_row(t - PREFETCH_FRAMES);
-                g.prefetch_row(t - PREFETCH_FRAMES);
-            }
+            prefetch_frame(jobs, grads, &acts_rows, grad_rows.as_ref(), t - PREFETCH_FRAMES);
         }
         if far_alpha && t >= 2 {
             crate::simd::prefetch(&alpha[(t - 2) * row_len..(t - 1) * row_len]);
@@ -665,6 +796,22 @@ pub(crate) fn backward<F: Float, K: Kernels<F>, V: Lanes<F>>(
             }
         }
         core::mem::swap(&mut cur, &mut next);
+    }
+}
+
+/// Asks the cache for the group's rows of activations and output at frame `t` (`t < time`).
+#[inline(always)]
+fn prefetch_frame<F: Float>(
+    jobs: &[SeqJob<'_, F>],
+    grads: &[SeqGrad<F>],
+    acts_rows: &FrameRows,
+    grad_rows: Option<&FrameRows>,
+    t: usize,
+) {
+    acts_rows.prefetch(acts_row_ptr(&jobs[0], t));
+    match grad_rows {
+        Some(rows) => rows.prefetch(grad_row_ptr(&grads[0], t)),
+        None => grads.iter().for_each(|g| g.prefetch_row(t)),
     }
 }
 
@@ -726,14 +873,16 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
     for m in 0..n {
         idle[m] = !live[m];
     }
+    let idle_lanes = lane_flags::<F, V>(&idle);
 
     let (head, tail) = ws.split_at_mut(lay.beta);
     let alpha = &head[..lay.norm];
     let norm = &head[lay.norm..lay.offsets];
     let (beta_rows, tail) = tail.split_at_mut(2 * row_len);
     let (mut cur, mut next) = beta_rows.split_at_mut(row_len);
-    let (emit, tail) = tail.split_at_mut(lay.post - lay.emit);
-    let emit = &mut emit[..l_len * n];
+    let (emit_all, tail) = tail.split_at_mut(lay.post - lay.emit);
+    // The labels' emissions, then (for write_group_rows) the blank's.
+    let (emit, emit_blank) = emit_all[..(l_len + 1) * n].split_at_mut(l_len * n);
     let (post, skip_all) = tail.split_at_mut(lay.skip - lay.post);
     let skip = &skip_all[..l_len * n];
 
@@ -742,7 +891,7 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
     cur[l_len * n..(l_len + 1) * n].fill(F::ONE);
     cur[(s_len - 1) * n..].fill(F::ONE);
     let mut top_beta = V::splat(F::ONE);
-    let mut unused_offset = [0.0f64; MAX_LANES];
+    let mut unused_exponents = V::splat(F::ZERO);
     // Which lanes' emissions may have flushed, as the forward pass found.
     let mut flushed = [false; MAX_LANES];
     for (m, f) in flushed[..n].iter_mut().enumerate() {
@@ -752,52 +901,167 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
     let tiny = V::load(&budget.tiny[..n]);
     let mut unused_lowest = V::splat(F::ZERO);
     let far_alpha = core::mem::size_of_val(alpha) > 1 << 18;
+    let acts_rows = FrameRows::new(gather[(l_len + 1) * n..].iter().map(|&r| r as usize), first.acts.classes);
+    let grad_rows = FrameRows::of_grads(grads);
+    let by_columns = by_columns::<F, V>(jobs, grads);
+    // Per lane: the posteriors' factor, and the dense rows' scale (0 for dead lanes: a row of zeros,
+    // as zero_unused_rows wrote).
+    let (mut signs, mut dense) = ([F::ZERO; MAX_LANES], [F::ZERO; MAX_LANES]);
+    for m in 0..n {
+        signs[m] = posterior_sign_scale(out, scales[m]);
+        dense[m] = if live[m] { scales[m] } else { F::ZERO };
+    }
+    let (sign_scales, dense_scales) = (V::load(&signs[..n]), V::load(&dense[..n]));
+    let half = V::splat(F::from_f64(0.5));
+    let mut frame = [F::ZERO; FRAME_LEN];
     let mut t = time;
     while t > 0 {
         t -= 1;
         if t >= PREFETCH_FRAMES {
-            for (job, g) in jobs.iter().zip(grads.iter()) {
-                job.acts.prefetch_row(t - PREFETCH_FRAMES);
-                g.prefetch_row(t - PREFETCH_FRAMES);
-            }
+            prefetch_frame(jobs, grads, &acts_rows, grad_rows.as_ref(), t - PREFETCH_FRAMES);
         }
         if far_alpha && t >= 2 {
             crate::simd::prefetch(&alpha[(t - 2) * row_len..(t - 1) * row_len]);
         }
         if t + 1 < time {
-            let Some(scale) = rescale::<F, V>(top_beta, &idle, &mut unused_offset) else {
+            let Some(scale) = rescale::<F, V>(top_beta, idle_lanes, &mut unused_exponents) else {
                 return false;
             };
-            let frame_norm = V::load(&norm[(t + 1) * n..]);
-            let src = frame_src(&first, t + 1);
-            let eb = emissions_linear(src, gather, l_len, frame_norm, scale, kind, emit, &mut unused_lowest);
+            let eb = if by_columns {
+                // Frame t + 1's emission probabilities, which write_group_rows left in `emit` and
+                // `emit_blank` (the same products as emissions_linear's, without their exp).
+                for e in emit.chunks_exact_mut(n) {
+                    (V::load(e) * scale).store(e);
+                }
+                V::load(emit_blank) * scale
+            } else {
+                let frame_norm = V::load(&norm[(t + 1) * n..]);
+                let src = frame_src(&first, t + 1);
+                emissions_linear(src, gather, l_len, frame_norm, scale, kind, emit, &mut unused_lowest)
+            };
             top_beta = interleaved::beta_step_linear(next, cur, eb, emit, skip, l_len, band(t, time, l_len));
         }
         let alpha_t = &alpha[t * row_len..(t + 1) * row_len];
         let post = &mut post[..row_len];
         let (total, blank_mass, exposure) =
             interleaved::posterior_products::<F, V>(alpha_t, cur, l_len + 1, tiny, post);
-        let mut totals = [F::ZERO; MAX_LANES];
-        let mut blanks = [F::ZERO; MAX_LANES];
-        let mut exposures = [F::ZERO; MAX_LANES];
-        total.store(&mut totals[..n]);
-        blank_mass.store(&mut blanks[..n]);
-        exposure.store(&mut exposures[..n]);
-        for m in 0..n {
-            if live[m] && !budget.charge(m, totals[m], exposures[m]) {
-                return false;
-            }
+        if !budget.charge_lanes(idle_lanes, total, exposure) {
+            return false;
         }
-        for m in 0..n {
-            if live[m] {
-                let w = posterior_sign_scale(out, scales[m]) / totals[m];
-                let weights = Some((blanks[m] * w, &post[(l_len + 1) * n + m..], w));
-                write_member_row(k, &jobs[m], &mut grads[m], t, norm[t * n + m], scales[m], n, weights);
+        if by_columns {
+            // Dead lanes get weights 0 (and a dense scale of 0).
+            let w = idle_lanes.where_at_most(half, sign_scales / total);
+            let weights = (blank_mass * w, w, &post[(l_len + 1) * n..]);
+            let norm_t = V::load(&norm[t * n..]);
+            let emissions = (&mut *emit, &mut *emit_blank);
+            write_group_rows(
+                jobs,
+                grads,
+                gather,
+                t,
+                norm_t,
+                dense_scales,
+                weights,
+                idle_lanes,
+                emissions,
+                &mut frame,
+            );
+        } else {
+            let mut totals = [F::ZERO; MAX_LANES];
+            let mut blanks = [F::ZERO; MAX_LANES];
+            total.store(&mut totals[..n]);
+            blank_mass.store(&mut blanks[..n]);
+            for m in 0..n {
+                if live[m] {
+                    let w = posterior_sign_scale(out, scales[m]) / totals[m];
+                    let weights = Some((blanks[m] * w, &post[(l_len + 1) * n + m..], w));
+                    write_member_row(k, &jobs[m], &mut grads[m], t, norm[t * n + m], scales[m], n, weights);
+                }
             }
         }
         core::mem::swap(&mut cur, &mut next);
     }
     true
+}
+
+/// Whether [`write_group_rows`] writes the group's output rows: lanes with fast columns, a logits
+/// gradient (a softmax per row) with one blank class, rows short enough for a frame of class
+/// vectors, and contiguous rows.
+fn by_columns<F: Float, V: Lanes<F>>(jobs: &[SeqJob<'_, F>], grads: &[SeqGrad<F>]) -> bool {
+    let first = &jobs[0];
+    V::FAST_COLUMNS
+        && first.input == InputKind::Logits
+        && first.output == GradOutput::Gradient
+        && frame_fits::<F, V>(first.acts.classes)
+        && jobs
+            .iter()
+            .all(|j| j.blank == first.blank && j.acts.stride_v == 1 && j.acts.classes == first.acts.classes)
+        && grads.iter().all(|g| g.stride_v == 1 && g.classes == first.acts.classes)
+}
+
+/// Every member's output row at frame `t` (`t < time`) at once, as [`write_member_row`] writes them
+/// one at a time: `softmax(x) * scale` (`scale` per lane, 0 for a member without a path, whose row is
+/// then zeros) minus the posterior weights: the blanks' `blank_w` per lane, and the labels' products
+/// `labels[j * N + m]` (the group's interleaved label states) times `w` (per lane), except in the
+/// lanes where `idle` is 1 (members without a path). `gather` is the group's table, `frame` scratch space of at least
+/// `classes * N`. Also leaves frame `t`'s emission probabilities (`exp(x - norm)`, unscaled) in
+/// `emit` (the labels', `L * N`) and `emit_blank` (`N`), which spares the beta step of frame `t - 1`
+/// its gathers and exps.
+///
+/// The members' rows are read and written as columns ([`Lanes::load_columns`],
+/// [`Lanes::store_columns`]): one row at a time, 29 classes took four vectors, the last partial, and
+/// each row's setup and bounds checks were as many instructions again (callgrind, `tiny`). The
+/// arithmetic is the same, element by element, so the rows are too.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn write_group_rows<F: Float, V: Lanes<F>>(
+    jobs: &[SeqJob<'_, F>],
+    grads: &mut [SeqGrad<F>],
+    gather: &[u32],
+    t: usize,
+    norm: V,
+    scale: V,
+    (blank_w, w, labels): (V, V, &[F]),
+    idle: V,
+    (emit, emit_blank): (&mut [F], &mut [F]),
+    frame: &mut [F],
+) {
+    let n = V::N;
+    let first = &jobs[0];
+    let l_len = first.labels.len();
+    let rows = &gather[(l_len + 1) * n..(l_len + 2) * n];
+    let labels = &labels[..l_len * n];
+    let frame = &mut frame[..first.acts.classes * n];
+    V::load_columns(frame_src(first, t), rows, frame);
+    for col in frame.chunks_exact_mut(n) {
+        (V::load(col) - norm).exp_le0().store(col);
+    }
+    // The emission probabilities of frame t, for the beta step of frame t - 1: its labels' and
+    // blank's columns, before the gradient's scale.
+    for (e, at) in emit.chunks_exact_mut(n).zip(gather.chunks_exact(n)).take(l_len) {
+        V::load_at_columns(frame, at, rows).store(e);
+    }
+    V::load(&frame[first.blank * n..]).store(emit_blank);
+    for col in frame.chunks_exact_mut(n) {
+        (V::load(col) * scale).store(col);
+    }
+    let blank = &mut frame[first.blank * n..(first.blank + 1) * n];
+    (V::load(blank) - blank_w).store(blank);
+    // Label j's class in member m's row is its gather-table entry less the row's offset. Dead lanes
+    // (w = 0) take nothing (their products, finite or not, are dropped).
+    let half = V::splat(F::from_f64(0.5));
+    for (p, at) in labels.chunks_exact(n).zip(gather.chunks_exact(n)) {
+        let d = idle.where_at_most(half, V::load(p) * w);
+        d.sub_at_columns(frame, at, rows);
+    }
+    let mut out: [&mut [F]; MAX_LANES] = Default::default();
+    for (o, g) in out.iter_mut().zip(grads.iter_mut()) {
+        assert!(t < g.max_time);
+        // SAFETY: t < max_time (asserted); the caller's task owns the members' rows, which are
+        // distinct (the validated layout is injective).
+        *o = unsafe { g.row_mut(t) }.expect("a group's output rows are contiguous");
+    }
+    V::store_columns(frame, &mut out[..n]);
 }
 
 /// Writes member `m`'s output row at frame `t` (`t < max_time`; the task owns the member's rows): its

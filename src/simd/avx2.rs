@@ -19,7 +19,7 @@ use super::math::EXP_F32;
 use super::math::EXP_F64;
 use super::vector::Lanes;
 use core::arch::x86_64::*;
-use core::ops::{Add, Mul, Sub};
+use core::ops::{Add, Div, Mul, Sub};
 
 /// Eight `f32` lanes in one `ymm` register.
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +38,8 @@ macro_rules! avx2_lanes {
         $name:ident, $f:ident, $n:expr, $reg:ty, $ireg:ty,
         set1 = $set1:ident, loadu = $loadu:ident, storeu = $storeu:ident,
         maskload = $maskload:ident, gather = $gather:ident, store_tail = $store_tail:ident,
+        columns = $columns:ident, store_columns = $store_columns:ident, fast_columns = $fast_columns:expr,
+        sub_at_columns = $sub_at_columns:ident, load_at_columns = $load_at_columns:ident,
         add = $add:ident, sub = $sub:ident, mul = $mul:ident, div = $div:ident,
         max = $max:ident, min = $min:ident, cmp = $cmp:ident, blendv = $blendv:ident,
         and = $and:ident, or = $or:ident, movemask = $movemask:ident,
@@ -147,6 +149,14 @@ macro_rules! avx2_lanes {
                 $name(unsafe { $sub(self.0, b.0) })
             }
         }
+        impl Div for $name {
+            type Output = Self;
+            #[inline(always)]
+            fn div(self, b: Self) -> Self {
+                // SAFETY: see the module documentation.
+                $name(unsafe { $div(self.0, b.0) })
+            }
+        }
         impl Mul for $name {
             type Output = Self;
             #[inline(always)]
@@ -158,6 +168,7 @@ macro_rules! avx2_lanes {
 
         impl Lanes<$f> for $name {
             const N: usize = $n;
+            const FAST_COLUMNS: bool = $fast_columns;
             #[inline(always)]
             fn splat(x: $f) -> Self {
                 $name(Self::splat_raw(x))
@@ -194,6 +205,48 @@ macro_rules! avx2_lanes {
             #[inline(always)]
             fn gather_or(row: &[$f], idx: &[u32], fill: $f) -> Self {
                 $name($gather(row, idx, fill))
+            }
+            #[inline(always)]
+            fn load_columns(src: &[$f], rows: &[u32], cols: &mut [$f]) {
+                $columns(src, rows, cols)
+            }
+            #[inline(always)]
+            fn store_columns(cols: &[$f], rows: &mut [&mut [$f]]) {
+                $store_columns(cols, rows)
+            }
+            #[inline(always)]
+            fn sub_at_columns(self, cols: &mut [$f], at: &[u32], rows: &[u32]) {
+                $sub_at_columns(self, cols, at, rows)
+            }
+            #[inline(always)]
+            fn load_at_columns(cols: &[$f], at: &[u32], rows: &[u32]) -> Self {
+                $load_at_columns(cols, at, rows)
+            }
+            #[inline(always)]
+            fn all_at_least(self, bound: Self) -> bool {
+                // SAFETY: see the module documentation.
+                unsafe { $movemask($cmp::<_CMP_GE_OQ>(self.0, bound.0)) == (1 << $n) - 1 }
+            }
+            #[inline(always)]
+            fn split_exponent(self) -> (Self, Self) {
+                // SAFETY: integer and bit operations; see the module documentation.
+                unsafe {
+                    let e = Self::exponent($to_i(self.0));
+                    let inv = $from_i($slli::<$mbits>($isub($iset1($bias), e)));
+                    // `e` as a float: added to the magic number's integer bits, as in `ln_core`.
+                    let magic = $set1($magic);
+                    ($name($sub($from_i($iadd(e, $to_i(magic))), magic)), $name(inv))
+                }
+            }
+            #[inline(always)]
+            fn flag_nan(self, flags: Self) -> Self {
+                // SAFETY: see the module documentation.
+                $name(unsafe { $or(flags.0, $cmp::<_CMP_UNORD_Q>(self.0, self.0)) })
+            }
+            #[inline(always)]
+            fn any_flagged(self) -> bool {
+                // SAFETY: see the module documentation.
+                unsafe { $movemask(self.0) != 0 }
             }
             #[inline(always)]
             fn max(self, o: Self) -> Self {
@@ -316,6 +369,11 @@ avx2_lanes!(
     maskload = _mm256_maskload_ps,
     gather = gather_ps,
     store_tail = store_tail_ps,
+    columns = load_columns_ps,
+    store_columns = store_columns_ps,
+    fast_columns = true,
+    sub_at_columns = sub_at_columns_ps,
+    load_at_columns = load_at_columns_ps,
     add = _mm256_add_ps,
     sub = _mm256_sub_ps,
     mul = _mm256_mul_ps,
@@ -366,6 +424,11 @@ avx2_lanes!(
     maskload = _mm256_maskload_pd,
     gather = gather_pd,
     store_tail = store_tail_pd,
+    columns = load_columns_pd,
+    store_columns = store_columns_pd,
+    fast_columns = false,
+    sub_at_columns = sub_at_columns_pd,
+    load_at_columns = load_at_columns_pd,
     add = _mm256_add_pd,
     sub = _mm256_sub_pd,
     mul = _mm256_mul_pd,
@@ -483,6 +546,219 @@ fn gather_pd(row: &[f64], idx: &[u32], fill: f64) -> __m256d {
     }
 }
 
+/// [`Lanes::load_columns`] for eight `f32` lanes: each block of eight columns loaded as one vector
+/// per row, then transposed. A last, partial block is the eight columns that end the rows, which
+/// overlap the block before (their columns are written twice, with the same values): whole loads
+/// inside the rows, and no per-column branches. Rows of fewer than eight columns are loaded masked.
+/// Short rows of logits (`tiny`, `chars`: 29 classes) gathered one column at a time cost a load per
+/// lane and column, half the instructions of the frame normalisers; the bounds are checked once
+/// per frame, not per row (a check per row and block was as costly as the gathers).
+#[inline(always)]
+fn load_columns_ps(src: &[f32], rows: &[u32], cols: &mut [f32]) {
+    let classes = cols.len() / 8;
+    let rows: &[u32; 8] = rows[..8].try_into().expect("eight rows");
+    let mut hi = 0usize;
+    for &r in rows {
+        hi = hi.max(r as usize);
+    }
+    // The one bounds check: every row's `classes` columns lie inside `src` (no overflow: `hi` < 2^32
+    // and `classes` is at most `src.len()` here, or the check fails).
+    assert!(classes <= src.len() && hi <= src.len() - classes);
+    let p = src.as_ptr();
+    if classes < 8 {
+        let mask = F32x8::first(classes);
+        let mut r = [F32x8::splat_raw(0.0); 8];
+        for (v, &row) in r.iter_mut().zip(rows) {
+            // SAFETY: the enabled lanes, `row..row + classes`, are inside `src` (the check above);
+            // the others are never accessed.
+            *v = unsafe { _mm256_maskload_ps(p.add(row as usize), mask) };
+        }
+        for (dst, v) in cols[..classes * 8].chunks_exact_mut(8).zip(transpose_ps(r)) {
+            F32x8(v).store(dst);
+        }
+        return;
+    }
+    let mut col = 0;
+    while col < classes {
+        // The last block ends at the rows' end.
+        let at = col.min(classes - 8);
+        let mut r = [F32x8::splat_raw(0.0); 8];
+        for (v, &row) in r.iter_mut().zip(rows) {
+            // SAFETY: `row + at + 8 <= hi + classes <= src.len()` (the check above); unaligned load.
+            *v = unsafe { _mm256_loadu_ps(p.add(row as usize + at)) };
+        }
+        for (dst, v) in cols[at * 8..(at + 8) * 8].chunks_exact_mut(8).zip(transpose_ps(r)) {
+            F32x8(v).store(dst);
+        }
+        col += 8;
+    }
+}
+
+/// [`Lanes::store_columns`] for eight `f32` lanes: each block of eight columns transposed into one
+/// vector per row and stored whole; a last, partial block as the eight columns that end the rows
+/// (overlapping the block before, with the same values), never past a row: what follows it may be
+/// another sequence's. Rows of fewer than eight columns are stored by parts.
+#[inline(always)]
+fn store_columns_ps(cols: &[f32], rows: &mut [&mut [f32]]) {
+    let classes = cols.len() / 8;
+    let rows = &mut rows[..8];
+    // The one bounds check of the rows.
+    assert!(rows.iter().all(|r| r.len() >= classes));
+    if classes < 8 {
+        let mut r = [F32x8::splat_raw(0.0); 8];
+        for (v, src) in r.iter_mut().zip(cols.chunks_exact(8)) {
+            *v = F32x8::load(src).0;
+        }
+        for (row, v) in rows.iter_mut().zip(transpose_ps(r)) {
+            store_tail_ps(&mut row[..classes], v);
+        }
+        return;
+    }
+    let mut col = 0;
+    while col < classes {
+        // The last block ends at the rows' end.
+        let at = col.min(classes - 8);
+        let mut r = [F32x8::splat_raw(0.0); 8];
+        for (i, v) in r.iter_mut().enumerate() {
+            // SAFETY: `(at + i + 1) * 8 <= classes * 8 <= cols.len()`; unaligned load. (One load per
+            // column: loading the block as a run let LLVM copy it to the stack with `memcpy`.)
+            *v = unsafe { _mm256_loadu_ps(cols.as_ptr().add((at + i) * 8)) };
+        }
+        for (row, v) in rows.iter_mut().zip(transpose_ps(r)) {
+            // SAFETY: `at + 8 <= classes <= row.len()` (checked above); unaligned store.
+            unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(at), v) };
+        }
+        col += 8;
+    }
+}
+
+/// The indices of [`Lanes::load_at_columns`] and [`Lanes::sub_at_columns`] into a frame of `classes`
+/// columns of eight lanes: `(at[m] - rows[m]) * 8 + m`, the column clamped to `classes - 1`, so
+/// every index is `< classes * 8`.
+#[inline(always)]
+fn column_indices(at: &[u32], rows: &[u32], classes: usize) -> __m256i {
+    let (at, rows) = (&at[..8], &rows[..8]);
+    assert!(classes >= 1 && classes <= i32::MAX as usize / 8);
+    // SAFETY: the loads read `at[..8]` and `rows[..8]` (sliced above); AVX2 as in the module
+    // documentation.
+    unsafe {
+        let c = _mm256_sub_epi32(
+            _mm256_loadu_si256(at.as_ptr().cast()),
+            _mm256_loadu_si256(rows.as_ptr().cast()),
+        );
+        let c = _mm256_min_epu32(c, _mm256_set1_epi32((classes - 1) as i32));
+        _mm256_add_epi32(_mm256_slli_epi32::<3>(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    }
+}
+
+/// [`Lanes::load_at_columns`] for eight `f32` lanes: one gather.
+#[inline(always)]
+fn load_at_columns_ps(cols: &[f32], at: &[u32], rows: &[u32]) -> F32x8 {
+    let idx = column_indices(at, rows, cols.len() / 8);
+    // SAFETY: every index is `< (cols.len() / 8) * 8 <= cols.len()` (column_indices); AVX2 as in the
+    // module documentation.
+    F32x8(unsafe { _mm256_i32gather_ps::<4>(cols.as_ptr(), idx) })
+}
+
+/// [`Lanes::sub_at_columns`] for eight `f32` lanes: the eight elements gathered, less `v`, and
+/// stored back one by one (AVX2 has no scatter). The labels' posteriors per member, one at a time,
+/// took a bounds check and a loop step each: eleven instructions per label (callgrind, `chars`).
+#[inline(always)]
+fn sub_at_columns_ps(v: F32x8, cols: &mut [f32], at: &[u32], rows: &[u32]) {
+    let idx = column_indices(at, rows, cols.len() / 8);
+    // SAFETY: every index is `< (cols.len() / 8) * 8 <= cols.len()` (column_indices), for the gather
+    // and the stores; AVX2 as in the module documentation.
+    unsafe {
+        let new = _mm256_sub_ps(_mm256_i32gather_ps::<4>(cols.as_ptr(), idx), v.0);
+        let mut i = [0u32; 8];
+        let mut x = [0f32; 8];
+        _mm256_storeu_si256(i.as_mut_ptr().cast(), idx);
+        _mm256_storeu_ps(x.as_mut_ptr(), new);
+        for (&i, &x) in i.iter().zip(&x) {
+            *cols.get_unchecked_mut(i as usize) = x;
+        }
+    }
+}
+
+/// [`Lanes::load_at_columns`] for four `f64` lanes, one element at a time (clamped as the `f32` form).
+#[inline(always)]
+fn load_at_columns_pd(cols: &[f64], at: &[u32], rows: &[u32]) -> F64x4 {
+    let classes = cols.len() / 4;
+    let mut lanes = [0.0f64; 4];
+    for (m, (x, (&a, &r))) in lanes.iter_mut().zip(at.iter().zip(rows)).enumerate() {
+        *x = cols[(a.wrapping_sub(r) as usize).min(classes - 1) * 4 + m];
+    }
+    F64x4::load(&lanes)
+}
+
+/// [`Lanes::sub_at_columns`] for four `f64` lanes, one element at a time (clamped as the `f32` form).
+#[inline(always)]
+fn sub_at_columns_pd(v: F64x4, cols: &mut [f64], at: &[u32], rows: &[u32]) {
+    let classes = cols.len() / 4;
+    let mut lanes = [0.0f64; 4];
+    v.store(&mut lanes);
+    for (m, ((&a, &r), &x)) in at.iter().zip(rows).zip(&lanes).enumerate() {
+        cols[(a.wrapping_sub(r) as usize).min(classes - 1) * 4 + m] -= x;
+    }
+}
+
+/// The transpose of an 8 x 8 block: lane `m` of vector `c` of the result is lane `c` of `r[m]`.
+#[inline(always)]
+fn transpose_ps(r: [__m256; 8]) -> [__m256; 8] {
+    // SAFETY: shuffles only; AVX as in the module documentation.
+    unsafe {
+        let a0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let a1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let a2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let a3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let a4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let a5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let a6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let a7 = _mm256_unpackhi_ps(r[6], r[7]);
+        // Columns (c, c + 4), one per 128-bit half, of rows 0..4 (b0..b4) and 4..8 (b4..b8).
+        let b0 = _mm256_shuffle_ps::<0x44>(a0, a2);
+        let b1 = _mm256_shuffle_ps::<0xEE>(a0, a2);
+        let b2 = _mm256_shuffle_ps::<0x44>(a1, a3);
+        let b3 = _mm256_shuffle_ps::<0xEE>(a1, a3);
+        let b4 = _mm256_shuffle_ps::<0x44>(a4, a6);
+        let b5 = _mm256_shuffle_ps::<0xEE>(a4, a6);
+        let b6 = _mm256_shuffle_ps::<0x44>(a5, a7);
+        let b7 = _mm256_shuffle_ps::<0xEE>(a5, a7);
+        [
+            _mm256_permute2f128_ps::<0x20>(b0, b4),
+            _mm256_permute2f128_ps::<0x20>(b1, b5),
+            _mm256_permute2f128_ps::<0x20>(b2, b6),
+            _mm256_permute2f128_ps::<0x20>(b3, b7),
+            _mm256_permute2f128_ps::<0x31>(b0, b4),
+            _mm256_permute2f128_ps::<0x31>(b1, b5),
+            _mm256_permute2f128_ps::<0x31>(b2, b6),
+            _mm256_permute2f128_ps::<0x31>(b3, b7),
+        ]
+    }
+}
+
+/// [`Lanes::load_columns`] for four `f64` lanes: a gather per column (no `f64` shape has rows short
+/// enough for the transpose to matter).
+#[inline(always)]
+fn load_columns_pd(src: &[f64], rows: &[u32], cols: &mut [f64]) {
+    let rows = &rows[..4];
+    for (c, col) in cols.chunks_exact_mut(4).enumerate() {
+        let row = &src[c..];
+        assert!(rows.iter().all(|&r| (r as usize) < row.len()));
+        F64x4(gather_pd(row, rows, f64::NEG_INFINITY)).store(col);
+    }
+}
+
+/// [`Lanes::store_columns`] for four `f64` lanes, one element at a time.
+#[inline(always)]
+fn store_columns_pd(cols: &[f64], rows: &mut [&mut [f64]]) {
+    for (c, col) in cols.chunks_exact(4).enumerate() {
+        for (row, &x) in rows.iter_mut().zip(col) {
+            row[c] = x;
+        }
+    }
+}
+
 /// The first `dst.len() < 8` lanes of `v` into `dst`, by halves: 4, then 2, then 1.
 #[inline(always)]
 fn store_tail_ps(dst: &mut [f32], v: __m256) {
@@ -499,7 +775,10 @@ fn store_tail_ps(dst: &mut [f32], v: __m256) {
             i = 4;
         }
         if k - i >= 2 {
-            _mm_store_sd(p.add(i).cast(), _mm_castps_pd(x));
+            // `_mm_storel_epi64` writes its 8 bytes unaligned; `_mm_store_sd` stores through an
+            // `f64` pointer, which needs 8-byte alignment that an `f32` slice does not have (Miri
+            // reports it as undefined behaviour). Same instruction (`vmovq` / `vmovsd` to memory).
+            _mm_storel_epi64(p.add(i).cast(), _mm_castps_si128(x));
             x = _mm_movehl_ps(x, x);
             i += 2;
         }
@@ -596,6 +875,87 @@ mod tests {
         let worst = e.max(l);
         println!("AVX2 f64 worst error in ulps: {worst:.2}");
         assert!(worst <= 2.0, "{worst}");
+    }
+
+    /// The column forms against their definitions, for every frame width up to four blocks (a
+    /// partial last block included), rows spread with gaps and ending at the slice's end (where the
+    /// tail block must be loaded masked), and the scatter and gather at columns.
+    #[test]
+    fn columns_transpose_rows() {
+        if crate::simd::Avx2FmaToken::detect().is_none() {
+            return;
+        }
+        for classes in 1..=29 {
+            let rows: Vec<u32> = (0..8).map(|m| (m * (classes + 3)) as u32).collect();
+            let len = rows[7] as usize + classes;
+            let src: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let mut cols = vec![0.0f32; classes * 8];
+            F32x8::load_columns(&src, &rows, &mut cols);
+            for c in 0..classes {
+                for m in 0..8 {
+                    assert_eq!(cols[c * 8 + m], src[rows[m] as usize + c], "classes {classes} c {c} m {m}");
+                }
+            }
+            let mut out = vec![-1.0f32; len + 5];
+            {
+                let mut dst: Vec<&mut [f32]> = Vec::new();
+                let mut rest = &mut out[..];
+                let mut at = 0;
+                for &r in &rows {
+                    let (_, tail) = rest.split_at_mut(r as usize - at);
+                    let (row, tail) = tail.split_at_mut(classes);
+                    dst.push(row);
+                    rest = tail;
+                    at = r as usize + classes;
+                }
+                F32x8::store_columns(&cols, &mut dst);
+            }
+            for (i, &x) in out.iter().enumerate() {
+                let inside = rows.iter().any(|&r| (r as usize..r as usize + classes).contains(&i));
+                assert_eq!(x, if inside { src[i] } else { -1.0 }, "classes {classes} element {i}");
+            }
+            let at: Vec<u32> = (0..8).map(|m| rows[m] + ((m * 5) % classes) as u32).collect();
+            let got = F32x8::load_at_columns(&cols, &at, &rows);
+            let mut lanes = [0.0f32; 8];
+            got.store(&mut lanes);
+            for m in 0..8 {
+                assert_eq!(lanes[m], cols[((m * 5) % classes) * 8 + m]);
+            }
+            let before = cols.clone();
+            F32x8::splat(0.25).sub_at_columns(&mut cols, &at, &rows);
+            for (i, (&x, &y)) in cols.iter().zip(&before).enumerate() {
+                let hit = (0..8).any(|m| i == ((m * 5) % classes) * 8 + m);
+                assert_eq!(x, if hit { y - 0.25 } else { y }, "classes {classes} element {i}");
+            }
+        }
+    }
+
+    /// The rescaling step's lane operations against their scalar definitions.
+    #[test]
+    fn exponents_and_bounds() {
+        if crate::simd::Avx2FmaToken::detect().is_none() {
+            return;
+        }
+        let xs = [1.0f32, 1.5, 2.0, 3.99, 1e-30, 7e30, f32::MIN_POSITIVE, 0.75];
+        let (e, inv) = F32x8::load(&xs).split_exponent();
+        let (mut es, mut invs) = ([0.0f32; 8], [0.0f32; 8]);
+        e.store(&mut es);
+        inv.store(&mut invs);
+        for ((&x, &e), &inv) in xs.iter().zip(&es).zip(&invs) {
+            // From the bits (not log2 and powf, whose last bits Miri perturbs on purpose).
+            let want = ((x.to_bits() >> 23) & 0xff) as i32 - 127;
+            assert_eq!(e, want as f32, "{x}");
+            assert_eq!(inv, f32::from_bits(((127 - want) as u32) << 23), "{x}");
+            assert!((1.0..2.0).contains(&(x * inv)), "{x}");
+        }
+        let v = F32x8::load(&xs);
+        assert!(v.all_at_least(F32x8::splat(f32::MIN_POSITIVE)));
+        assert!(!v.all_at_least(F32x8::splat(1.0)));
+        let mut nan = xs;
+        nan[3] = f32::NAN;
+        assert!(!F32x8::load(&nan).all_at_least(F32x8::splat(f32::MIN_POSITIVE)));
+        assert!(F32x8::load(&nan).flag_nan(F32x8::splat(0.0)).any_flagged());
+        assert!(!v.flag_nan(F32x8::splat(0.0)).any_flagged());
     }
 
     #[test]

@@ -8,13 +8,20 @@
 use super::math::{exp_f32x8, exp_f64x4, ln_f32x8, ln_f64x4};
 use super::Kernels;
 use crate::Float;
-use core::ops::{Add, Mul, Sub};
+use core::ops::{Add, Div, Mul, Sub};
 use wide::{f32x8, f64x4};
 
 /// A vector of `N` lanes of `F`, the operations the row kernels need.
-pub trait Lanes<F: Float>: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> {
+pub trait Lanes<F: Float>:
+    Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self>
+{
     /// Lanes per vector.
     const N: usize;
+    /// Whether [`Lanes::load_columns`] and [`Lanes::store_columns`] cost about a vector operation per
+    /// column (a SIMD transpose), so that a group's rows are best handled as columns. The defaults,
+    /// an element at a time, are not: the `wide` lanes took 16 % more instructions on `tiny` with
+    /// the group's output rows written as columns.
+    const FAST_COLUMNS: bool = false;
     /// All lanes `x`.
     fn splat(x: F) -> Self;
     /// `src[..min(N, len)]`, the other lanes `fill`.
@@ -33,6 +40,76 @@ pub trait Lanes<F: Float>: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<
         }
         Self::load(&a)
     }
+    /// The first `classes = cols.len() / N` columns of `N` rows, column-major: `cols[c * N + m] =
+    /// src[rows[m] + c]` (a vector per column). Every `rows[m] + classes` must be `<= src.len()` (a
+    /// panic otherwise). The default gathers each column; a SIMD form may load the rows and transpose
+    /// them instead (a gather costs a load per lane).
+    #[inline(always)]
+    fn load_columns(src: &[F], rows: &[u32], cols: &mut [F]) {
+        for (c, col) in cols.chunks_exact_mut(Self::N).enumerate() {
+            // The default gather indexes (and so checks) every element.
+            Self::gather_or(&src[c..], rows, F::NEG_INFINITY).store(col);
+        }
+    }
+    /// The inverse of [`Lanes::load_columns`]: `rows[m][c] = cols[c * N + m]` for the `N` rows and
+    /// `c < cols.len() / N`. Every row must be at least that long (a panic otherwise).
+    #[inline(always)]
+    fn store_columns(cols: &[F], rows: &mut [&mut [F]]) {
+        for (c, col) in cols.chunks_exact(Self::N).enumerate() {
+            for (row, &x) in rows.iter_mut().zip(col) {
+                row[c] = x;
+            }
+        }
+    }
+    /// For every lane `m`, `cols[c * N + m] -= self[m]` with `c = at[m] - rows[m]`: a scatter into a
+    /// frame of [`Lanes::load_columns`], at a column given by a gather-table entry (`at`, from row
+    /// `m`'s start) and the rows' own offsets. The lanes touch distinct elements. Every `c` must be
+    /// `< cols.len() / N` (the SIMD forms clamp it to the last column, the default panics).
+    #[inline(always)]
+    fn sub_at_columns(self, cols: &mut [F], at: &[u32], rows: &[u32]) {
+        let mut lanes = [F::ZERO; 16];
+        self.store(&mut lanes[..Self::N]);
+        for (m, ((&a, &r), &x)) in at.iter().zip(rows).zip(&lanes[..Self::N]).enumerate() {
+            cols[(a - r) as usize * Self::N + m] -= x;
+        }
+    }
+    /// Lane `m` of the result is `cols[c * N + m]` with `c = at[m] - rows[m]`: the gather that
+    /// [`Lanes::sub_at_columns`] scatters, with the same indices and bounds.
+    #[inline(always)]
+    fn load_at_columns(cols: &[F], at: &[u32], rows: &[u32]) -> Self {
+        let mut lanes = [F::ZERO; 16];
+        for (m, (x, (&a, &r))) in lanes.iter_mut().zip(at.iter().zip(rows)).take(Self::N).enumerate() {
+            *x = cols[(a - r) as usize * Self::N + m];
+        }
+        Self::load(&lanes)
+    }
+    /// Whether every lane holds `self >= bound` (false where either is NaN).
+    #[inline(always)]
+    fn all_at_least(self, bound: Self) -> bool {
+        let (mut a, mut b) = ([F::ZERO; 16], [F::ZERO; 16]);
+        self.store(&mut a[..Self::N]);
+        bound.store(&mut b[..Self::N]);
+        a[..Self::N].iter().zip(&b[..Self::N]).all(|(x, y)| x >= y)
+    }
+    /// For lanes holding a positive normal `x`, `(e, 2^-e)` with `2^e <= x < 2^(e + 1)` (both exact,
+    /// as `F`), where `2^-e` is normal too; other lanes give anything.
+    #[inline(always)]
+    fn split_exponent(self) -> (Self, Self) {
+        let (mut e, mut x) = ([F::ZERO; 16], [F::ZERO; 16]);
+        self.store(&mut x[..Self::N]);
+        for (e, x) in e[..Self::N].iter_mut().zip(&mut x[..Self::N]) {
+            // The exponent of a normal value; f32 widens to f64 exactly.
+            let k = ((x.to_f64().to_bits() >> 52) & 0x7ff) as i64 - 1023;
+            *e = F::from_f64(k as f64);
+            *x = F::from_f64(f64::from_bits(((1023 - k) as u64) << 52));
+        }
+        (Self::load(&e), Self::load(&x))
+    }
+    /// `flags` with every lane where `self` is NaN set to all ones (the others as they were): a check
+    /// for NaN over many vectors with one test at the end, [`Lanes::any_flagged`] (starting from 0).
+    fn flag_nan(self, flags: Self) -> Self;
+    /// Whether a lane of a [`Lanes::flag_nan`] accumulator is set.
+    fn any_flagged(self) -> bool;
     /// Lane-wise maximum (no NaN ever reaches the lattice, so the fast form is exact).
     fn max(self, o: Self) -> Self;
     /// Lane-wise minimum.
@@ -98,6 +175,14 @@ macro_rules! impl_lanes {
                 let a = self.to_array();
                 let k = dst.len().min($n);
                 dst[..k].copy_from_slice(&a[..k]);
+            }
+            #[inline(always)]
+            fn flag_nan(self, flags: Self) -> Self {
+                self.is_nan() | flags
+            }
+            #[inline(always)]
+            fn any_flagged(self) -> bool {
+                self.any()
             }
             #[inline(always)]
             fn max(self, o: Self) -> Self {
