@@ -117,6 +117,17 @@ def build_warp_ctc(src, build, cxxflags):
 # ctypes binding of include/ctc.h, shared by the check and the timing scripts below (both run in the
 # venv). `ctcOptions` is {int loc; union {unsigned num_threads; CUstream stream;}; int blank_label},
 # passed by value: the union is pointer-sized, so the struct is 24 bytes on x86-64, not 12.
+# The per-sequence lengths of a shape, shared by the peers' scripts (prepended to each: they run in
+# processes of their own). `ragged` (t is None) draws them in its ranges.
+LENGTHS = r"""
+import random
+def lengths(b, t, l):
+    if t is None:
+        r = random.Random(0x5eed)
+        return [r.randint(200, 400) for _ in range(b)], [r.randint(40, 80) for _ in range(b)]
+    return [t] * b, [l] * b
+"""
+
 WARP_BINDING = r"""
 import ctypes, numpy as np
 
@@ -210,18 +221,14 @@ sys.exit(0 if cost_rel < 1e-4 and grad_abs < 1e-4 else 1)
 # "name ms" per shape. OpenMP's wait policy is left at libgomp's default (idle threads spin a while
 # before they sleep), as warp-ctc's users get it: on a machine busy with other work that spinning
 # costs warp-ctc time, and OMP_WAIT_POLICY=passive in the environment (inherited here) shows how much.
-WARP_TIME_SCRIPT = WARP_BINDING + r"""
+WARP_TIME_SCRIPT = WARP_BINDING + LENGTHS + r"""
 import sys, time, random
 lib = load(sys.argv[1])
 rounds, threads = int(sys.argv[2]), int(sys.argv[3])
 shapes = SHAPES
 rng = np.random.default_rng(1)
 for name, b, t, l, v in shapes:
-    if t is None:
-        r = random.Random(0x5eed)
-        ts = [r.randint(200, 400) for _ in range(b)]; ls = [r.randint(40, 80) for _ in range(b)]
-    else:
-        ts, ls = [t] * b, [l] * b
+    ts, ls = lengths(b, t, l)
     logits = rng.standard_normal((max(ts), b, v)).astype(np.float32)
     labels = rng.integers(1, v, size=(b, max(ls)))
     w = WarpCtc(lib, logits, labels, ls, ts, threads)
@@ -244,7 +251,7 @@ def warp_ctc_times(py, lib, rounds, threads, shapes):
 
 
 # Runs inside the venv: times torch and optax on every shape and prints "name torch_ms optax_ms".
-PEER_SCRIPT = r"""
+PEER_SCRIPT = LENGTHS + r"""
 import os, sys, time, random
 rounds, threads = int(sys.argv[1]), int(sys.argv[2])
 os.environ["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={threads}"
@@ -259,11 +266,7 @@ def median(f):
         t0 = time.perf_counter(); f(); ts.append(time.perf_counter() - t0)
     return 1e3 * sorted(ts)[len(ts) // 2]
 for name, b, t, l, v in shapes:
-    if t is None:
-        r = random.Random(0x5eed)
-        ts = [r.randint(200, 400) for _ in range(b)]; ls = [r.randint(40, 80) for _ in range(b)]
-    else:
-        ts, ls = [t] * b, [l] * b
+    ts, ls = lengths(b, t, l)
     tmax, lmax = max(ts), max(ls)
     logits = rng.standard_normal((tmax, b, v)).astype(np.float32)
     labels = rng.integers(1, v, size=(b, lmax)).astype(np.int64)

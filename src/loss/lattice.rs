@@ -217,20 +217,7 @@ pub(crate) fn forward<F: Float, K: Kernels<F>>(
 
     // Frame normalisers, and the scan for values that are never valid.
     for t in 0..time {
-        if t + PREFETCH_FRAMES < time {
-            acts.prefetch_row(t + PREFETCH_FRAMES);
-        }
-        let (norm, bad) = match acts.row(t) {
-            Some(row) => match kind {
-                InputKind::Logits => k.log_sum_exp_checked(row),
-                InputKind::LogProbs => (F::ZERO, !k.all_valid_log_probs(row)),
-            },
-            None => strided_norm(acts, t, kind),
-        };
-        if bad {
-            return Err(locate_bad_value(acts, t, kind, sequence));
-        }
-        ws[lay.norm + t] = norm;
+        ws[lay.norm + t] = frame_norm(k, acts, t, time, kind, sequence)?;
     }
 
     // skip[j]: 0 if label j can follow label j-1 directly, else -inf; skip[L] is a sentinel.
@@ -381,6 +368,34 @@ pub(crate) fn backward<F: Float, K: Kernels<F>>(
         );
         core::mem::swap(&mut cur, &mut next);
     }
+}
+
+/// Frame `t`'s normaliser (the log-sum-exp of its logits; 0 for log-probs), after asking the cache for
+/// a frame ahead; the error naming the first value that is never valid (NaN, `+inf`, or a frame of
+/// logits all `-inf`), if the frame holds one. Shared by both one-sequence lattices.
+#[inline(always)]
+pub(super) fn frame_norm<F: Float, K: Kernels<F>>(
+    k: &K,
+    acts: &SeqActs<'_, F>,
+    t: usize,
+    time: usize,
+    kind: InputKind,
+    sequence: usize,
+) -> Result<F, CtcError> {
+    if t + PREFETCH_FRAMES < time {
+        acts.prefetch_row(t + PREFETCH_FRAMES);
+    }
+    let (norm, bad) = match acts.row(t) {
+        Some(row) => match kind {
+            InputKind::Logits => k.log_sum_exp_checked(row),
+            InputKind::LogProbs => (F::ZERO, !k.all_valid_log_probs(row)),
+        },
+        None => strided_norm(acts, t, kind),
+    };
+    if bad {
+        return Err(locate_bad_value(acts, t, kind, sequence));
+    }
+    Ok(norm)
 }
 
 /// `out[j] = e_t(l_j) - base`: frame `t`'s label activations, shifted.

@@ -20,8 +20,8 @@
 
 use super::group::{power_of_two_scale, FlushBudget};
 use super::lattice::{
-    band, locate_bad_value, posterior_sign_scale, strided_norm, subtract_posteriors, write_dense_row,
-    zero_row, Isa, SeqActs, SeqGrad, SeqJob, PREFETCH_FRAMES,
+    band, frame_norm, posterior_sign_scale, subtract_posteriors, write_dense_row, zero_row, Isa, SeqActs,
+    SeqGrad, SeqJob, PREFETCH_FRAMES,
 };
 use super::InputKind;
 use crate::error::CtcError;
@@ -187,20 +187,7 @@ fn forward<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     let (h, row) = (lay.h, lay.row);
 
     for t in 0..time {
-        if t + PREFETCH_FRAMES < time {
-            acts.prefetch_row(t + PREFETCH_FRAMES);
-        }
-        let (norm, bad) = match acts.row(t) {
-            Some(r) => match kind {
-                InputKind::Logits => k.log_sum_exp_checked(r),
-                InputKind::LogProbs => (F::ZERO, !k.all_valid_log_probs(r)),
-            },
-            None => strided_norm(acts, t, kind),
-        };
-        if bad {
-            return Err(locate_bad_value(acts, t, kind, sequence));
-        }
-        ws[lay.norm + t] = norm.to_f64();
+        ws[lay.norm + t] = frame_norm(k, acts, t, time, kind, sequence)?.to_f64();
     }
     let repeats = labels.windows(2).filter(|w| w[0] == w[1]).count();
     if time < l_len + repeats {
