@@ -445,7 +445,17 @@ fn run<F: Float, L: Index>(case: &CtcCase, idx: fn(i64) -> L) -> bool {
 
     let expect_err = |e: &CtcError| {
         assert!(losses.iter().all(|&x| x == loss_sentinel), "{ctx}: losses written on error {e:?}");
-        assert!(gbuf.iter().all(|&x| x == sentinel), "{ctx}: gradient written on error {e:?}");
+        // A non-finite value is found while the lattices run, after forward passes may have begun
+        // writing output rows: the documented result is a zeroed view. Any other error is raised
+        // before anything is written. Elements outside the view are never written.
+        let inside: std::collections::HashSet<usize> = match e {
+            CtcError::NonFinite { .. } if case.with_grad => offsets(&glay).into_iter().collect(),
+            _ => Default::default(),
+        };
+        for (i, &x) in gbuf.iter().enumerate() {
+            let want = if inside.contains(&i) { F::ZERO } else { sentinel };
+            assert!(x == want, "{ctx}: gradient element {i} is {x:?} after error {e:?}");
+        }
     };
     if !faults.is_empty() {
         match &got {

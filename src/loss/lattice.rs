@@ -119,6 +119,16 @@ impl<F: Float> SeqActs<'_, F> {
         }
     }
 
+    /// Asks the cache for the elements of frame `t` that a pass reads sparsely, at `blank` and at
+    /// `labels` (contiguous rows only): the lines holding them where the row is long (thousands of
+    /// classes, where the whole row would be mostly waste), else the whole row, in fewer lines.
+    #[inline(always)]
+    pub(super) fn prefetch_labels(&self, t: usize, blank: usize, labels: &[u32]) {
+        if let Some(row) = self.row(t) {
+            prefetch_sparse(row.as_ptr(), row.len(), blank, labels);
+        }
+    }
+
     /// Frame `t` as a contiguous slice, when the class stride is 1.
     #[inline(always)]
     pub(super) fn row(&self, t: usize) -> Option<&[F]> {
@@ -136,6 +146,21 @@ impl<F: Float> SeqActs<'_, F> {
 /// follow, and each frame's work (a few hundred cycles for short targets) is shorter than a miss to
 /// memory.
 pub(super) const PREFETCH_FRAMES: usize = 4;
+
+/// Prefetches the lines of a contiguous row of `len` elements at `row` that hold `blank` and
+/// `labels`, or the whole row where that is fewer lines.
+#[inline(always)]
+fn prefetch_sparse<F>(row: *const F, len: usize, blank: usize, labels: &[u32]) {
+    let lines = (len * core::mem::size_of::<F>()).div_ceil(64);
+    if lines <= labels.len() + 1 {
+        crate::simd::prefetch_raw(row, len);
+        return;
+    }
+    crate::simd::prefetch_raw(row.wrapping_add(blank), 1);
+    for &l in labels {
+        crate::simd::prefetch_raw(row.wrapping_add(l as usize), 1);
+    }
+}
 
 /// Write access to one sequence's gradient rows: element `(t, k)` at `ptr[base + t*st + k*sv]`.
 pub(crate) struct SeqGrad<F> {
@@ -173,6 +198,16 @@ impl<F: Float> SeqGrad<F> {
         if self.stride_v == 1 && t < self.max_time {
             let start = self.ptr.wrapping_add(self.base + t * self.stride_t);
             crate::simd::prefetch_raw(start, self.classes);
+        }
+    }
+
+    /// [`SeqActs::prefetch_labels`] for output row `t`, whose elements at `blank` and `labels` are
+    /// about to be updated.
+    #[inline(always)]
+    pub(super) fn prefetch_labels(&self, t: usize, blank: usize, labels: &[u32]) {
+        if self.stride_v == 1 && t < self.max_time {
+            let start = self.ptr.wrapping_add(self.base + t * self.stride_t);
+            prefetch_sparse(start.cast_const(), self.classes, blank, labels);
         }
     }
 
@@ -395,6 +430,42 @@ pub(super) fn frame_norm<F: Float, K: Kernels<F>>(
     if bad {
         return Err(locate_bad_value(acts, t, kind, sequence));
     }
+    Ok(norm)
+}
+
+/// [`frame_norm`] that also writes frame `t`'s dense output row ([`write_dense_row`]), for a forward
+/// pass that writes it before the posteriors are known (the backward pass then only subtracts them).
+/// For logits whose activation and output rows are both contiguous, the softmax comes out of the
+/// normaliser's own `exp`s ([`Kernels::log_sum_exp_softmax`]): one `exp` per class and one read of
+/// the frame, where computing the softmax in the backward pass costs a second of each.
+///
+/// # Safety
+/// As for [`write_dense_row`]. On an error the row may be partly written.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) unsafe fn frame_norm_dense<F: Float, K: Kernels<F>>(
+    k: &K,
+    job: &SeqJob<'_, F>,
+    t: usize,
+    scale: F,
+    grad: &mut SeqGrad<F>,
+) -> Result<F, CtcError> {
+    let SeqJob { acts, input: kind, output: out, time, sequence, .. } = *job;
+    let fused = kind == InputKind::Logits && out != GradOutput::Posterior;
+    // SAFETY: forwarded contract.
+    if let (true, Some(row), Some(dst)) = (fused, acts.row(t), unsafe { grad.row_mut(t) }) {
+        if t + PREFETCH_FRAMES < time {
+            acts.prefetch_row(t + PREFETCH_FRAMES);
+        }
+        let (norm, bad) = k.log_sum_exp_softmax(row, scale, dst);
+        if bad {
+            return Err(locate_bad_value(&acts, t, kind, sequence));
+        }
+        return Ok(norm);
+    }
+    let norm = frame_norm(k, &acts, t, time, kind, sequence)?;
+    // SAFETY: forwarded contract.
+    unsafe { write_dense_row(k, &acts, kind, out, t, norm, scale, grad) };
     Ok(norm)
 }
 

@@ -20,7 +20,7 @@
 
 use super::group::{power_of_two_scale, FlushBudget};
 use super::lattice::{
-    band, frame_norm, posterior_sign_scale, subtract_posteriors, write_dense_row, zero_row, Isa, SeqActs,
+    band, frame_norm, frame_norm_dense, posterior_sign_scale, subtract_posteriors, zero_row, Isa, SeqActs,
     SeqGrad, SeqJob, PREFETCH_FRAMES,
 };
 use super::InputKind;
@@ -172,11 +172,17 @@ fn emissions<F: Float, V: Lanes<F>, W: Lanes<f64>>(
 /// without any path: fewer frames than labels plus repeats); `Ok(None)` where a row maximum leaves the
 /// rescaling range or the final probability is 0 (a path lost to flushing), and the caller then runs
 /// the log-space lattice on the same region. The job has `T >= 1` and `L >= 1`.
+///
+/// With `dense = Some((scale, grad))`, frames `0..T` of the output also receive their dense part
+/// ([`frame_norm_dense`]: the scaled softmax for a logits gradient) as their normalisers are computed,
+/// whatever the outcome: [`backward`] then only subtracts the posteriors, and a log-space redo
+/// rewrites the rows whole. On an error the rows are partly written.
 #[inline(always)]
 fn forward<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     k: &K,
     job: &SeqJob<'_, F>,
     region: &mut [F],
+    dense: Option<(F, &mut SeqGrad<F>)>,
 ) -> Result<Option<f64>, CtcError> {
     let SeqJob { acts, input: kind, labels, blank, time, sequence, .. } = *job;
     let acts = &acts;
@@ -186,8 +192,18 @@ fn forward<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     let ws = &mut as_f64(region)[..lay.len];
     let (h, row) = (lay.h, lay.row);
 
-    for t in 0..time {
-        ws[lay.norm + t] = frame_norm(k, acts, t, time, kind, sequence)?.to_f64();
+    match dense {
+        Some((scale, grad)) => {
+            for t in 0..time {
+                // SAFETY: t < time <= max_time; this task owns the sequence's rows.
+                ws[lay.norm + t] = unsafe { frame_norm_dense(k, job, t, scale, grad) }?.to_f64();
+            }
+        }
+        None => {
+            for t in 0..time {
+                ws[lay.norm + t] = frame_norm(k, acts, t, time, kind, sequence)?.to_f64();
+            }
+        }
     }
     let repeats = labels.windows(2).filter(|w| w[0] == w[1]).count();
     if time < l_len + repeats {
@@ -251,13 +267,13 @@ fn forward<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     Ok(Some(end.ln() + offset))
 }
 
-/// Phase 2 after a successful [`forward`]: beta in probability space and every output row, as
+/// Phase 2 after a successful [`forward`] that wrote the dense part of every output row: beta in
+/// probability space, and each frame's posteriors subtracted from its row, so that the rows end as
 /// [`super::lattice::backward`] writes them. Returns false where a beta row's maximum leaves the
 /// rescaling range or the [`FlushBudget`] runs out: the rows written so far are then incomplete, and
 /// the caller redoes the sequence in log space, which rewrites every row.
 #[inline(always)]
-fn backward<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
-    k: &K,
+fn backward<F: Float, V: Lanes<F>, W: Lanes<f64>>(
     job: &SeqJob<'_, F>,
     log_likelihood: f64,
     scale: F,
@@ -307,8 +323,10 @@ fn backward<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     while t > 0 {
         t -= 1;
         if t >= PREFETCH_FRAMES {
-            acts.prefetch_row(t - PREFETCH_FRAMES);
-            grad.prefetch_row(t - PREFETCH_FRAMES);
+            // The pass reads and writes only the blank's and the labels' columns (the forward pass
+            // wrote the rest of the output row).
+            acts.prefetch_labels(t - PREFETCH_FRAMES, blank, labels);
+            grad.prefetch_labels(t - PREFETCH_FRAMES, blank, labels);
         }
         if far_alpha && t >= 2 {
             crate::simd::prefetch(&alpha[(t - 2) * row..(t - 1) * row]);
@@ -342,8 +360,6 @@ fn backward<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
         if !budget.charge(0, total, exposure) || gives_up_for_a_test(t) {
             return false;
         }
-        // SAFETY: t < time <= max_time; this task owns the sequence's rows.
-        unsafe { write_dense_row(k, acts, kind, out, t, F::from_f64(norms[t]), scale, grad) };
         let w = posterior_sign_scale(out, scale).to_f64() / total;
         // Labels outside the computed states carry no posterior mass (and `post` holds nothing there).
         let (j_lo, j_hi) = (c_lo.min(l_len), c_hi.min(l_len));
@@ -385,19 +401,19 @@ pub(crate) fn forward_on<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     k: &K,
     job: &SeqJob<'_, F>,
     region: &mut [F],
+    dense: Option<(F, &mut SeqGrad<F>)>,
 ) -> Result<Option<f64>, CtcError> {
     match isa {
-        Isa::Baseline => forward::<F, K, V, W>(k, job, region),
+        Isa::Baseline => forward::<F, K, V, W>(k, job, region, dense),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
-        Isa::Avx2Fma(_) => unsafe { forward_avx2_fma::<F, K, V, W>(k, job, region) },
+        Isa::Avx2Fma(_) => unsafe { forward_avx2_fma::<F, K, V, W>(k, job, region, dense) },
     }
 }
 
 /// [`backward`], compiled for `isa`.
-pub(crate) fn backward_on<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
+pub(crate) fn backward_on<F: Float, V: Lanes<F>, W: Lanes<f64>>(
     isa: Isa,
-    k: &K,
     job: &SeqJob<'_, F>,
     log_likelihood: f64,
     scale: F,
@@ -405,12 +421,10 @@ pub(crate) fn backward_on<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     grad: &mut SeqGrad<F>,
 ) -> bool {
     match isa {
-        Isa::Baseline => backward::<F, K, V, W>(k, job, log_likelihood, scale, region, grad),
+        Isa::Baseline => backward::<F, V, W>(job, log_likelihood, scale, region, grad),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
-        Isa::Avx2Fma(_) => unsafe {
-            backward_avx2_fma::<F, K, V, W>(k, job, log_likelihood, scale, region, grad)
-        },
+        Isa::Avx2Fma(_) => unsafe { backward_avx2_fma::<F, V, W>(job, log_likelihood, scale, region, grad) },
     }
 }
 
@@ -422,23 +436,23 @@ unsafe fn forward_avx2_fma<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     k: &K,
     job: &SeqJob<'_, F>,
     region: &mut [F],
+    dense: Option<(F, &mut SeqGrad<F>)>,
 ) -> Result<Option<f64>, CtcError> {
-    forward::<F, K, V, W>(k, job, region)
+    forward::<F, K, V, W>(k, job, region, dense)
 }
 
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn backward_avx2_fma<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
-    k: &K,
+unsafe fn backward_avx2_fma<F: Float, V: Lanes<F>, W: Lanes<f64>>(
     job: &SeqJob<'_, F>,
     log_likelihood: f64,
     scale: F,
     region: &mut [F],
     grad: &mut SeqGrad<F>,
 ) -> bool {
-    backward::<F, K, V, W>(k, job, log_likelihood, scale, region, grad)
+    backward::<F, V, W>(job, log_likelihood, scale, region, grad)
 }
 
 #[cfg(test)]

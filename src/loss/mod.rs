@@ -47,9 +47,14 @@
 //! that run alone; see [`SingleStats`].
 //!
 //! # Errors and partial output
-//! Every argument is validated before anything is written. The only error that can be raised after
-//! the computation started is [`CtcError::NonFinite`], and it is raised after the forward pass of the
-//! whole batch, before any output is written: on any error, the loss and gradient buffers are untouched.
+//! Every argument is validated before anything is written: on any other error, the loss and gradient
+//! buffers are untouched. The only error that can be raised after the computation started is
+//! [`CtcError::NonFinite`], found while the forward passes read the activations. It is reported after
+//! the forward pass of the whole batch; the losses are then untouched, and every element of the
+//! gradient view is zero (elements of its buffer outside the view are untouched). The forward pass of
+//! a sequence run alone writes the dense part of its gradient rows (the scaled softmax) as it
+//! computes each frame's normaliser, from the same `exp`s, so those rows may have been begun; zeroing
+//! the view leaves nothing half-written, whatever the scheduling.
 
 mod group;
 mod lattice;
@@ -508,10 +513,33 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     let job = |plan: &SeqPlan| {
         seq_job(acts_data, &layout, plan, &labels[plan.label_start..][..plan.label_len], opts)
     };
+    let batch = layout.batch;
+    let scale = |plan: &SeqPlan| match opts.reduction {
+        Reduction::Mean => F::ONE / (F::from_usize(batch) * F::from_usize(plan.label_len.max(1))),
+        Reduction::Sum | Reduction::None => F::ONE,
+    };
+    let mut grad = grad;
+    let gview = grad.as_mut().map(|g| (SendPtr(g.as_mut_ptr()), g.layout()));
+    // Each task makes its sequences' accessors from the one pointer: every sequence's rows are
+    // disjoint, and only the task that runs a sequence writes them.
+    let seq_grad = |plan: &SeqPlan| {
+        gview.map(|(gptr, glay)| SeqGrad {
+            ptr: gptr.get(),
+            base: glay.sequence_base(plan.b),
+            stride_t: glay.stride_t,
+            stride_v: glay.stride_v,
+            classes: glay.classes,
+            max_time: glay.max_time,
+        })
+    };
     let run_forward = |unit: &mut [SeqPlan], region: &mut [F]| {
         if let [plan] = unit {
             if plan.tried_linear {
-                match linear::forward_on::<F, K, V, W>(isa, k, &job(plan), region) {
+                // The dense part of the output rows comes with the normalisers (one `exp` per class
+                // instead of two); on an error in the batch every output row is zeroed below.
+                let mut sg = seq_grad(plan);
+                let dense = sg.as_mut().map(|g| (scale(plan), g));
+                match linear::forward_on::<F, K, V, W>(isa, k, &job(plan), region, dense) {
                     Ok(Some(ll)) => {
                         plan.linear = true;
                         plan.log_likelihood = ll;
@@ -562,27 +590,22 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
 
     // Report the first error in batch order, so the message does not depend on scheduling.
     if let Some(e) = ws.plans.iter().filter_map(|p| p.error.clone().map(|e| (p.b, e))).min_by_key(|x| x.0) {
+        // Forward passes may have written output rows: leave none half-done.
+        for plan in &ws.plans {
+            if let Some(mut sg) = seq_grad(plan) {
+                for t in 0..sg.max_time {
+                    // SAFETY: t < max_time; no task runs any more, and each plan is one sequence.
+                    unsafe { lattice::zero_row(&mut sg, t) };
+                }
+            }
+        }
         return Err(e.1);
     }
 
-    let batch = layout.batch;
     let mut reduced = reduce(&mut ws.plans, losses, opts, batch);
 
-    if let Some(g) = grad {
-        let glay = g.layout();
-        let gptr = SendPtr(g.as_mut_ptr());
-        let scale = |plan: &SeqPlan| match opts.reduction {
-            Reduction::Mean => F::ONE / (F::from_usize(batch) * F::from_usize(plan.label_len.max(1))),
-            Reduction::Sum | Reduction::None => F::ONE,
-        };
-        let seq_grad = |plan: &SeqPlan| SeqGrad {
-            ptr: gptr.get(),
-            base: glay.sequence_base(plan.b),
-            stride_t: glay.stride_t,
-            stride_v: glay.stride_v,
-            classes: glay.classes,
-            max_time: glay.max_time,
-        };
+    if gview.is_some() {
+        let seq_grad = |plan: &SeqPlan| seq_grad(plan).expect("a gradient view was given");
         let run_backward = |unit: &mut [SeqPlan], region: &mut [F]| {
             if let [plan] = unit {
                 let mut sg = seq_grad(plan);
@@ -591,9 +614,8 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
                     lattice::backward_on(isa, k, &job, plan.log_likelihood, scale(plan), region, &mut sg);
                     return;
                 }
-                if linear::backward_on::<F, K, V, W>(
+                if linear::backward_on::<F, V, W>(
                     isa,
-                    k,
                     &job,
                     plan.log_likelihood,
                     scale(plan),

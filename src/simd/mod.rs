@@ -33,6 +33,18 @@ pub trait Kernels<F: Float>: Sync {
     /// or `+inf`, or is all `-inf`; the first value is then meaningless.
     fn log_sum_exp_checked(&self, row: &[F]) -> (F, bool);
 
+    /// [`Kernels::log_sum_exp_checked`] that also writes the frame's scaled softmax,
+    /// `dst[k] = exp(row[k] - lse) * scale`, from the same `exp`s: one per class where the separate
+    /// [`Kernels::softmax_scaled`] afterwards costs a second (and a second read of the row). `dst` is
+    /// as long as `row`; its contents are meaningless when `bad` is returned.
+    fn log_sum_exp_softmax(&self, row: &[F], scale: F, dst: &mut [F]) -> (F, bool) {
+        let (lse, bad) = self.log_sum_exp_checked(row);
+        if !bad {
+            self.softmax_scaled(row, lse, scale, dst);
+        }
+        (lse, bad)
+    }
+
     /// Whether a frame of log-probabilities holds no NaN and no `+inf` (`-inf` is a valid hard zero).
     fn all_valid_log_probs(&self, row: &[F]) -> bool;
 
@@ -133,6 +145,10 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Avx2Kernels<V> {
     #[inline(always)]
     fn log_sum_exp_checked(&self, row: &[F]) -> (F, bool) {
         Vector::<V>::new().log_sum_exp_checked(row)
+    }
+    #[inline(always)]
+    fn log_sum_exp_softmax(&self, row: &[F], scale: F, dst: &mut [F]) -> (F, bool) {
+        Vector::<V>::new().log_sum_exp_softmax(row, scale, dst)
     }
     #[inline(always)]
     fn all_valid_log_probs(&self, row: &[F]) -> bool {
@@ -256,5 +272,77 @@ pub(crate) mod ulps {
             }
         }
         worst
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Avx2FmaToken, Kernels, Scalar};
+    use crate::Float;
+
+    /// The fused normaliser-and-softmax against the two separate kernels and an `f64` softmax, on
+    /// every row length around the vector widths and a long row, for every implementation.
+    fn fused_softmax_matches<F: Float, K: Kernels<F>>(k: &K, name: &str) {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let lens = (1..=40).chain([63, 64, 65, 1024, 5000]);
+        for len in lens {
+            for spread in [1.0, 30.0] {
+                let mut row: Vec<F> =
+                    (0..len).map(|_| F::from_f64((uniform() - 0.5) * 2.0 * spread)).collect();
+                // A hard zero and a peak: exp(-inf) must be 0 and the largest value must not overflow.
+                if len > 3 {
+                    row[1] = F::NEG_INFINITY;
+                    row[2] = F::from_f64(80.0);
+                }
+                let scale = F::from_f64(0.25);
+                let mut dst = vec![F::from_f64(-9.0); len];
+                let (lse, bad) = k.log_sum_exp_softmax(&row, scale, &mut dst);
+                let (want_lse, want_bad) = k.log_sum_exp_checked(&row);
+                assert!(!bad && !want_bad, "{name} {len}");
+                let eps = F::EPSILON.to_f64();
+                assert!((lse - want_lse).to_f64().abs() <= 4.0 * eps * want_lse.to_f64().abs().max(1.0));
+                let m = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x.to_f64()));
+                let sum: f64 = row.iter().map(|&x| (x.to_f64() - m).exp()).sum();
+                for (i, (&x, &y)) in row.iter().zip(&dst).enumerate() {
+                    let want = (x.to_f64() - m).exp() / sum * 0.25;
+                    // The unfused form rounds `x - lse` first: its relative error grows with `|x - lse|`.
+                    let arg = if want > 0.0 { (want / 0.25).ln().abs() } else { 0.0 };
+                    // Below the normal range, `exp` may flush.
+                    let tiny = F::MIN_POSITIVE.to_f64();
+                    let err = (y.to_f64() - want).abs();
+                    assert!(
+                        err <= (8.0 + 2.0 * arg) * eps * want + tiny,
+                        "{name} len {len} [{i}]: {} vs {want}",
+                        y.to_f64()
+                    );
+                }
+            }
+        }
+        // NaN, +inf and an all -inf frame are flagged.
+        for bad in [F::from_f64(f64::NAN), F::INFINITY] {
+            let mut row = vec![F::ZERO; 37];
+            row[33] = bad;
+            assert!(k.log_sum_exp_softmax(&row, F::ONE, &mut [F::ZERO; 37]).1, "{name}");
+        }
+        let row = vec![F::NEG_INFINITY; 9];
+        assert!(k.log_sum_exp_softmax(&row, F::ONE, &mut [F::ZERO; 9]).1, "{name}");
+    }
+
+    #[test]
+    fn fused_softmax_every_implementation() {
+        fused_softmax_matches::<f32, _>(&Scalar, "scalar f32");
+        fused_softmax_matches::<f64, _>(&Scalar, "scalar f64");
+        fused_softmax_matches::<f32, _>(&<f32 as Float>::Simd::default(), "vector f32");
+        fused_softmax_matches::<f64, _>(&<f64 as Float>::Simd::default(), "vector f64");
+        if let Some(token) = Avx2FmaToken::detect() {
+            fused_softmax_matches::<f32, _>(&f32::avx2_kernels(token), "avx2 f32");
+            fused_softmax_matches::<f64, _>(&f64::avx2_kernels(token), "avx2 f64");
+        }
     }
 }

@@ -261,6 +261,40 @@ pub(super) fn lse3_v<F: Float, V: Lanes<F>>(a: V, b: V, c: V) -> V {
     (m + s.ln_normal()).neg_inf_where_neg_inf(m)
 }
 
+/// The largest value of a frame of logits, or `None` if the frame holds NaN or `+inf` or is all
+/// `-inf` (no softmax then exists).
+#[inline(always)]
+fn checked_max<F: Float, V: Lanes<F>>(row: &[F]) -> Option<F> {
+    let n = V::N;
+    // Two accumulators: independent chains hide the latency of max.
+    let mut m0 = V::splat(F::NEG_INFINITY);
+    let mut m1 = m0;
+    let mut bad = false;
+    let mut i = 0;
+    while i + 2 * n <= row.len() {
+        let a = V::load(&row[i..]);
+        let b = V::load(&row[i + n..]);
+        bad |= a.any_invalid() | b.any_invalid();
+        m0 = m0.max(a);
+        m1 = m1.max(b);
+        i += 2 * n;
+    }
+    {
+        let n = row.len() - i;
+        let mut at = 0;
+        while at < n {
+            let count = (n - at).min(V::N);
+            // SAFETY: i + at + count <= i + n = row.len().
+            let a: V = unsafe { ld(row, i + at, count) };
+            bad |= a.any_invalid();
+            m0 = m0.max(a);
+            at += V::N;
+        }
+    }
+    let m = m0.max(m1).reduce_max();
+    (!bad && m != F::NEG_INFINITY).then_some(m)
+}
+
 /// Loads `count` elements at `src[at..]`, padded with `-inf`.
 ///
 /// # Safety
@@ -321,36 +355,10 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
 
     #[inline(always)]
     fn log_sum_exp_checked(&self, row: &[F]) -> (F, bool) {
-        let n = V::N;
-        // Two accumulators per pass: independent chains hide the latency of max and add.
-        let mut m0 = V::splat(F::NEG_INFINITY);
-        let mut m1 = m0;
-        let mut bad = false;
-        let mut i = 0;
-        while i + 2 * n <= row.len() {
-            let a = V::load(&row[i..]);
-            let b = V::load(&row[i + n..]);
-            bad |= a.any_invalid() | b.any_invalid();
-            m0 = m0.max(a);
-            m1 = m1.max(b);
-            i += 2 * n;
-        }
-        {
-            let n = row.len() - i;
-            let mut at = 0;
-            while at < n {
-                let count = (n - at).min(V::N);
-                // SAFETY: i + at + count <= i + n = row.len().
-                let a: V = unsafe { ld(row, i + at, count) };
-                bad |= a.any_invalid();
-                m0 = m0.max(a);
-                at += V::N;
-            }
-        }
-        let m = m0.max(m1).reduce_max();
-        if bad || m == F::NEG_INFINITY {
+        let Some(m) = checked_max::<F, V>(row) else {
             return (F::ZERO, true);
-        }
+        };
+        let n = V::N;
         let mv = V::splat(m);
         let mut s0 = V::splat(F::ZERO);
         let mut s1 = s0;
@@ -365,13 +373,57 @@ impl<F: Float, V: Lanes<F> + Send + Sync> Kernels<F> for Vector<V> {
             let mut at = 0;
             while at < n {
                 let count = (n - at).min(V::N);
-                // SAFETY: as above.
+                // SAFETY: i + at + count <= i + n = row.len().
                 let a: V = unsafe { ld(row, i + at, count) };
                 s0 = s0 + (a - mv).exp_le0();
                 at += V::N;
             }
         }
         (m + (s0 + s1).reduce_add().ln(), false)
+    }
+
+    #[inline(always)]
+    fn log_sum_exp_softmax(&self, row: &[F], scale: F, dst: &mut [F]) -> (F, bool) {
+        let Some(m) = checked_max::<F, V>(row) else {
+            return (F::ZERO, true);
+        };
+        let n = row.len().min(dst.len());
+        let mv = V::splat(m);
+        // `exp(x - m)` once per class, kept in `dst`: the row is then read again only from the cache,
+        // to scale it by `scale / sum`.
+        let mut s0 = V::splat(F::ZERO);
+        let mut s1 = s0;
+        let mut at = 0;
+        while at + 2 * V::N <= n {
+            // SAFETY: at + 2N <= n = min(row.len(), dst.len()).
+            let (a, b) = unsafe { (ld::<F, V>(row, at, V::N), ld::<F, V>(row, at + V::N, V::N)) };
+            let (ea, eb) = ((a - mv).exp_le0(), (b - mv).exp_le0());
+            s0 = s0 + ea;
+            s1 = s1 + eb;
+            // SAFETY: as above.
+            unsafe {
+                st(ea, dst, at, V::N);
+                st(eb, dst, at + V::N, V::N);
+            }
+            at += 2 * V::N;
+        }
+        while at < n {
+            let count = (n - at).min(V::N);
+            // SAFETY: at + count <= n.
+            let e = (unsafe { ld::<F, V>(row, at, count) } - mv).exp_le0();
+            // Lanes past `count` load as `-inf`: their exp is 0, as the sum needs.
+            s0 = s0 + e;
+            // SAFETY: as above.
+            unsafe { st(e, dst, at, count) };
+            at += V::N;
+        }
+        let sum = (s0 + s1).reduce_add();
+        let factor = V::splat(scale / sum);
+        lanes_loop!(V::N, at, count in 0, n => {
+            // SAFETY: at + count <= n.
+            unsafe { st(ld::<F, V>(dst, at, count) * factor, dst, at, count) };
+        });
+        (m + sum.ln(), false)
     }
 
     #[inline(always)]
