@@ -258,3 +258,57 @@ fn a_path_lost_below_f64s_range_is_found_in_log_space() {
         }
     }
 }
+
+/// Sequences run alone read each frame's emissions back from the softmax their forward pass wrote
+/// into the output rows, except in frames where a value read is not a normal `F` (a hard zero, or an
+/// emission of `e^-95`, below `f32`'s normal range): those frames take their emissions from the
+/// activations, in `f64` where they need it. Both kinds of frames, mixed in one lattice and decided
+/// separately by the forward and backward passes, give the reference's results, and the lattice stays
+/// in probability space.
+#[test]
+fn emissions_from_the_output_rows_and_from_the_activations_mix() {
+    let mut rng = Rng::new(77);
+    for case in 0..6 {
+        let mut p = ragged_problem(&mut rng, 3, 120, 300, 1.0);
+        let (bsz, v) = (p.batch(), p.classes);
+        for b in 0..bsz {
+            let targets = p.targets[b].clone();
+            // A class no path emits: where it takes all the mass, every path's emission is e^-95.
+            let sink = (0..v).find(|c| *c != p.blank && !targets.contains(c)).unwrap();
+            for t in (case % 3..p.input_lengths[b]).step_by(4) {
+                let row = &mut p.acts[(t * bsz + b) * v..][..v];
+                if t % 8 == case % 3 {
+                    // A hard zero on one label.
+                    row[targets[(t / 4) % targets.len()]] = f64::NEG_INFINITY;
+                } else {
+                    row.iter_mut().for_each(|x| *x = -95.0);
+                    row[sink] = 0.0;
+                }
+            }
+        }
+        let (want, want_grad) = reference_of(&p);
+        for backend in [Backend::Vector, Backend::Avx2] {
+            let o = options(backend, p.blank);
+            for f64_input in [false, true] {
+                let (got, grad, singles) = if f64_input {
+                    let (l, g, ws) = run_ws::<f64>(&p, &o);
+                    (l, g, ws.single_stats())
+                } else {
+                    let (l, g, ws) = run_ws::<f32>(&p, &o);
+                    (l, g, ws.single_stats())
+                };
+                assert_eq!(singles.probability_space, p.batch(), "case {case} {backend:?}: {singles:?}");
+                let (loss_tol, grad_tol) = if f64_input { (1e-12, 1e-12) } else { (4e-7, 6e-5) };
+                for (b, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        close(g, w, loss_tol),
+                        "case {case} {backend:?} f64 {f64_input} seq {b}: {g} vs {w}"
+                    );
+                }
+                for (i, (&g, &w)) in grad.iter().zip(&want_grad).enumerate() {
+                    assert!((g - w).abs() <= grad_tol, "case {case} {backend:?} element {i}: {g} vs {w}");
+                }
+            }
+        }
+    }
+}

@@ -23,7 +23,7 @@ use super::lattice::{
     band, frame_norm, frame_norm_dense, posterior_sign_scale, subtract_posteriors, zero_row, Isa, SeqActs,
     SeqGrad, SeqJob, PREFETCH_FRAMES,
 };
-use super::InputKind;
+use super::{GradOutput, InputKind};
 use crate::error::CtcError;
 use crate::simd::{linear, Kernels, Lanes};
 use crate::Float;
@@ -167,16 +167,120 @@ fn emissions<F: Float, V: Lanes<F>, W: Lanes<f64>>(
     (exp(W::splat(eb_arg.to_f64())) * scale_v).reduce_max()
 }
 
+/// Frame `t`'s emissions as [`emissions`] computes them, read back from its output row instead, where
+/// the forward pass wrote the scaled softmax there ([`fused_dense`]: `row[k] = softmax(x_t)[k] *
+/// out_scale`, from the normaliser's own `exp`s): each emission is that value times `factor =
+/// rescale / out_scale`. The same `exp(x - norm)`, rounded once more by the scaling, without reading
+/// the activations again or a second `exp`. `None` where a value read is under `4 * F::MIN_POSITIVE`
+/// (a hard zero, or a product flushed or rounded below `F`'s normal range; never NaN, as the row came
+/// out of a validated frame): the caller then computes the frame's emissions from the activations,
+/// in `f64` where they need it, so nothing below `F`'s range is lost and the [`FlushBudget`] stays
+/// untouched by these frames (every emission here is far above its flush exponent).
+#[inline(always)]
+fn output_emissions<F: Float>(
+    row: &[F],
+    labels: &[u32],
+    blank: usize,
+    factor: f64,
+    (lo, hi): (usize, usize),
+    emit: &mut [f64],
+) -> Option<f64> {
+    let real = hi.min(labels.len()).max(lo);
+    let floor = F::MIN_POSITIVE * F::from_f64(4.0);
+    let vb = row[blank];
+    let mut low = vb;
+    for (e, &l) in emit[lo..real].iter_mut().zip(&labels[lo..real]) {
+        // SAFETY: labels were validated `< classes = row.len()`.
+        let v = *unsafe { row.get_unchecked(l as usize) };
+        low = low.min(v);
+        *e = v.to_f64() * factor;
+    }
+    if low < floor || low.is_nan() {
+        return None;
+    }
+    emit[real..hi].fill(0.0);
+    Some(vb.to_f64() * factor)
+}
+
+/// Whether [`frame_norm_dense`] writes job's output rows as the scaled softmax from the normaliser's
+/// `exp`s, so that [`output_emissions`] can read the emissions back from them.
+#[inline(always)]
+fn fused_dense<F: Float>(job: &SeqJob<'_, F>, grad: &SeqGrad<F>) -> bool {
+    job.input == InputKind::Logits
+        && job.output != GradOutput::Posterior
+        && job.acts.stride_v == 1
+        && grad.stride_v == 1
+}
+
+/// What the forward pass needs to compute one frame's normaliser and emissions. Methods rather than
+/// closures: a closure may be left outlined, and then runs without the target features of the
+/// `avx2,fma` copy it was meant to be part of (measured here: ten times slower).
+struct FrameInputs<'j, 'a, 'g, F> {
+    job: &'j SeqJob<'a, F>,
+    /// The output rows and the reduction's scale, when a gradient is wanted.
+    dense: Option<(F, &'g mut SeqGrad<F>)>,
+    /// Whether the output rows hold the scaled softmax ([`fused_dense`]).
+    fused: bool,
+    /// The lowest exponent of an emission computed from the activations (see [`emissions`]).
+    lowest: f64,
+    scratch: &'j mut [F],
+}
+
+impl<F: Float> FrameInputs<'_, '_, '_, F> {
+    /// Frame `t`'s normaliser, validating the frame, and its output row when one is wanted.
+    #[inline(always)]
+    fn norm<K: Kernels<F>>(&mut self, k: &K, t: usize) -> Result<f64, CtcError> {
+        let job = self.job;
+        let norm = match &mut self.dense {
+            // SAFETY: t < time <= max_time; this task owns the sequence's rows.
+            Some((scale, grad)) => unsafe { frame_norm_dense(k, job, t, *scale, grad) }?,
+            None => frame_norm(k, &job.acts, t, job.time, job.input, job.sequence)?,
+        };
+        Ok(norm.to_f64())
+    }
+
+    /// Frame `t`'s emissions of `labels` over the chunks `range`, times `rescale`, into `emit`
+    /// (returning the blank's): read back from its output row where possible, else from the
+    /// activations with the normaliser `norm`.
+    #[inline(always)]
+    fn emissions<V: Lanes<F>, W: Lanes<f64>>(
+        &mut self,
+        t: usize,
+        norm: f64,
+        rescale: f64,
+        labels: &[u32],
+        range: (usize, usize),
+        emit: &mut [f64],
+    ) -> f64 {
+        let blank = self.job.blank;
+        if let (true, Some((scale, grad))) = (self.fused, &mut self.dense) {
+            // SAFETY: t < time <= max_time; this task owns the sequence's rows.
+            let out_row = unsafe { grad.row_mut(t) }.expect("fused rows are contiguous");
+            let factor = rescale / scale.to_f64();
+            if let Some(eb) = output_emissions(out_row, labels, blank, factor, range, emit) {
+                return eb;
+            }
+        }
+        let args = (F::from_f64(norm), rescale);
+        let acts = &self.job.acts;
+        let kind = self.job.input;
+        emissions::<F, V, W>(acts, t, labels, blank, args, kind, range, emit, self.scratch, &mut self.lowest)
+    }
+}
+
 /// Phase 1 in probability space: the frame normalisers (validating every frame read, with the errors
 /// of [`super::lattice::forward`]), then alpha. `Ok(Some(ln p))` on success (`-inf` for a sequence
 /// without any path: fewer frames than labels plus repeats); `Ok(None)` where a row maximum leaves the
 /// rescaling range or the final probability is 0 (a path lost to flushing), and the caller then runs
-/// the log-space lattice on the same region. The job has `T >= 1` and `L >= 1`.
+/// the log-space lattice on the same region, which validates every frame again. The job has `T >= 1`
+/// and `L >= 1`.
 ///
-/// With `dense = Some((scale, grad))`, frames `0..T` of the output also receive their dense part
-/// ([`frame_norm_dense`]: the scaled softmax for a logits gradient) as their normalisers are computed,
-/// whatever the outcome: [`backward`] then only subtracts the posteriors, and a log-space redo
-/// rewrites the rows whole. On an error the rows are partly written.
+/// With `dense = Some((scale, grad))`, each frame's output row also receives its dense part
+/// ([`frame_norm_dense`]: the scaled softmax for a logits gradient) as its normaliser is computed, and
+/// the alpha step of that frame follows at once, reading its emissions back from that row where it
+/// can ([`output_emissions`]): each frame of activations is read once, while it is in the cache.
+/// [`backward`] then only subtracts the posteriors; a log-space redo rewrites the rows whole. On an
+/// error, or `Ok(None)`, the rows are partly written.
 #[inline(always)]
 fn forward<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     k: &K,
@@ -184,32 +288,12 @@ fn forward<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     region: &mut [F],
     dense: Option<(F, &mut SeqGrad<F>)>,
 ) -> Result<Option<f64>, CtcError> {
-    let SeqJob { acts, input: kind, labels, blank, time, sequence, .. } = *job;
-    let acts = &acts;
+    let SeqJob { labels, time, .. } = *job;
     let l_len = labels.len();
     assert!(time >= 1 && l_len >= 1);
     let lay = LinearLayout::new(time, l_len).expect("workspace layout was checked at validation");
     let ws = &mut as_f64(region)[..lay.len];
     let (h, row) = (lay.h, lay.row);
-
-    match dense {
-        Some((scale, grad)) => {
-            for t in 0..time {
-                // SAFETY: t < time <= max_time; this task owns the sequence's rows.
-                ws[lay.norm + t] = unsafe { frame_norm_dense(k, job, t, scale, grad) }?.to_f64();
-            }
-        }
-        None => {
-            for t in 0..time {
-                ws[lay.norm + t] = frame_norm(k, acts, t, time, kind, sequence)?.to_f64();
-            }
-        }
-    }
-    let repeats = labels.windows(2).filter(|w| w[0] == w[1]).count();
-    if time < l_len + repeats {
-        return Ok(Some(f64::NEG_INFINITY));
-    }
-
     let (alpha, rest) = ws.split_at_mut(lay.norm);
     let (norms, rest) = rest.split_at_mut(lay.beta - lay.norm);
     let rest = &mut rest[lay.emit - lay.beta..];
@@ -218,46 +302,46 @@ fn forward<F: Float, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
     let (scratch, flag) = rest[lay.scratch - lay.post..].split_at_mut(lay.flag - lay.scratch);
     let scratch: &mut [F] = bytemuck::cast_slice_mut(scratch);
     let flag = &mut flag[0];
+
+    let fused = dense.as_ref().is_some_and(|(_, g)| fused_dense(job, g));
+    let mut fr = FrameInputs { job, dense, fused, lowest: 0.0, scratch };
+    let repeats = labels.windows(2).filter(|w| w[0] == w[1]).count();
+    if time < l_len + repeats {
+        // No path; every frame is still validated (and its output row written).
+        for (t, norm) in norms.iter_mut().enumerate() {
+            *norm = fr.norm::<K>(k, t)?;
+        }
+        return Ok(Some(f64::NEG_INFINITY));
+    }
     for (j, s) in skip.iter_mut().enumerate() {
         *s = if j >= 1 && j < l_len && labels[j] != labels[j - 1] { 1.0 } else { 0.0 };
     }
     emit.fill(0.0);
 
     // Frame 0: only the first blank and the first label start a path.
-    let mut lowest = 0.0f64;
     let mut top = {
+        norms[0] = fr.norm::<K>(k, 0)?;
+        let eb = fr.emissions::<V, W>(0, norms[0], 1.0, &labels[..1], (0, W::N), emit);
         let row0 = &mut alpha[..row];
         row0.fill(0.0);
-        let args = (F::from_f64(norms[0]), 1.0);
-        let eb = emissions::<F, V, W>(
-            acts,
-            0,
-            &labels[..1],
-            blank,
-            args,
-            kind,
-            (0, W::N),
-            emit,
-            scratch,
-            &mut lowest,
-        );
         row0[1] = eb;
         row0[linear::label_start(h)] = emit[0];
         eb.max(row0[linear::label_start(h)])
     };
     let mut offset = 0.0f64;
     for t in 1..time {
-        let Some(scale) = power_of_two_scale(top, &mut offset) else {
+        let Some(rescale) = power_of_two_scale(top, &mut offset) else {
             return Ok(None);
         };
+        norms[t] = fr.norm::<K>(k, t)?;
         let band = band(t, time, l_len);
         let range = linear::chunks::<W>(band, h);
-        let args = (F::from_f64(norms[t]), scale);
-        let eb = emissions::<F, V, W>(acts, t, labels, blank, args, kind, range, emit, scratch, &mut lowest);
+        let eb = fr.emissions::<V, W>(t, norms[t], rescale, labels, range, emit);
         let (before, after) = alpha.split_at_mut(t * row);
         let prev = &before[(t - 1) * row..];
         top = linear::alpha_step::<W>(prev, &mut after[..row], eb, emit, skip, h, band);
     }
+    let lowest = fr.lowest;
     *flag = if lowest < FlushBudget::<f64>::flush_exponent() { 1.0 } else { 0.0 };
     let last = &alpha[(time - 1) * row..time * row];
     let end = last[1 + l_len] + last[linear::label_start(h) + l_len - 1];
@@ -318,6 +402,10 @@ fn backward<F: Float, V: Lanes<F>, W: Lanes<f64>>(
     let mut top = 1.0f64;
     let (mut unused_offset, mut unused_lowest) = (0.0f64, 0.0f64);
     emit.fill(0.0);
+    let fused = fused_dense(job, grad);
+    let inv_out_scale = 1.0 / scale.to_f64();
+    // The blank's emission at frame t + 1, times its rescaling factor; the labels' are in `emit`.
+    let mut eb_next = 0.0f64;
     let far_alpha = core::mem::size_of_val(alpha) > 1 << 18;
     let mut t = time;
     while t > 0 {
@@ -325,40 +413,58 @@ fn backward<F: Float, V: Lanes<F>, W: Lanes<f64>>(
         if t >= PREFETCH_FRAMES {
             // The pass reads and writes only the blank's and the labels' columns (the forward pass
             // wrote the rest of the output row).
-            acts.prefetch_labels(t - PREFETCH_FRAMES, blank, labels);
             grad.prefetch_labels(t - PREFETCH_FRAMES, blank, labels);
+            if !fused {
+                acts.prefetch_labels(t - PREFETCH_FRAMES, blank, labels);
+            }
         }
         if far_alpha && t >= 2 {
             crate::simd::prefetch(&alpha[(t - 2) * row..(t - 1) * row]);
         }
+        let band_t = band(t, time, l_len);
         if t + 1 < time {
-            let Some(factor) = power_of_two_scale(top, &mut unused_offset) else {
-                return false;
-            };
-            // The step reads label emissions one past its states (a label's skip to the next).
-            let (c_lo, c_hi) = linear::chunks::<W>(band(t, time, l_len), h);
-            let range = (c_lo, (c_hi + W::N).min(h));
-            let arg = (F::from_f64(norms[t + 1]), factor);
-            let eb = emissions::<F, V, W>(
-                acts,
-                t + 1,
-                labels,
-                blank,
-                arg,
-                kind,
-                range,
-                emit,
-                scratch,
-                &mut unused_lowest,
-            );
-            top = linear::beta_step::<W>(next, cur, eb, emit, skip, h, band(t, time, l_len));
+            top = linear::beta_step::<W>(next, cur, eb_next, emit, skip, h, band_t);
         }
-        let (c_lo, c_hi) = linear::chunks::<W>(band(t, time, l_len), h);
+        let (c_lo, c_hi) = linear::chunks::<W>(band_t, h);
         let alpha_t = &alpha[t * row..(t + 1) * row];
         let (total, blank_mass, exposure) =
             linear::posterior_products::<W>(alpha_t, cur, h, (c_lo, c_hi), tiny, post);
         if !budget.charge(0, total, exposure) || gives_up_for_a_test(t) {
             return false;
+        }
+        if t > 0 {
+            // Frame t's emissions, for the step to t - 1, before its row receives the posteriors.
+            let Some(factor) = power_of_two_scale(top, &mut unused_offset) else {
+                return false;
+            };
+            // The step reads label emissions one past its states (a label's skip to the next).
+            let (n_lo, n_hi) = linear::chunks::<W>(band(t - 1, time, l_len), h);
+            let range = (n_lo, (n_hi + W::N).min(h));
+            // SAFETY: t < time <= max_time; this task owns the sequence's rows.
+            let from_output = match (fused, unsafe { grad.row_mut(t) }) {
+                (true, Some(out_row)) => {
+                    output_emissions(out_row, labels, blank, factor * inv_out_scale, range, emit)
+                }
+                _ => None,
+            };
+            eb_next = match from_output {
+                Some(eb) => eb,
+                None => {
+                    let arg = (F::from_f64(norms[t]), factor);
+                    emissions::<F, V, W>(
+                        acts,
+                        t,
+                        labels,
+                        blank,
+                        arg,
+                        kind,
+                        range,
+                        emit,
+                        scratch,
+                        &mut unused_lowest,
+                    )
+                }
+            };
         }
         let w = posterior_sign_scale(out, scale).to_f64() / total;
         // Labels outside the computed states carry no posterior mass (and `post` holds nothing there).
