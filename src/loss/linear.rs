@@ -4,9 +4,17 @@
 //!
 //! Each frame's row is rescaled by a power of two (exact; its exponent goes to an `f64` offset), a state
 //! is a sum of two or three products ([`crate::simd::linear`]), and the only transcendental work left
-//! is one `exp` per label and frame, for the emissions; the log-space lattice ([`super::lattice`])
-//! spends two `exp` and one `ln` per state and pass. The posterior weights are `alpha * beta`
-//! normalised by their frame's sum, so the backward pass needs neither `ln p` nor the offsets.
+//! is the frame's normaliser; the log-space lattice ([`super::lattice`]) spends two `exp` and one `ln`
+//! per state and pass. The posterior weights are `alpha * beta` normalised by their frame's sum, so the
+//! backward pass needs neither `ln p` nor the offsets.
+//!
+//! With a logits gradient (the training case), the forward pass reads each frame of activations once:
+//! its normaliser's `exp`s become the scaled softmax of the output row
+//! ([`super::lattice::frame_norm_dense`]), the frame's emissions are read back from that row
+//! ([`output_emissions`]), and the alpha step follows while the row is in the cache. The backward pass
+//! reads no activations at all: it reads the emissions from the output rows before subtracting each
+//! frame's posteriors, the only columns it touches. On `bpe_large` (`V = 5000`) this is what bounds
+//! the time: one read of the logits and one write of the gradient.
 //!
 //! Accuracy is checked per call, as for groups: the forward pass gives up on a row maximum outside
 //! `f64`'s rescaling range or a lost path, and the backward pass charges every frame to a
