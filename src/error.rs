@@ -1,9 +1,9 @@
 //! The kernel's typed errors.
 //!
 //! Every problem with the caller's buffers, lengths, labels or options is reported before any output is
-//! written, as one of these variants, naming the offending sequence, position or value. Subsystems of
-//! the speech stack have error types of their own; [`crate::Error`] (with the default features) wraps
-//! them all.
+//! written, as one of these variants, naming the offending sequence, position or value; the one
+//! exception, [`CtcError::NonFinite`], is found while the lattices run and leaves the gradient view
+//! zeroed (see [`crate::loss`]). Subsystems of the speech stack have error types of their own.
 
 use core::fmt;
 
@@ -98,6 +98,8 @@ pub enum CtcError {
     },
     /// The activations contain NaN or `+inf` in a frame the kernel reads, or a frame of logits is all
     /// `-inf` (its log-softmax is undefined). `-inf` log-probabilities are allowed: they are hard zeros.
+    /// Found while the forward passes read the frames: the losses are untouched and every element of
+    /// the gradient view is zero (the forward passes may have begun writing it).
     NonFinite {
         /// The sequence.
         sequence: usize,
