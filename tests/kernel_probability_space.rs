@@ -88,7 +88,10 @@ fn groups_match_the_reference_in_probability_space_and_after_giving_up() {
         let scale = [0.5, 1.0, 3.0, 10.0, 40.0, 100.0][case % 6];
         let t = 2 + rng.below(if scale <= 1.0 { 150 } else { 300 });
         let l = 1 + rng.below((t / 3).max(1));
-        let v = 3 + rng.below(30);
+        // Every third case has rows longer than 64 classes, whose forward pass writes the output rows'
+        // softmax itself (the backward pass then only subtracts the posteriors, or rewrites the rows
+        // when it gives up).
+        let v = if case % 3 == 2 { 65 + rng.below(100) } else { 3 + rng.below(30) };
         for (n, f64_lanes) in [(8, false), (4, true)] {
             let p = group_problem(&mut rng, n, t, l, v, scale);
             let (want, want_grad) = reference_of(&p);

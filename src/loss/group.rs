@@ -68,6 +68,28 @@ fn frame_fits<F: Float, V: Lanes<F>>(classes: usize) -> bool {
     classes <= ACROSS_MAX_CLASSES && classes * V::N <= FRAME_LEN
 }
 
+/// Whether a group's forward pass writes the dense part of its members' output rows (the scaled
+/// softmax, from the normalisers' own `exp`s: [`Kernels::log_sum_exp_softmax`]), so that the backward
+/// pass only subtracts the posteriors: for a logits gradient with contiguous rows too long for the
+/// normalisers across the members ([`frame_fits`]; short rows keep [`write_group_rows`], which
+/// handles the frame's rows as columns in the backward pass).
+pub(crate) fn writes_dense_in_forward<F: Float, V: Lanes<F>>(
+    jobs: &[SeqJob<'_, F>],
+    grads: &[SeqGrad<F>],
+) -> bool {
+    rows_suit_dense_in_forward::<F, V>(jobs) && grads.iter().all(|g| g.stride_v == 1)
+}
+
+/// The activations' half of [`writes_dense_in_forward`], which the caller checks before it sets up
+/// the members' output rows.
+pub(crate) fn rows_suit_dense_in_forward<F: Float, V: Lanes<F>>(jobs: &[SeqJob<'_, F>]) -> bool {
+    let first = &jobs[0];
+    first.input == InputKind::Logits
+        && first.output != GradOutput::Posterior
+        && !frame_fits::<F, V>(first.acts.classes)
+        && jobs.iter().all(|j| j.acts.stride_v == 1)
+}
+
 /// Every member's log-sum-exp of one frame of logits at once, one class per vector, across the
 /// members' rows (`rows[m]`: member `m`'s row offset in `src`, member 0's row and what follows).
 /// `None` if some member's frame holds NaN or `+inf`, or is all `-inf` (the caller then finds which,
@@ -222,6 +244,7 @@ pub(crate) fn forward<F: Float, K: Kernels<F>, V: Lanes<F>>(
     errors: &mut [Option<CtcError>],
     linear: bool,
     normalised: bool,
+    dense: Option<(&[F], &mut [SeqGrad<F>])>,
 ) -> bool {
     let n = V::N;
     let first = jobs[0];
@@ -236,7 +259,7 @@ pub(crate) fn forward<F: Float, K: Kernels<F>, V: Lanes<F>>(
             && l_len >= 1
     );
     let lay = SeqLayout::new(time, l_len).expect("workspace layout was checked at validation").interleaved(n);
-    if !normalised && !frame_normalisers::<F, K, V>(k, jobs, gather, ws, &lay, errors) {
+    if !normalised && !frame_normalisers::<F, K, V>(k, jobs, gather, ws, &lay, errors, dense) {
         return false;
     }
     if linear && time <= LINEAR_MAX_TIME && forward_linear::<F, V>(jobs, gather, ws, &lay, lls) {
@@ -248,6 +271,8 @@ pub(crate) fn forward<F: Float, K: Kernels<F>, V: Lanes<F>>(
 
 /// Every member's log-normaliser of every frame, into `ws[lay.norm..]` (frame-major). Returns false,
 /// with the first invalid value of each such member in `errors`, if some member's input is invalid.
+/// With `dense = Some((scales, grads))` (only where [`writes_dense_in_forward`]), each member's output
+/// row also receives its scaled softmax, from the same `exp`s.
 #[inline(always)]
 fn frame_normalisers<F: Float, K: Kernels<F>, V: Lanes<F>>(
     k: &K,
@@ -256,6 +281,7 @@ fn frame_normalisers<F: Float, K: Kernels<F>, V: Lanes<F>>(
     ws: &mut [F],
     lay: &SeqLayout,
     errors: &mut [Option<CtcError>],
+    mut dense: Option<(&[F], &mut [SeqGrad<F>])>,
 ) -> bool {
     let n = V::N;
     let first = jobs[0];
@@ -290,12 +316,17 @@ fn frame_normalisers<F: Float, K: Kernels<F>, V: Lanes<F>>(
             if t + PREFETCH_FRAMES < time && !across {
                 job.acts.prefetch_row(t + PREFETCH_FRAMES);
             }
-            let (norm, invalid) = match job.acts.row(t) {
-                Some(row) => match kind {
+            let (norm, invalid) = match (job.acts.row(t), &mut dense) {
+                (Some(row), Some((scales, grads))) => {
+                    // SAFETY: t < time <= max_time; this task owns the members' rows.
+                    let dst = unsafe { grads[m].row_mut(t) }.expect("checked contiguous");
+                    k.log_sum_exp_softmax(row, scales[m], dst)
+                }
+                (Some(row), None) => match kind {
                     InputKind::Logits => k.log_sum_exp_checked(row),
                     InputKind::LogProbs => (F::ZERO, !k.all_valid_log_probs(row)),
                 },
-                None => strided_norm(&job.acts, t, kind),
+                (None, _) => strided_norm(&job.acts, t, kind),
             };
             if invalid {
                 errors[m] = Some(locate_bad_value(&job.acts, t, kind, job.sequence));
@@ -693,6 +724,7 @@ pub(crate) fn backward<F: Float, K: Kernels<F>, V: Lanes<F>>(
     scales: &[F],
     ws: &mut [F],
     grads: &mut [SeqGrad<F>],
+    dense_done: bool,
 ) {
     let n = V::N;
     let first = jobs[0];
@@ -792,7 +824,17 @@ pub(crate) fn backward<F: Float, K: Kernels<F>, V: Lanes<F>>(
             if live[m] {
                 let w = posterior_sign_scale(out, scales[m]) / totals[m];
                 let weights = usable[m].then(|| (blanks[m] * w, &post[(l_len + 1) * n + m..], w));
-                write_member_row(k, &jobs[m], &mut grads[m], t, norm[t * n + m], scales[m], n, weights);
+                write_member_row(
+                    k,
+                    &jobs[m],
+                    &mut grads[m],
+                    t,
+                    norm[t * n + m],
+                    scales[m],
+                    n,
+                    weights,
+                    dense_done,
+                );
             }
         }
         core::mem::swap(&mut cur, &mut next);
@@ -848,6 +890,7 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
     scales: &[F],
     ws: &mut [F],
     grads: &mut [SeqGrad<F>],
+    dense_done: bool,
 ) -> bool {
     let n = V::N;
     let first = jobs[0];
@@ -904,6 +947,8 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
     let acts_rows = FrameRows::new(gather[(l_len + 1) * n..].iter().map(|&r| r as usize), first.acts.classes);
     let grad_rows = FrameRows::of_grads(grads);
     let by_columns = by_columns::<F, V>(jobs, grads);
+    // write_group_rows writes whole rows; a forward pass writes dense rows only where it is not used.
+    debug_assert!(!(by_columns && dense_done));
     // Per lane: the posteriors' factor, and the dense rows' scale (0 for dead lanes: a row of zeros,
     // as zero_unused_rows wrote).
     let (mut signs, mut dense) = ([F::ZERO; MAX_LANES], [F::ZERO; MAX_LANES]);
@@ -975,7 +1020,17 @@ pub(crate) fn backward_linear<F: Float, K: Kernels<F>, V: Lanes<F>>(
                 if live[m] {
                     let w = posterior_sign_scale(out, scales[m]) / totals[m];
                     let weights = Some((blanks[m] * w, &post[(l_len + 1) * n + m..], w));
-                    write_member_row(k, &jobs[m], &mut grads[m], t, norm[t * n + m], scales[m], n, weights);
+                    write_member_row(
+                        k,
+                        &jobs[m],
+                        &mut grads[m],
+                        t,
+                        norm[t * n + m],
+                        scales[m],
+                        n,
+                        weights,
+                        dense_done,
+                    );
                 }
             }
         }
@@ -1065,7 +1120,7 @@ fn write_group_rows<F: Float, V: Lanes<F>>(
 }
 
 /// Writes member `m`'s output row at frame `t` (`t < max_time`; the task owns the member's rows): its
-/// dense part, then, unless `weights` is `None` (no state carries mass), its posteriors: `blank` (the
+/// dense part (unless the forward pass wrote it: `dense_done`), then, unless `weights` is `None` (no state carries mass), its posteriors: `blank` (the
 /// blank's weight, scaled) and the label weights `labels[j * n]` (the member's lane of the group's
 /// interleaved label states, from `L + 1` on) times `w`.
 #[allow(clippy::too_many_arguments)]
@@ -1079,11 +1134,14 @@ fn write_member_row<F: Float, K: Kernels<F>>(
     scale: F,
     n: usize,
     weights: Option<(F, &[F], F)>,
+    dense_done: bool,
 ) {
     let (blank, kind, out) = (job.blank, job.input, job.output);
     assert!(t < g.max_time);
-    // SAFETY: t < max_time (asserted); the caller's task owns the member's rows.
-    unsafe { write_dense_row(k, &job.acts, kind, out, t, frame_norm, scale, g) };
+    if !dense_done {
+        // SAFETY: t < max_time (asserted); the caller's task owns the member's rows.
+        unsafe { write_dense_row(k, &job.acts, kind, out, t, frame_norm, scale, g) };
+    }
     let Some((blank_w, labels, w)) = weights else {
         return;
     };
@@ -1120,13 +1178,14 @@ pub(crate) fn forward_on<F: Float, K: Kernels<F>, V: Lanes<F>>(
     errors: &mut [Option<CtcError>],
     linear: bool,
     normalised: bool,
+    dense: Option<(&[F], &mut [SeqGrad<F>])>,
 ) -> bool {
     match isa {
-        Isa::Baseline => forward::<F, K, V>(k, jobs, gather, ws, lls, errors, linear, normalised),
+        Isa::Baseline => forward::<F, K, V>(k, jobs, gather, ws, lls, errors, linear, normalised, dense),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
         Isa::Avx2Fma(_) => unsafe {
-            forward_avx2_fma::<F, K, V>(k, jobs, gather, ws, lls, errors, linear, normalised)
+            forward_avx2_fma::<F, K, V>(k, jobs, gather, ws, lls, errors, linear, normalised, dense)
         },
     }
 }
@@ -1144,13 +1203,16 @@ pub(crate) fn backward_on<F: Float, K: Kernels<F>, V: Lanes<F>>(
     ws: &mut [F],
     grads: &mut [SeqGrad<F>],
     linear: bool,
+    dense_done: bool,
 ) -> bool {
     match isa {
-        Isa::Baseline => backward_either::<F, K, V>(k, jobs, gather, lls, scales, ws, grads, linear),
+        Isa::Baseline => {
+            backward_either::<F, K, V>(k, jobs, gather, lls, scales, ws, grads, linear, dense_done)
+        }
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token exists only when the CPU reported AVX2 and FMA.
         Isa::Avx2Fma(_) => unsafe {
-            backward_avx2_fma::<F, K, V>(k, jobs, gather, lls, scales, ws, grads, linear)
+            backward_avx2_fma::<F, K, V>(k, jobs, gather, lls, scales, ws, grads, linear, dense_done)
         },
     }
 }
@@ -1166,11 +1228,12 @@ fn backward_either<F: Float, K: Kernels<F>, V: Lanes<F>>(
     ws: &mut [F],
     grads: &mut [SeqGrad<F>],
     linear: bool,
+    dense_done: bool,
 ) -> bool {
     if linear {
-        backward_linear::<F, K, V>(k, jobs, gather, lls, scales, ws, grads)
+        backward_linear::<F, K, V>(k, jobs, gather, lls, scales, ws, grads, dense_done)
     } else {
-        backward::<F, K, V>(k, jobs, gather, lls, scales, ws, grads);
+        backward::<F, K, V>(k, jobs, gather, lls, scales, ws, grads, dense_done);
         true
     }
 }
@@ -1189,8 +1252,9 @@ unsafe fn forward_avx2_fma<F: Float, K: Kernels<F>, V: Lanes<F>>(
     errors: &mut [Option<CtcError>],
     linear: bool,
     normalised: bool,
+    dense: Option<(&[F], &mut [SeqGrad<F>])>,
 ) -> bool {
-    forward::<F, K, V>(k, jobs, gather, ws, lls, errors, linear, normalised)
+    forward::<F, K, V>(k, jobs, gather, ws, lls, errors, linear, normalised, dense)
 }
 
 /// # Safety
@@ -1207,6 +1271,7 @@ unsafe fn backward_avx2_fma<F: Float, K: Kernels<F>, V: Lanes<F>>(
     ws: &mut [F],
     grads: &mut [SeqGrad<F>],
     linear: bool,
+    dense_done: bool,
 ) -> bool {
-    backward_either::<F, K, V>(k, jobs, gather, lls, scales, ws, grads, linear)
+    backward_either::<F, K, V>(k, jobs, gather, lls, scales, ws, grads, linear, dense_done)
 }

@@ -223,6 +223,9 @@ struct SeqPlan {
     /// Whether the forward pass tried the probability-space lattice (for a sequence run alone: set
     /// when the workspace is planned).
     tried_linear: bool,
+    /// Whether a group's forward pass wrote the dense part of its output rows
+    /// ([`group::writes_dense_in_forward`]; sequences run alone in probability space always do).
+    dense_done: bool,
 }
 
 /// Scratch memory for the kernel, reusable across calls.
@@ -560,11 +563,26 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
             return;
         }
         let n = unit.len();
-        let jobs: [SeqJob<'_, F>; group::MAX_LANES] = core::array::from_fn(|m| job(&unit[m.min(n - 1)]));
+        let member = |m: usize| &unit[m.min(n - 1)];
+        let jobs: [SeqJob<'_, F>; group::MAX_LANES] = core::array::from_fn(|m| job(member(m)));
         let mut lls = [0.0f64; group::MAX_LANES];
         let mut errors: [Option<CtcError>; group::MAX_LANES] = Default::default();
         let table = &gather[unit[0].gather_start..][..(unit[0].label_len + 2) * n];
         let first_time = unit[0].time;
+        // Long rows of logits: the dense part of the output rows comes with the normalisers, as for
+        // sequences run alone.
+        let suits = gview.is_some() && group::rows_suit_dense_in_forward::<F, V>(&jobs[..n]);
+        let scales: [F; group::MAX_LANES] =
+            if suits { core::array::from_fn(|m| scale(member(m))) } else { [F::ZERO; group::MAX_LANES] };
+        let mut grads: Option<[SeqGrad<F>; group::MAX_LANES]> =
+            suits.then(|| core::array::from_fn(|m| seq_grad(member(m)).expect("a gradient view was given")));
+        let dense = match &mut grads {
+            Some(g) if group::writes_dense_in_forward::<F, V>(&jobs[..n], &g[..n]) => {
+                Some((&scales[..n], &mut g[..n]))
+            }
+            _ => None,
+        };
+        let dense_done = dense.is_some();
         let linear = group::forward_on::<F, K, V>(
             isa,
             k,
@@ -575,11 +593,13 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
             &mut errors[..n],
             gradient_wanted,
             false,
+            dense,
         );
         let tried = gradient_wanted && first_time <= group::LINEAR_MAX_TIME;
         for ((plan, ll), error) in unit.iter_mut().zip(lls).zip(errors) {
             plan.linear = linear;
             plan.tried_linear = tried;
+            plan.dense_done = dense_done;
             match error {
                 Some(e) => plan.error = Some(e),
                 None => plan.log_likelihood = ll,
@@ -642,9 +662,11 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
             let lls: [f64; group::MAX_LANES] = core::array::from_fn(|m| member(m).log_likelihood);
             let scales: [F; group::MAX_LANES] = core::array::from_fn(|m| scale(member(m)));
             let table = &gather[unit[0].gather_start..][..(unit[0].label_len + 2) * n];
-            let linear = unit[0].linear;
+            let (linear, dense_done) = (unit[0].linear, unit[0].dense_done);
             let (jobs, lls, scales, grads) = (&jobs[..n], &lls[..n], &scales[..n], &mut grads[..n]);
-            if group::backward_on::<F, K, V>(isa, k, jobs, table, lls, scales, region, grads, linear) {
+            if group::backward_on::<F, K, V>(
+                isa, k, jobs, table, lls, scales, region, grads, linear, dense_done,
+            ) {
                 return;
             }
             // The probability-space lattice could not vouch for its accuracy (rare: peaked or
@@ -661,13 +683,26 @@ fn compute_on<F: Float, L: Index, K: Kernels<F>, V: Lanes<F>, W: Lanes<f64>>(
                 &mut errors[..n],
                 false,
                 true,
+                None,
             );
             for ll in &mut lls[..n] {
                 if zero_infinity_applies::<F>(*ll, opts) {
                     *ll = f64::NEG_INFINITY;
                 }
             }
-            group::backward_on::<F, K, V>(isa, k, jobs, table, &lls[..n], scales, region, grads, false);
+            // Every row again, dense part included: the rows hold part of the first try's posteriors.
+            group::backward_on::<F, K, V>(
+                isa,
+                k,
+                jobs,
+                table,
+                &lls[..n],
+                scales,
+                region,
+                grads,
+                false,
+                false,
+            );
             for (plan, ll) in unit.iter_mut().zip(lls) {
                 plan.log_likelihood = ll;
                 plan.redone = true;
@@ -1002,6 +1037,7 @@ fn validate<F: Float, L: Index>(
             linear: false,
             redone: false,
             tried_linear: false,
+            dense_done: false,
         });
     }
     // Longest first: the last tasks to start are the shortest, so threads finish together. Equal
