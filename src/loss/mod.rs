@@ -51,10 +51,11 @@
 //! buffers are untouched. The only error that can be raised after the computation started is
 //! [`CtcError::NonFinite`], found while the forward passes read the activations. It is reported after
 //! the forward pass of the whole batch; the losses are then untouched, and every element of the
-//! gradient view is zero (elements of its buffer outside the view are untouched). The forward pass of
-//! a sequence run alone writes the dense part of its gradient rows (the scaled softmax) as it
-//! computes each frame's normaliser, from the same `exp`s, so those rows may have been begun; zeroing
-//! the view leaves nothing half-written, whatever the scheduling.
+//! gradient view is zero (elements of its buffer outside the view are untouched). The forward passes
+//! of sequences run alone, and of groups with rows of more than 64 classes, write the dense part of
+//! their gradient rows (the scaled softmax) as they compute each frame's normaliser, from the same
+//! `exp`s, so those rows may have been begun; zeroing the view leaves nothing half-written, whatever
+//! the scheduling.
 
 mod group;
 mod lattice;
