@@ -38,6 +38,17 @@ fn run_ws<F: fastctc::Float>(p: &Problem, o: &CtcOptions) -> (Vec<f64>, Vec<f64>
     (losses.iter().map(|x| x.to_f64()).collect(), grad.iter().map(|x| x.to_f64()).collect(), ws)
 }
 
+/// Losses, time-major output, group and single statistics of one call, in `f64` or in `f32`.
+fn run_in(p: &Problem, o: &CtcOptions, f64_input: bool) -> (Vec<f64>, Vec<f64>, GroupStats, SingleStats) {
+    if f64_input {
+        let (l, g, ws) = run_ws::<f64>(p, o);
+        (l, g, ws.group_stats(), ws.single_stats())
+    } else {
+        let (l, g, ws) = run_ws::<f32>(p, o);
+        (l, g, ws.group_stats(), ws.single_stats())
+    }
+}
+
 /// One group of `n` sequences of `T` frames and `L` labels (so that the group fills the vector lanes:
 /// 8 for `f32`, 4 for `f64`), logits of standard deviation `scale`.
 fn group_problem(rng: &mut Rng, n: usize, t: usize, l: usize, v: usize, scale: f64) -> Problem {
@@ -203,14 +214,7 @@ fn sequences_run_alone_match_the_reference() {
         for backend in [Backend::Vector, Backend::Avx2] {
             let o = options(backend, p.blank);
             for f64_input in [false, true] {
-                let (got, grad, ws) = if f64_input {
-                    let (l, g, ws) = run_ws::<f64>(&p, &o);
-                    (l, g, (ws.group_stats(), ws.single_stats()))
-                } else {
-                    let (l, g, ws) = run_ws::<f32>(&p, &o);
-                    (l, g, (ws.group_stats(), ws.single_stats()))
-                };
-                let (groups, singles) = ws;
+                let (got, grad, groups, singles) = run_in(&p, &o, f64_input);
                 let (loss_tol, grad_tol) = if f64_input { (1e-12, 1e-12) } else { (4e-7, 6e-5) };
                 assert_eq!(groups.groups, 0);
                 assert_eq!(singles.sequences, p.batch(), "case {case}: {singles:?}");
@@ -293,13 +297,7 @@ fn emissions_from_the_output_rows_and_from_the_activations_mix() {
         for backend in [Backend::Vector, Backend::Avx2] {
             let o = options(backend, p.blank);
             for f64_input in [false, true] {
-                let (got, grad, singles) = if f64_input {
-                    let (l, g, ws) = run_ws::<f64>(&p, &o);
-                    (l, g, ws.single_stats())
-                } else {
-                    let (l, g, ws) = run_ws::<f32>(&p, &o);
-                    (l, g, ws.single_stats())
-                };
+                let (got, grad, _, singles) = run_in(&p, &o, f64_input);
                 assert_eq!(singles.probability_space, p.batch(), "case {case} {backend:?}: {singles:?}");
                 let (loss_tol, grad_tol) = if f64_input { (1e-12, 1e-12) } else { (4e-7, 6e-5) };
                 for (b, (&g, &w)) in got.iter().zip(&want).enumerate() {

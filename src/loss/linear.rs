@@ -210,6 +210,33 @@ fn output_emissions<F: Float>(
     Some(vb.to_f64() * factor)
 }
 
+/// Frame `t`'s emissions of `labels` over the chunks `range`, times `rescale`, into `emit`
+/// (returning the blank's), for both passes: read back from the frame's output row `out` (with the
+/// reciprocal of its scale) where [`output_emissions`] can, else from the activations with the
+/// normaliser `norm` ([`emissions`], which lowers `lowest`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn frame_emissions<F: Float, V: Lanes<F>, W: Lanes<f64>>(
+    job: &SeqJob<'_, F>,
+    t: usize,
+    out: Option<(&[F], f64)>,
+    (norm, rescale): (f64, f64),
+    labels: &[u32],
+    range: (usize, usize),
+    emit: &mut [f64],
+    scratch: &mut [F],
+    lowest: &mut f64,
+) -> f64 {
+    let blank = job.blank;
+    if let Some((row, inv_out_scale)) = out {
+        if let Some(eb) = output_emissions(row, labels, blank, rescale * inv_out_scale, range, emit) {
+            return eb;
+        }
+    }
+    let args = (F::from_f64(norm), rescale);
+    emissions::<F, V, W>(&job.acts, t, labels, blank, args, job.input, range, emit, scratch, lowest)
+}
+
 /// Whether [`frame_norm_dense`] writes job's output rows as the scaled softmax from the normaliser's
 /// `exp`s, so that [`output_emissions`] can read the emissions back from them.
 #[inline(always)]
@@ -260,19 +287,13 @@ impl<F: Float> FrameInputs<'_, '_, '_, F> {
         range: (usize, usize),
         emit: &mut [f64],
     ) -> f64 {
-        let blank = self.job.blank;
-        if let (true, Some((scale, grad))) = (self.fused, &mut self.dense) {
+        let out = match (self.fused, &mut self.dense) {
             // SAFETY: t < time <= max_time; this task owns the sequence's rows.
-            let out_row = unsafe { grad.row_mut(t) }.expect("fused rows are contiguous");
-            let factor = rescale / scale.to_f64();
-            if let Some(eb) = output_emissions(out_row, labels, blank, factor, range, emit) {
-                return eb;
-            }
-        }
-        let args = (F::from_f64(norm), rescale);
-        let acts = &self.job.acts;
-        let kind = self.job.input;
-        emissions::<F, V, W>(acts, t, labels, blank, args, kind, range, emit, self.scratch, &mut self.lowest)
+            (true, Some((scale, grad))) => unsafe { grad.row_mut(t) }.map(|r| (&*r, 1.0 / scale.to_f64())),
+            _ => None,
+        };
+        let (norm, scratch, lowest) = ((norm, rescale), &mut *self.scratch, &mut self.lowest);
+        frame_emissions::<F, V, W>(self.job, t, out, norm, labels, range, emit, scratch, lowest)
     }
 }
 
@@ -372,7 +393,7 @@ fn backward<F: Float, V: Lanes<F>, W: Lanes<f64>>(
     region: &mut [F],
     grad: &mut SeqGrad<F>,
 ) -> bool {
-    let SeqJob { acts, input: kind, output: out, labels, blank, time, .. } = *job;
+    let SeqJob { acts, output: out, labels, blank, time, .. } = *job;
     let acts = &acts;
     let l_len = labels.len();
     assert!(time >= 1 && l_len >= 1);
@@ -449,30 +470,9 @@ fn backward<F: Float, V: Lanes<F>, W: Lanes<f64>>(
             let (n_lo, n_hi) = linear::chunks::<W>(band(t - 1, time, l_len), h);
             let range = (n_lo, (n_hi + W::N).min(h));
             // SAFETY: t < time <= max_time; this task owns the sequence's rows.
-            let from_output = match (fused, unsafe { grad.row_mut(t) }) {
-                (true, Some(out_row)) => {
-                    output_emissions(out_row, labels, blank, factor * inv_out_scale, range, emit)
-                }
-                _ => None,
-            };
-            eb_next = match from_output {
-                Some(eb) => eb,
-                None => {
-                    let arg = (F::from_f64(norms[t]), factor);
-                    emissions::<F, V, W>(
-                        acts,
-                        t,
-                        labels,
-                        blank,
-                        arg,
-                        kind,
-                        range,
-                        emit,
-                        scratch,
-                        &mut unused_lowest,
-                    )
-                }
-            };
+            let out = if fused { unsafe { grad.row_mut(t) }.map(|r| (&*r, inv_out_scale)) } else { None };
+            let (args, lowest) = ((norms[t], factor), &mut unused_lowest);
+            eb_next = frame_emissions::<F, V, W>(job, t, out, args, labels, range, emit, scratch, lowest);
         }
         let w = posterior_sign_scale(out, scale).to_f64() / total;
         // Labels outside the computed states carry no posterior mass (and `post` holds nothing there).
