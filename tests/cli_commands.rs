@@ -100,6 +100,8 @@ fn train_then_transcribe_eval_and_align() {
         "5",
         "--conv-stride",
         "3",
+        "--upsample",
+        "3",
         // All three are off by default; on here so that their code paths stay exercised.
         "--specaugment",
         "--noise-prob",
@@ -115,15 +117,16 @@ fn train_then_transcribe_eval_and_align() {
     assert!(o.status.success(), "train failed: {}", text(&o).1);
     assert!(text(&o).1.contains("test, greedy"), "{}", text(&o).1);
     assert!(run.join("lm.arpa").is_file() && run.join("results.json").is_file());
-    // The subsampling flags reach the saved model config (and so every later command).
+    // The subsampling and output-split flags reach the saved model config (and so every later command):
+    // 10 ms features, x3 subsampling, 3 output frames per recurrent frame.
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
     let model = &config["model"];
     assert_eq!(
-        (&model["conv_layers"], &model["conv_kernel"], &model["conv_stride"]),
-        (&1.into(), &5.into(), &3.into())
+        (&model["conv_layers"], &model["conv_kernel"], &model["conv_stride"], &model["upsample"]),
+        (&1.into(), &5.into(), &3.into(), &3.into())
     );
-    assert!((config["frame_shift_s"].as_f64().unwrap() - 0.03).abs() < 1e-9, "{config}");
+    assert!((config["frame_shift_s"].as_f64().unwrap() - 0.01).abs() < 1e-9, "{config}");
     let options: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("train_options.json")).unwrap()).unwrap();
     let augment = &options["augment"];

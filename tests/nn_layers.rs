@@ -5,7 +5,7 @@ mod nn_util;
 
 use fastctc::nn::{
     conv_output_length, Activation, ActivationLayer, Batch, BiGru, Conv1d, Conv1dSpec, Dropout, Layer,
-    LayerNorm, Linear, Mode, NnError, Param,
+    LayerNorm, Linear, Mode, NnError, Param, SubframeLinear,
 };
 use nn_util::{check_layer, ragged, rng, uniform};
 
@@ -24,6 +24,21 @@ fn linear_gradients() {
     for seed in 0..3 {
         let mut r = rng(seed);
         let mut layer = Linear::<f64>::new("lin", 4, 5, &mut r).unwrap();
+        let x = ragged(&mut r, T, 4, &LENGTHS, f64::NAN);
+        check_layer(&mut layer, &x, seed);
+    }
+}
+
+#[test]
+fn subframe_linear_gradients() {
+    for (seed, factor) in [(10, 2), (11, 3), (12, 1)] {
+        let mut r = rng(seed);
+        let mut layer = SubframeLinear::<f64>::new("out", 4, 5, factor, &mut r).unwrap();
+        // The offsets start at zero; random ones make a mix-up of shared and per-sub-frame parts visible.
+        layer.visit_params_mut(&mut |p| {
+            let fresh = uniform(&mut r, p.len(), 0.5);
+            p.value_mut().copy_from_slice(&fresh);
+        });
         let x = ragged(&mut r, T, 4, &LENGTHS, f64::NAN);
         check_layer(&mut layer, &x, seed);
     }

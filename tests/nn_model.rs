@@ -8,7 +8,7 @@ use fastctc::nn::{
 };
 use nn_util::{check_layer, ragged, rng};
 
-fn tiny_gru(conv_layers: usize) -> ModelConfig {
+fn tiny_gru(conv_layers: usize, upsample: usize) -> ModelConfig {
     ModelConfig::Gru(GruModelConfig {
         input_dim: 3,
         vocab: 4,
@@ -20,6 +20,7 @@ fn tiny_gru(conv_layers: usize) -> ModelConfig {
         gru_layers: 2,
         hidden: 2,
         dropout: 0.2,
+        upsample,
     })
 }
 
@@ -41,9 +42,10 @@ const T: usize = 9;
 
 #[test]
 fn gru_model_gradients() {
-    for (i, conv_layers) in [2, 1, 0].into_iter().enumerate() {
+    // With an output split (upsample > 1) the check covers the reshaping of the logits too.
+    for (i, (conv_layers, upsample)) in [(2, 2), (1, 1), (0, 3)].into_iter().enumerate() {
         let seed = 100 + i as u64;
-        let mut model = AcousticModel::<f64>::new(&tiny_gru(conv_layers), seed).unwrap();
+        let mut model = AcousticModel::<f64>::new(&tiny_gru(conv_layers, upsample), seed).unwrap();
         let x = ragged(&mut rng(seed), T, 3, &LENGTHS, f64::NAN);
         check_layer(&mut model, &x, seed);
     }
@@ -67,7 +69,7 @@ fn residual_block_gradients() {
 /// A sequence's logits do not depend on its batch neighbours or on how much padding follows it.
 #[test]
 fn outputs_independent_of_batch_and_padding() {
-    for config in [tiny_gru(2), tiny_conv()] {
+    for config in [tiny_gru(2, 2), tiny_conv()] {
         let mut model = AcousticModel::<f64>::new(&config, 130).unwrap();
         let x = ragged(&mut rng(131), T, 3, &LENGTHS, f64::NAN);
         let y = model.forward(&x, Mode::Eval).unwrap();
@@ -141,13 +143,27 @@ fn default_model_sizes_and_names() {
     names.dedup();
     assert_eq!(names.len(), total, "parameter names must be unique");
     assert_eq!(model.output_lengths(&[300, 299, 1, 0]), vec![75, 75, 1, 0]);
+    let split = ModelConfig::Gru(GruModelConfig { upsample: 2, ..GruModelConfig::default() });
+    let model = AcousticModel::<f32>::new(&split, 0).unwrap();
+    assert_eq!(model.output_lengths(&[300, 299, 1, 0]), vec![150, 150, 2, 0]);
+    assert_eq!(
+        (ModelConfig::default().input_frames_per_output(), split.input_frames_per_output()),
+        (4.0, 2.0)
+    );
+    let unsubsampled = GruModelConfig { conv_layers: 0, upsample: 2, ..GruModelConfig::default() };
+    assert_eq!(ModelConfig::Gru(unsubsampled).input_frames_per_output(), 0.5);
+    assert_eq!(model.param("output.weight").unwrap().shape(), &[29, 384]);
+    assert_eq!(model.param("output.subframe.weight").unwrap().shape(), &[58, 384]);
+    let x = Batch::<f32>::zeros(2, 300, 80, vec![300, 1]).unwrap();
+    let y = AcousticModel::new(&split, 0).unwrap().forward(&x, Mode::Eval).unwrap();
+    assert_eq!((y.shape(), y.lengths()), ((2, 150, 29), &[150usize, 2][..]));
     let conv = AcousticModel::<f32>::new(&ModelConfig::Conv(ConvModelConfig::default()), 0).unwrap();
     assert!(conv.num_params() > 100_000);
 }
 
 #[test]
 fn zero_grad_and_accumulation() {
-    let mut model = AcousticModel::<f64>::new(&tiny_gru(1), 140).unwrap();
+    let mut model = AcousticModel::<f64>::new(&tiny_gru(1, 1), 140).unwrap();
     let x = ragged(&mut rng(141), T, 3, &LENGTHS, 0.0);
     let y = model.forward(&x, Mode::Eval).unwrap();
     let g = vec![0.5; y.data().len()];
@@ -166,13 +182,17 @@ fn zero_grad_and_accumulation() {
 
 #[test]
 fn config_round_trips_through_json() {
-    for config in [ModelConfig::default(), ModelConfig::Conv(ConvModelConfig::default()), tiny_gru(1)] {
+    for config in [ModelConfig::default(), ModelConfig::Conv(ConvModelConfig::default()), tiny_gru(1, 1)] {
         let json = serde_json::to_string(&config).unwrap();
         let back: ModelConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, config);
     }
     let json = serde_json::to_string(&ModelConfig::default()).unwrap();
     assert!(json.contains("\"arch\":\"gru\""), "{json}");
+    // A config written before `upsample` existed reads as one output frame per recurrent frame.
+    let old = json.replace(",\"upsample\":1", "");
+    assert!(!old.contains("upsample"), "{old}");
+    assert_eq!(serde_json::from_str::<ModelConfig>(&old).unwrap(), ModelConfig::default());
 }
 
 #[test]
@@ -184,6 +204,13 @@ fn invalid_configs_are_rejected() {
     ));
     let c = GruModelConfig { dropout: 1.5, ..GruModelConfig::default() };
     assert!(matches!(ModelConfig::Gru(c).validate(), Err(NnError::InvalidConfig { field: "dropout", .. })));
+    for upsample in [0, 17] {
+        let c = GruModelConfig { upsample, ..GruModelConfig::default() };
+        assert!(matches!(
+            ModelConfig::Gru(c).validate(),
+            Err(NnError::InvalidConfig { field: "upsample", .. })
+        ));
+    }
     let c = ConvModelConfig { kernel: 4, ..ConvModelConfig::default() };
     assert!(matches!(ModelConfig::Conv(c).validate(), Err(NnError::InvalidConfig { field: "kernel", .. })));
     // Absurd sizes are refused up front instead of overflowing or exhausting memory.
@@ -215,7 +242,7 @@ fn invalid_configs_are_rejected() {
 /// give correctly shaped, all-zero outputs and gradients.
 #[test]
 fn empty_shapes() {
-    for config in [tiny_gru(2), tiny_conv()] {
+    for config in [tiny_gru(2, 1), tiny_gru(2, 2), tiny_conv()] {
         let mut model = AcousticModel::<f32>::new(&config, 150).unwrap();
         for (b, t, lengths) in [(0, 5, vec![]), (2, 0, vec![0, 0]), (2, 4, vec![0, 0]), (1, 1, vec![1])] {
             let x = Batch::<f32>::zeros(b, t, 3, lengths.clone()).unwrap();
@@ -234,7 +261,7 @@ fn empty_shapes() {
 
 #[test]
 fn parameters_by_name() {
-    let mut model = AcousticModel::<f32>::new(&tiny_gru(1), 160).unwrap();
+    let mut model = AcousticModel::<f32>::new(&tiny_gru(1, 1), 160).unwrap();
     let shape = model.param("output.weight").unwrap().shape().to_vec();
     assert_eq!(shape, vec![4, 4]);
     model.set_param("output.weight", &[0.5; 16]).unwrap();
@@ -251,7 +278,7 @@ fn parameters_by_name() {
 #[test]
 fn adamw_fits_a_small_regression() {
     use fastctc::optim::{clip_grad_norm, Adam, AdamConfig, LrSchedule};
-    for config in [tiny_gru(2), tiny_conv()] {
+    for config in [tiny_gru(2, 2), tiny_conv()] {
         let mut model = AcousticModel::<f32>::new(&config, 170).unwrap();
         let x64 = ragged(&mut rng(171), T, 3, &LENGTHS, 0.0);
         let x =
@@ -291,4 +318,30 @@ fn adamw_fits_a_small_regression() {
         }
         assert!(last < 0.2 * initial, "{config:?}: loss {initial} -> {last}");
     }
+}
+
+/// With the split switched off, a model with `upsample` 2 is the unsplit model of the same seed; switched
+/// back on before the offsets have learnt anything, it gives every frame's logits to both sub-frames.
+#[test]
+fn output_split_switches_between_the_unsplit_model_and_each_frame_twice() {
+    let mut split = AcousticModel::<f64>::new(&tiny_gru(2, 2), 7).unwrap();
+    let mut plain = AcousticModel::<f64>::new(&tiny_gru(2, 1), 7).unwrap();
+    let x = ragged(&mut rng(8), T, 3, &LENGTHS, 0.0);
+    let want = plain.forward(&x, Mode::Eval).unwrap();
+    assert!(split.output_split() && !plain.output_split());
+    split.set_output_split(false);
+    assert!(!split.output_split());
+    assert_eq!(split.output_lengths(&LENGTHS), plain.output_lengths(&LENGTHS));
+    assert_eq!(split.forward(&x, Mode::Eval).unwrap(), want);
+    split.set_output_split(true);
+    let twice = split.forward(&x, Mode::Eval).unwrap();
+    assert_eq!(twice.lengths(), split.output_lengths(&LENGTHS).as_slice());
+    let (b, t, v) = want.shape();
+    assert_eq!(twice.shape(), (b, 2 * t, v));
+    for (frame, pair) in want.data().chunks_exact(v).zip(twice.data().chunks_exact(2 * v)) {
+        assert_eq!((&pair[..v], &pair[v..]), (frame, frame));
+    }
+    // Switching does nothing to a model without a split.
+    plain.set_output_split(true);
+    assert!(!plain.output_split());
 }

@@ -54,6 +54,9 @@ fn tiny_options(manifest: &Path, epochs: u64) -> TrainOptions {
             gru_layers: 1,
             hidden: 24,
             dropout: 0.0,
+            // Two output frames per recurrent frame, split from epoch 7: the 5 + 7 epoch resume below
+            // crosses the switch.
+            upsample: 2,
         }),
         augment: AugmentOptions::none(),
         batch_frames: 400,
@@ -63,6 +66,7 @@ fn tiny_options(manifest: &Path, epochs: u64) -> TrainOptions {
         // About 24 steps in all: a short average, so that it differs from the last weights and
         // still follows them.
         ema_decay: 0.8,
+        split_from_epoch: 7,
         beam_width: 0,
         progress: false,
         ..TrainOptions::default()

@@ -104,6 +104,11 @@ struct TrainArgs {
     /// stride^layers).
     #[arg(long)]
     conv_stride: Option<usize>,
+    /// Output frames per recurrent frame (GRU model): the output layer's logits for each subsampled
+    /// frame are read as this many consecutive CTC frames, so 2 with x4 subsampling gives CTC 20 ms
+    /// frames while the GRUs run at 40 ms.
+    #[arg(long)]
+    upsample: Option<usize>,
     /// Dropout probability.
     #[arg(long)]
     dropout: Option<f64>,
@@ -123,6 +128,11 @@ struct TrainArgs {
     /// No moving average of the weights (same as --ema-decay 0).
     #[arg(long)]
     no_ema: bool,
+    /// With --upsample above 1: the first epoch trained on the split output frames; the epochs before
+    /// it train on the subsampled frames with the shared part of the output layer (1 = split from the
+    /// start) [default: 2].
+    #[arg(long, value_name = "E")]
+    split_from_epoch: Option<u64>,
     /// Seed of initialisation, shuffling and augmentation.
     #[arg(long)]
     seed: Option<u64>,
@@ -302,6 +312,7 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
             c.conv_layers = a.conv_layers.unwrap_or(c.conv_layers);
             c.conv_kernel = a.conv_kernel.unwrap_or(c.conv_kernel);
             c.conv_stride = a.conv_stride.unwrap_or(c.conv_stride);
+            c.upsample = a.upsample.unwrap_or(c.upsample);
             c.dropout = a.dropout.unwrap_or(c.dropout);
             ModelConfig::Gru(c)
         }
@@ -335,6 +346,9 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
     }
     if a.no_ema {
         o.ema_decay = 0.0;
+    }
+    if let Some(x) = a.split_from_epoch {
+        o.split_from_epoch = x;
     }
     if let Some(x) = a.beam {
         o.beam_width = x;

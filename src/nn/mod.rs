@@ -58,6 +58,7 @@ mod model;
 mod norm;
 mod param;
 mod scalar;
+mod split;
 
 pub use activation::{Activation, ActivationLayer};
 pub use conv::{conv_output_length, Conv1d, Conv1dSpec};
@@ -69,6 +70,7 @@ pub use model::{AcousticModel, ConvModelConfig, GruModelConfig, ModelConfig, Res
 pub use norm::LayerNorm;
 pub use param::{Param, ParamInit};
 pub use scalar::NnFloat;
+pub use split::SubframeLinear;
 
 /// Whether a forward pass is for training (dropout active) or evaluation (dropout is the identity).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

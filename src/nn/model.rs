@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     check_channels, conv_output_length, zero_padded_rows, Activation, ActivationLayer, Batch, BiGru, Conv1d,
-    Conv1dSpec, Dropout, Layer, LayerNorm, Linear, Mode, NnError, NnFloat, Param,
+    Conv1dSpec, Dropout, Layer, LayerNorm, Linear, Mode, NnError, NnFloat, Param, SubframeLinear,
 };
 
 /// Sizes of the recurrent model: `conv_layers` x (Conv1d(kernel `conv_kernel`, stride `conv_stride`,
 /// padding `conv_kernel / 2`) -> `activation`) -> dropout -> `gru_layers` x (BiGru(`hidden`) -> dropout)
-/// -> Linear(`2 hidden` -> `vocab`).
+/// -> Linear(`2 hidden` -> `vocab`), or with `upsample` > 1 a [`SubframeLinear`] (`upsample` output
+/// frames per recurrent frame).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GruModelConfig {
     /// Feature channels per input frame (80 log-mel bins).
@@ -34,6 +35,16 @@ pub struct GruModelConfig {
     pub hidden: usize,
     /// Dropout probability after the subsampling and after each GRU layer (0 disables).
     pub dropout: f64,
+    /// Output frames per recurrent frame (1 = none): the output layer is a [`SubframeLinear`] that
+    /// emits `upsample` frames of `vocab` logits per recurrent frame. With x4
+    /// subsampling and `upsample` 2, CTC sees 20 ms frames while the GRUs run at 40 ms. Configs written
+    /// before this field existed read as 1.
+    #[serde(default = "one")]
+    pub upsample: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for GruModelConfig {
@@ -51,6 +62,7 @@ impl Default for GruModelConfig {
             gru_layers: 3,
             hidden: 192,
             dropout: 0.1,
+            upsample: 1,
         }
     }
 }
@@ -129,6 +141,9 @@ fn positive(field: &'static str, v: usize) -> Result<(), NnError> {
 /// Most layers of one kind a config may ask for.
 const MAX_LAYERS: usize = 1024;
 
+/// Most output frames per recurrent frame a config may ask for.
+const MAX_UPSAMPLE: usize = 16;
+
 fn at_most(field: &'static str, v: usize, max: usize) -> Result<(), NnError> {
     if v > max {
         return Err(NnError::InvalidConfig { field, value: v as f64, requirement: "at most 1024" });
@@ -157,6 +172,21 @@ impl ModelConfig {
                 at_most("gru_layers", c.gru_layers, MAX_LAYERS)?;
                 at_most("conv_layers", c.conv_layers, MAX_LAYERS)?;
                 positive("hidden", c.hidden)?;
+                positive("upsample", c.upsample)?;
+                if c.upsample > MAX_UPSAMPLE {
+                    return Err(NnError::InvalidConfig {
+                        field: "upsample",
+                        value: c.upsample as f64,
+                        requirement: "at most 16",
+                    });
+                }
+                if c.vocab.checked_mul(c.upsample).is_none() {
+                    return Err(NnError::InvalidConfig {
+                        field: "vocab",
+                        value: c.vocab as f64,
+                        requirement: "vocab * upsample must fit in usize",
+                    });
+                }
                 if c.conv_layers > 0 {
                     positive("conv_channels", c.conv_channels)?;
                     positive("conv_kernel", c.conv_kernel)?;
@@ -233,8 +263,31 @@ impl ModelConfig {
             .collect()
     }
 
-    /// Number of output frames for `len` input frames (the subsampling convolutions' lengths, composed).
+    /// Output frames per frame after the subsampling (the GRU model's `upsample`, else 1).
+    pub fn upsample(&self) -> usize {
+        match self {
+            Self::Gru(c) => c.upsample,
+            Self::Conv(_) => 1,
+        }
+    }
+
+    /// Input frames per output frame, away from the ends of an utterance: the product of the
+    /// subsampling strides divided by [`ModelConfig::upsample`] (4 for x4 subsampling, 2 with
+    /// `upsample` 2). Times the feature frame shift, this is the output frame period that alignment
+    /// timestamps use.
+    pub fn input_frames_per_output(&self) -> f64 {
+        let strides: f64 = self.subsampling().iter().map(|s| s.stride as f64).product();
+        strides / self.upsample() as f64
+    }
+
+    /// Number of output frames for `len` input frames (the subsampling convolutions' lengths, composed,
+    /// times [`ModelConfig::upsample`]).
     pub fn output_length(&self, len: usize) -> usize {
+        self.subsampled_length(len).saturating_mul(self.upsample())
+    }
+
+    /// Frames after the subsampling convolutions, before any output split.
+    fn subsampled_length(&self, len: usize) -> usize {
         self.subsampling().iter().fold(len, conv_output_length)
     }
 }
@@ -339,6 +392,9 @@ impl<F: NnFloat> Layer<F> for ResidualConvBlock<F> {
 pub struct AcousticModel<F> {
     config: ModelConfig,
     layers: Vec<Box<dyn Layer<F>>>,
+    /// The output layer when it splits frames (`upsample` > 1), kept apart from `layers` so that the
+    /// split can be switched ([`AcousticModel::set_output_split`]); runs after them.
+    head: Option<SubframeLinear<F>>,
 }
 
 /// Seed of the `i`-th dropout layer: distinct streams derived from the model seed.
@@ -356,6 +412,7 @@ impl<F: NnFloat> AcousticModel<F> {
         config.validate()?;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut layers: Vec<Box<dyn Layer<F>>> = Vec::new();
+        let mut head = None;
         let mut n_dropout = 0u64;
         let mut next_seed = || {
             n_dropout += 1;
@@ -376,7 +433,11 @@ impl<F: NnFloat> AcousticModel<F> {
                     layers.push(Box::new(Dropout::new(c.dropout, next_seed())?));
                     width = 2 * c.hidden;
                 }
-                layers.push(Box::new(Linear::new("output", width, c.vocab, &mut rng)?));
+                if c.upsample > 1 {
+                    head = Some(SubframeLinear::new("output", width, c.vocab, c.upsample, &mut rng)?);
+                } else {
+                    layers.push(Box::new(Linear::new("output", width, c.vocab, &mut rng)?));
+                }
             }
             ModelConfig::Conv(c) => {
                 let mut width = c.input_dim;
@@ -418,7 +479,7 @@ impl<F: NnFloat> AcousticModel<F> {
                 layers.push(Box::new(Linear::new("output", width, c.vocab, &mut rng)?));
             }
         }
-        Ok(Self { config: config.clone(), layers })
+        Ok(Self { config: config.clone(), layers, head })
     }
 
     /// The configuration the model was built from.
@@ -431,9 +492,28 @@ impl<F: NnFloat> AcousticModel<F> {
         self.config.vocab()
     }
 
-    /// Output lengths (frames of logits) for the given input lengths (feature frames).
+    /// Output lengths (frames of logits) for the given input lengths (feature frames), with the
+    /// output split as currently switched.
     pub fn output_lengths(&self, lengths: &[usize]) -> Vec<usize> {
-        lengths.iter().map(|&l| self.config.output_length(l)).collect()
+        if self.output_split() {
+            lengths.iter().map(|&l| self.config.output_length(l)).collect()
+        } else {
+            lengths.iter().map(|&l| self.config.subsampled_length(l)).collect()
+        }
+    }
+
+    /// Switches the output split of a model with `upsample` > 1 on (the default after construction)
+    /// or off (one output frame per subsampled frame, from the shared part of the output layer; see
+    /// [`SubframeLinear::set_split`]). Does nothing to other models.
+    pub fn set_output_split(&mut self, on: bool) {
+        if let Some(head) = &mut self.head {
+            head.set_split(on);
+        }
+    }
+
+    /// Whether the output frames are split (`upsample` > 1 and the split switched on).
+    pub fn output_split(&self) -> bool {
+        self.head.as_ref().is_some_and(SubframeLinear::is_split)
     }
 
     /// Logits `(B, T', vocab)` for features `(B, T, input_dim)`, caching activations for
@@ -443,15 +523,14 @@ impl<F: NnFloat> AcousticModel<F> {
     /// [`NnError::ShapeMismatch`] if the features do not have `input_dim` channels.
     pub fn forward(&mut self, features: &Batch<F>, mode: Mode) -> Result<Batch<F>, NnError> {
         check_channels("model input channels", self.config.input_dim(), features.channels())?;
-        let mut layers = self.layers.iter_mut();
-        let Some(first) = layers.next() else {
-            return Ok(features.clone());
-        };
-        let mut x = first.forward(features, mode)?;
-        for layer in layers {
-            x = layer.forward(&x, mode)?;
+        let mut x: Option<Batch<F>> = None;
+        for layer in &mut self.layers {
+            x = Some(layer.forward(x.as_ref().unwrap_or(features), mode)?);
         }
-        Ok(x)
+        if let Some(head) = &mut self.head {
+            x = Some(head.forward(x.as_ref().unwrap_or(features), mode)?);
+        }
+        Ok(x.unwrap_or_else(|| features.clone()))
     }
 
     /// Back-propagates the gradient of the loss with respect to the logits (flat `(B, T', vocab)`, as
@@ -462,12 +541,11 @@ impl<F: NnFloat> AcousticModel<F> {
     /// [`NnError::NoForwardCache`] without a preceding forward; [`NnError::ShapeMismatch`] if the
     /// gradient's length is not that of the last logits.
     pub fn backward(&mut self, grad_logits: &[F]) -> Result<Vec<F>, NnError> {
-        let mut layers = self.layers.iter_mut().rev();
-        let Some(last) = layers.next() else {
-            return Ok(grad_logits.to_vec());
+        let mut g = match &mut self.head {
+            Some(head) => head.backward(grad_logits)?,
+            None => grad_logits.to_vec(),
         };
-        let mut g = last.backward(grad_logits)?;
-        for layer in layers {
+        for layer in self.layers.iter_mut().rev() {
             g = layer.backward(&g)?;
         }
         Ok(g)
@@ -532,12 +610,18 @@ impl<F: NnFloat> AcousticModel<F> {
         for layer in &self.layers {
             layer.visit_params(f);
         }
+        if let Some(head) = &self.head {
+            head.visit_params(f);
+        }
     }
 
     /// Calls `f` on each parameter, mutably, in order.
     pub fn visit_params_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<F>)) {
         for layer in &mut self.layers {
             layer.visit_params_mut(f);
+        }
+        if let Some(head) = &mut self.head {
+            head.visit_params_mut(f);
         }
     }
 }
