@@ -381,11 +381,13 @@ impl<F: NnFloat> Layer<F> for ResidualConvBlock<F> {
 }
 
 /// An acoustic model: log-mel features `(B, T, input_dim)` to logits `(B, T', vocab)`, with
-/// `T' = config.output_length(T)` and output lengths `config.output_length(lengths[b])`.
+/// `T' = config.output_length(T)` and output lengths `config.output_length(lengths[b])`, or, while the
+/// output split is switched off ([`AcousticModel::set_output_split`]), the lengths before the split
+/// ([`AcousticModel::output_lengths`] gives them either way).
 ///
 /// Parameter names (PyTorch-like, unique): GRU model `conv.{i}.{weight,bias}`,
-/// `rnn.{l}.{weight_ih_l0,weight_hh_l0,bias_ih_l0,bias_hh_l0}[_reverse]`, `output.{weight,bias}`;
-/// conv model `conv.{i}.*`, `blocks.{i}.norm.*`, `blocks.{i}.conv.*`, `norm.*`, `output.*`.
+/// `rnn.{l}.{weight_ih_l0,weight_hh_l0,bias_ih_l0,bias_hh_l0}[_reverse]`, `output.{weight,bias}` (and
+/// with `upsample` > 1 `output.subframe.{weight,bias}`, last); conv model `conv.{i}.*`, `blocks.{i}.norm.*`, `blocks.{i}.conv.*`, `norm.*`, `output.*`.
 ///
 /// Construction from a seed is deterministic: the same config and seed give bit-identical parameters
 /// and dropout masks.
