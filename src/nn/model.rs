@@ -543,11 +543,16 @@ impl<F: NnFloat> AcousticModel<F> {
     /// [`NnError::NoForwardCache`] without a preceding forward; [`NnError::ShapeMismatch`] if the
     /// gradient's length is not that of the last logits.
     pub fn backward(&mut self, grad_logits: &[F]) -> Result<Vec<F>, NnError> {
+        let mut layers = self.layers.iter_mut().rev();
+        // The first layer back reads the caller's gradient in place, without a copy.
         let mut g = match &mut self.head {
             Some(head) => head.backward(grad_logits)?,
-            None => grad_logits.to_vec(),
+            None => match layers.next() {
+                Some(last) => last.backward(grad_logits)?,
+                None => return Ok(grad_logits.to_vec()),
+            },
         };
-        for layer in self.layers.iter_mut().rev() {
+        for layer in layers {
             g = layer.backward(&g)?;
         }
         Ok(g)

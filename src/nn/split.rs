@@ -37,7 +37,6 @@ pub struct SubframeLinear<F> {
     shared: Linear<F>,
     offsets: Linear<F>,
     factor: usize,
-    out_features: usize,
     split: bool,
     /// `(B, T)` of the last forward's input and whether it was split.
     shape: Option<(usize, usize, bool)>,
@@ -67,7 +66,7 @@ impl<F: NnFloat> SubframeLinear<F> {
         let shared = Linear::new(prefix, in_features, out_features, rng)?;
         let mut offsets = Linear::new(&format!("{prefix}.subframe"), in_features, stacked, rng)?;
         offsets.visit_params_mut(&mut |p| p.value_mut().fill(F::ZERO));
-        Ok(Self { shared, offsets, factor, out_features, split: true, shape: None })
+        Ok(Self { shared, offsets, factor, split: true, shape: None })
     }
 
     /// Output frames per input frame when split (the configured factor, whatever the switch).
@@ -98,7 +97,7 @@ impl<F: NnFloat> Layer<F> for SubframeLinear<F> {
         // (B, T, factor * out) row-major is (B, factor * T, out): add the shared logits to each
         // sub-frame's offsets in place.
         let mut out = self.offsets.forward(input, mode)?.into_data();
-        let v = self.out_features;
+        let v = self.shared.out_features();
         for (frame, base) in out.chunks_exact_mut(self.factor * v).zip(shared.data().chunks_exact(v)) {
             for sub in frame.chunks_exact_mut(v) {
                 for (o, &s) in sub.iter_mut().zip(base) {
@@ -116,7 +115,7 @@ impl<F: NnFloat> Layer<F> for SubframeLinear<F> {
         if !split {
             return self.shared.backward(grad_output);
         }
-        let v = self.out_features;
+        let v = self.shared.out_features();
         check_grad_len("subframe linear grad_output length", b * t * self.factor * v, grad_output.len())?;
         let mut summed = vec![F::ZERO; b * t * v];
         for (frame, s) in grad_output.chunks_exact(self.factor * v).zip(summed.chunks_exact_mut(v)) {
