@@ -1,6 +1,7 @@
-//! One training step (forward + backward, f32) of the acoustic models on a realistic batch:
-//! B = 16 utterances of T = 300 frames of 80 log-mel features (3 s each, 10 ms shift), ragged lengths
-//! 240..=300, on a 2-thread rayon pool. Throughput is reported in utterances per second.
+//! One training step (forward, and backward without the features' gradient as the trainer runs it;
+//! f32) of the acoustic models on a realistic batch: B = 16 utterances of T = 300 frames of 80 log-mel
+//! features (3 s each, 10 ms shift), ragged lengths 240..=300, on a 2-thread rayon pool. Throughput is
+//! reported in utterances per second.
 //!
 //! `cargo bench --bench nn` (set `NN_BENCH_THREADS` to change the pool size).
 
@@ -48,7 +49,7 @@ fn step(c: &mut Criterion) {
                     model.zero_grad();
                     let y = model.forward(&x, Mode::Train).expect("forward");
                     std::hint::black_box(y.data()[0]);
-                    model.backward(&grad).expect("backward");
+                    model.backward_params(&grad).expect("backward");
                 })
             })
         });

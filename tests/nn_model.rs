@@ -180,6 +180,30 @@ fn zero_grad_and_accumulation() {
     assert!(model.params().iter().all(|p| p.grad().iter().all(|&v| v == 0.0)));
 }
 
+/// Training's backward pass without the features' gradient leaves the same parameter gradients, for
+/// a first layer that skips work (a convolution), one that does not (a GRU), and the split head.
+#[test]
+fn backward_without_the_input_gradient_gives_the_same_parameter_gradients() {
+    for (conv_layers, upsample) in [(2, 2), (0, 1), (1, 3)] {
+        let config = tiny_gru(conv_layers, upsample);
+        let x = ragged(&mut rng(150), T, 3, &LENGTHS, f64::NAN);
+        let mut full = AcousticModel::<f64>::new(&config, 151).unwrap();
+        let mut params_only = AcousticModel::<f64>::new(&config, 151).unwrap();
+        let y = full.forward(&x, Mode::Train).unwrap();
+        assert_eq!(params_only.forward(&x, Mode::Train).unwrap().data(), y.data());
+        let g: Vec<f64> = (0..y.data().len()).map(|i| ((i * 37) % 11) as f64 / 10.0 - 0.5).collect();
+        let gin = full.backward(&g).unwrap();
+        assert_eq!(gin.len(), x.data().len());
+        params_only.backward_params(&g).unwrap();
+        for (a, b) in full.params().iter().zip(params_only.params()) {
+            assert!(a.grad().iter().any(|&v| v != 0.0), "{} has a gradient", a.name());
+            assert_eq!(a.grad(), b.grad(), "{}", a.name());
+        }
+    }
+    let mut model = AcousticModel::<f64>::new(&tiny_gru(1, 1), 152).unwrap();
+    assert!(matches!(model.backward_params(&[0.0; 4]), Err(NnError::NoForwardCache { .. })));
+}
+
 #[test]
 fn config_round_trips_through_json() {
     for config in [ModelConfig::default(), ModelConfig::Conv(ConvModelConfig::default()), tiny_gru(1, 1)] {

@@ -69,7 +69,7 @@ pub struct Conv1d<F> {
     /// The weight of the last forward reordered to match `cols`: `(out_channels, kernel * in_channels)`,
     /// `w_tap[co, j * in_channels + ci] = weight[co, ci, j]`.
     w_tap: Vec<F>,
-    /// Scratch for the masked input and gradient copies.
+    /// The last backward's gradient with padded frames zeroed, `(B * T_out, out_channels)`.
     scratch: Vec<F>,
     /// `(B, T, T_out, input lengths, output lengths)` of the last forward.
     shape: Option<ConvShape>,
@@ -210,31 +210,16 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
     }
 
     fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError> {
+        self.backward_params(grad_output)?;
         let sh = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "Conv1d" })?;
         let s = self.spec;
         let (c, co) = (s.in_channels, s.out_channels);
         let ck = c * s.kernel;
         let rows = sh.batch * sh.time_out;
-        check_grad_len("conv1d grad_output length", rows * co, grad_output.len())?;
-        let mut g = std::mem::take(&mut self.scratch);
-        masked_copy(&mut g, grad_output, sh.time_out, co, &sh.lengths_out);
-        // dW_tap (co, ck) = g^T (co, rows) x cols (rows, ck), added to dW in PyTorch's order;
-        // db += column sums of g.
-        let mut dw_tap = vec![F::ZERO; co * ck];
-        matmul_par(false, View::tr(&g, rows, co), View::rm(&self.cols, rows, ck), &mut dw_tap, ck);
-        for (dw, dt) in self.weight.grad_mut().chunks_exact_mut(ck).zip(dw_tap.chunks_exact(ck)) {
-            for ci in 0..c {
-                for j in 0..s.kernel {
-                    dw[ci * s.kernel + j] += dt[j * c + ci];
-                }
-            }
-        }
-        add_col_sums(self.bias.grad_mut(), &g, co);
-        // dcols (rows, ck) = g (rows, co) x W (co, ck), then scattered back onto the frames they came from.
+        // dcols (rows, ck) = g (rows, co) x W (co, ck), then scattered back onto the frames they came
+        // from; `scratch` still holds the masked gradient.
         let mut dcols = vec![F::ZERO; rows * ck];
-        matmul_par(false, View::rm(&g, rows, co), View::rm(&self.w_tap, co, ck), &mut dcols, ck);
-        self.scratch = g;
-        let sh = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "Conv1d" })?;
+        matmul_par(false, View::rm(&self.scratch, rows, co), View::rm(&self.w_tap, co, ck), &mut dcols, ck);
         let (t, t_out) = (sh.time, sh.time_out);
         let mut gin = vec![F::ZERO; sh.batch * t * c];
         for bi in 0..sh.batch {
@@ -253,6 +238,30 @@ impl<F: NnFloat> Layer<F> for Conv1d<F> {
             }
         }
         Ok(gin)
+    }
+
+    fn backward_params(&mut self, grad_output: &[F]) -> Result<(), NnError> {
+        let sh = self.shape.as_ref().ok_or(NnError::NoForwardCache { layer: "Conv1d" })?;
+        let s = self.spec;
+        let (c, co) = (s.in_channels, s.out_channels);
+        let ck = c * s.kernel;
+        let rows = sh.batch * sh.time_out;
+        check_grad_len("conv1d grad_output length", rows * co, grad_output.len())?;
+        masked_copy(&mut self.scratch, grad_output, sh.time_out, co, &sh.lengths_out);
+        let g = &self.scratch;
+        // dW_tap (co, ck) = g^T (co, rows) x cols (rows, ck), added to dW in PyTorch's order;
+        // db += column sums of g.
+        let mut dw_tap = vec![F::ZERO; co * ck];
+        matmul_par(false, View::tr(g, rows, co), View::rm(&self.cols, rows, ck), &mut dw_tap, ck);
+        for (dw, dt) in self.weight.grad_mut().chunks_exact_mut(ck).zip(dw_tap.chunks_exact(ck)) {
+            for ci in 0..c {
+                for j in 0..s.kernel {
+                    dw[ci * s.kernel + j] += dt[j * c + ci];
+                }
+            }
+        }
+        add_col_sums(self.bias.grad_mut(), g, co);
+        Ok(())
     }
 
     fn visit_params<'a>(&'a self, f: &mut dyn FnMut(&'a Param<F>)) {

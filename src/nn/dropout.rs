@@ -1,7 +1,7 @@
 //! Inverted dropout with a seeded generator.
 
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::{RngExt, SeedableRng};
+use rand::{Rng, SeedableRng};
 
 use super::{check_grad_len, zero_padded_rows, Batch, Layer, Mode, NnError, NnFloat, Param};
 
@@ -46,11 +46,18 @@ impl<F: NnFloat> Layer<F> for Dropout<F> {
         self.mask.clear();
         if mode == Mode::Train && self.p > 0.0 {
             let scale = F::from_f64(1.0 / (1.0 - self.p));
-            let p = self.p;
-            let rng = &mut self.rng;
-            self.mask.extend((0..out.len()).map(|_| if rng.random::<f64>() < p { F::ZERO } else { scale }));
-            for (o, &m) in out.iter_mut().zip(&self.mask) {
-                *o *= m;
+            // An element is dropped when a uniform 32-bit draw is below p 2^32 (p exact to 2^-32): two
+            // draws per generator output instead of one `f64` each, since drawing the masks was most
+            // of this layer's time (about 4 % of a training step with three dropout layers).
+            let threshold = (self.p * 4_294_967_296.0) as u64;
+            self.mask.resize(out.len(), F::ZERO);
+            for (o, m) in out.chunks_mut(2).zip(self.mask.chunks_mut(2)) {
+                let bits = self.rng.next_u64();
+                for (k, (o, m)) in o.iter_mut().zip(m).enumerate() {
+                    let draw = (bits >> (32 * k)) & 0xFFFF_FFFF;
+                    *m = if draw < threshold { F::ZERO } else { scale };
+                    *o *= *m;
+                }
             }
         }
         zero_padded_rows(&mut out, t, c, input.lengths());

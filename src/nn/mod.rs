@@ -218,6 +218,16 @@ pub trait Layer<F: NnFloat>: Send {
     /// `grad_output` does not have the length of the last output.
     fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError>;
 
+    /// As [`Layer::backward`], but without the input gradient: for the first layer of a model, whose
+    /// input (the features) needs none. Layers for which that gradient costs real work (a
+    /// convolution's second matrix product) skip it; the default computes and drops it.
+    ///
+    /// # Errors
+    /// As [`Layer::backward`].
+    fn backward_params(&mut self, grad_output: &[F]) -> Result<(), NnError> {
+        self.backward(grad_output).map(drop)
+    }
+
     /// Calls `f` on each parameter (weights, biases), in a fixed order.
     fn visit_params<'a>(&'a self, f: &mut dyn FnMut(&'a Param<F>));
 
@@ -241,8 +251,9 @@ fn zero_padded_rows<F: NnFloat>(data: &mut [F], time: usize, channels: usize, le
 
 /// Copies a `(B, T, C)` buffer, writing zeros at padded frames (which may hold anything, NaN included).
 fn masked_copy<F: NnFloat>(dst: &mut Vec<F>, src: &[F], time: usize, channels: usize, lengths: &[usize]) {
-    dst.clear();
+    // Every element is written below, so the old contents (not a fresh zero fill) may stay.
     dst.resize(src.len(), F::ZERO);
+    zero_padded_rows(dst, time, channels, lengths);
     for (b, &len) in lengths.iter().enumerate() {
         let start = b * time * channels;
         let end = start + len * channels;

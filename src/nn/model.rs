@@ -543,17 +543,39 @@ impl<F: NnFloat> AcousticModel<F> {
     /// [`NnError::NoForwardCache`] without a preceding forward; [`NnError::ShapeMismatch`] if the
     /// gradient's length is not that of the last logits.
     pub fn backward(&mut self, grad_logits: &[F]) -> Result<Vec<F>, NnError> {
-        let mut layers = self.layers.iter_mut().rev();
-        // The first layer back reads the caller's gradient in place, without a copy.
-        let mut g = match &mut self.head {
-            Some(head) => head.backward(grad_logits)?,
-            None => match layers.next() {
-                Some(last) => last.backward(grad_logits)?,
-                None => return Ok(grad_logits.to_vec()),
-            },
-        };
-        for layer in layers {
-            g = layer.backward(&g)?;
+        Ok(self.backward_through(grad_logits, true)?.unwrap_or_else(|| grad_logits.to_vec()))
+    }
+
+    /// As [`AcousticModel::backward`], without the gradient with respect to the features, which
+    /// training does not use: the first layer skips its input gradient (for the subsampling
+    /// convolution, one of its two matrix products).
+    ///
+    /// # Errors
+    /// As [`AcousticModel::backward`].
+    pub fn backward_params(&mut self, grad_logits: &[F]) -> Result<(), NnError> {
+        self.backward_through(grad_logits, false).map(drop)
+    }
+
+    /// Back-propagates through the head and the layers, last first; the first layer back reads the
+    /// caller's gradient in place. Returns the input gradient when asked for (`None` also when the
+    /// model has no layers: the gradient passes through unchanged).
+    fn backward_through(&mut self, grad_logits: &[F], input_grad: bool) -> Result<Option<Vec<F>>, NnError> {
+        let first_is_head = self.layers.is_empty();
+        let mut g: Option<Vec<F>> = None;
+        if let Some(head) = &mut self.head {
+            if first_is_head && !input_grad {
+                head.backward_params(grad_logits)?;
+                return Ok(None);
+            }
+            g = Some(head.backward(grad_logits)?);
+        }
+        for (i, layer) in self.layers.iter_mut().enumerate().rev() {
+            let upstream = g.as_deref().unwrap_or(grad_logits);
+            if i == 0 && !input_grad {
+                layer.backward_params(upstream)?;
+                return Ok(None);
+            }
+            g = Some(layer.backward(upstream)?);
         }
         Ok(g)
     }
@@ -642,6 +664,10 @@ impl<F: NnFloat> Layer<F> for AcousticModel<F> {
 
     fn backward(&mut self, grad_output: &[F]) -> Result<Vec<F>, NnError> {
         AcousticModel::backward(self, grad_output)
+    }
+
+    fn backward_params(&mut self, grad_output: &[F]) -> Result<(), NnError> {
+        AcousticModel::backward_params(self, grad_output)
     }
 
     fn visit_params<'a>(&'a self, f: &mut dyn FnMut(&'a Param<F>)) {

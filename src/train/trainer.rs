@@ -781,7 +781,7 @@ fn train_step(
     }
     let t = Instant::now();
     model.zero_grad();
-    model.backward(&grad)?;
+    model.backward_params(&grad)?;
     profile.backward_s += t.elapsed().as_secs_f64();
 
     let t = Instant::now();
