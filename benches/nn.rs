@@ -23,6 +23,8 @@ fn batch() -> Batch<f32> {
 
 fn configs() -> Vec<(&'static str, ModelConfig)> {
     vec![
+        // What `fastctc train` trains: 192-channel convolutions, three GRU layers, 20 ms output frames.
+        ("train_default", fastctc::train::default_model()),
         ("gru3x192", ModelConfig::Gru(GruModelConfig::default())),
         ("gru2x128", ModelConfig::Gru(GruModelConfig::small())),
         ("conv6x256", ModelConfig::Conv(ConvModelConfig::default())),
