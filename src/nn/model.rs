@@ -556,26 +556,21 @@ impl<F: NnFloat> AcousticModel<F> {
         self.backward_through(grad_logits, false).map(drop)
     }
 
-    /// Back-propagates through the head and the layers, last first; the first layer back reads the
+    /// Back-propagates through the head and the layers, last first; the first stage back reads the
     /// caller's gradient in place. Returns the input gradient when asked for (`None` also when the
-    /// model has no layers: the gradient passes through unchanged).
+    /// model has no stages: the gradient passes through unchanged).
     fn backward_through(&mut self, grad_logits: &[F], input_grad: bool) -> Result<Option<Vec<F>>, NnError> {
-        let first_is_head = self.layers.is_empty();
+        let stages = self.layers.len() + usize::from(self.head.is_some());
+        let head = self.head.iter_mut().map(|h| h as &mut dyn Layer<F>);
+        let layers = self.layers.iter_mut().rev().map(|l| l.as_mut() as &mut dyn Layer<F>);
         let mut g: Option<Vec<F>> = None;
-        if let Some(head) = &mut self.head {
-            if first_is_head && !input_grad {
-                head.backward_params(grad_logits)?;
-                return Ok(None);
-            }
-            g = Some(head.backward(grad_logits)?);
-        }
-        for (i, layer) in self.layers.iter_mut().enumerate().rev() {
+        for (k, stage) in head.chain(layers).enumerate() {
             let upstream = g.as_deref().unwrap_or(grad_logits);
-            if i == 0 && !input_grad {
-                layer.backward_params(upstream)?;
+            if k + 1 == stages && !input_grad {
+                stage.backward_params(upstream)?;
                 return Ok(None);
             }
-            g = Some(layer.backward(upstream)?);
+            g = Some(stage.backward(upstream)?);
         }
         Ok(g)
     }
