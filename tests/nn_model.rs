@@ -3,8 +3,8 @@
 mod nn_util;
 
 use fastctc::nn::{
-    AcousticModel, Activation, Batch, ConvModelConfig, GruModelConfig, Mode, ModelConfig, NnError,
-    ResidualConvBlock,
+    AcousticModel, Activation, Batch, ConvModelConfig, GruModelConfig, Layer, Mode, ModelConfig, NnError,
+    Param, ResidualConvBlock,
 };
 use nn_util::{check_layer, ragged, rng};
 
@@ -21,7 +21,55 @@ fn tiny_gru(conv_layers: usize, upsample: usize) -> ModelConfig {
         hidden: 2,
         dropout: 0.2,
         upsample,
+        inter_ctc_layer: 0,
     })
+}
+
+/// `tiny_gru` with an intermediate-CTC output after its first GRU layer.
+fn tiny_gru_inter(conv_layers: usize, upsample: usize) -> ModelConfig {
+    match tiny_gru(conv_layers, upsample) {
+        ModelConfig::Gru(c) => ModelConfig::Gru(GruModelConfig { inter_ctc_layer: 1, ..c }),
+        other => other,
+    }
+}
+
+/// A model with intermediate CTC seen as one layer whose output is the main logits and the auxiliary
+/// ones side by side (`2 * vocab` channels), so that the generic gradient check covers both paths and
+/// where they join.
+struct BothOutputs(AcousticModel<f64>);
+
+impl Layer<f64> for BothOutputs {
+    fn forward(&mut self, input: &Batch<f64>, mode: Mode) -> Result<Batch<f64>, NnError> {
+        let (main, aux) = self.0.forward_with_intermediate(input, mode)?;
+        let aux = aux.expect("the model has an intermediate output");
+        assert_eq!((main.shape(), main.lengths()), (aux.shape(), aux.lengths()));
+        let (b, t, v) = main.shape();
+        let data = main
+            .data()
+            .chunks_exact(v)
+            .zip(aux.data().chunks_exact(v))
+            .flat_map(|(m, a)| m.iter().chain(a))
+            .copied();
+        Batch::new(data.collect(), b, t, 2 * v, main.lengths().to_vec())
+    }
+
+    fn backward(&mut self, grad_output: &[f64]) -> Result<Vec<f64>, NnError> {
+        let v = self.0.vocab();
+        let (mut main, mut aux) = (Vec::new(), Vec::new());
+        for row in grad_output.chunks_exact(2 * v) {
+            main.extend_from_slice(&row[..v]);
+            aux.extend_from_slice(&row[v..]);
+        }
+        self.0.backward_with_intermediate(&main, Some(&aux))
+    }
+
+    fn visit_params<'a>(&'a self, f: &mut dyn FnMut(&'a Param<f64>)) {
+        self.0.visit_params(f);
+    }
+
+    fn visit_params_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<f64>)) {
+        self.0.visit_params_mut(f);
+    }
 }
 
 fn tiny_conv() -> ModelConfig {
@@ -49,6 +97,62 @@ fn gru_model_gradients() {
         let x = ragged(&mut rng(seed), T, 3, &LENGTHS, f64::NAN);
         check_layer(&mut model, &x, seed);
     }
+}
+
+#[test]
+fn gru_model_with_intermediate_ctc_gradients() {
+    for (i, (conv_layers, upsample)) in [(2, 2), (1, 1)].into_iter().enumerate() {
+        let seed = 120 + i as u64;
+        let model = AcousticModel::<f64>::new(&tiny_gru_inter(conv_layers, upsample), seed).unwrap();
+        assert!(model.has_intermediate());
+        let x = ragged(&mut rng(seed), T, 3, &LENGTHS, f64::NAN);
+        check_layer(&mut BothOutputs(model), &x, seed);
+    }
+}
+
+/// The auxiliary output changes nothing about the main one: same parameters for the same seed, the
+/// same logits, and without its gradient the same parameter gradients; its own split follows the
+/// main output's switch.
+#[test]
+fn intermediate_ctc_leaves_the_main_model_alone() {
+    let x = ragged(&mut rng(130), T, 3, &LENGTHS, 0.0);
+    let mut plain = AcousticModel::<f64>::new(&tiny_gru(2, 2), 131).unwrap();
+    let mut inter = AcousticModel::<f64>::new(&tiny_gru_inter(2, 2), 131).unwrap();
+    let names: Vec<String> = inter.params().iter().map(|p| p.name().to_string()).collect();
+    let extra: Vec<&str> = names[plain.params().len()..].iter().map(String::as_str).collect();
+    assert_eq!(extra, ["inter.weight", "inter.bias", "inter.subframe.weight", "inter.subframe.bias"]);
+    for (a, b) in plain.params().iter().zip(inter.params()) {
+        assert_eq!((a.name(), a.value()), (b.name(), b.value()));
+    }
+    let want = plain.forward(&x, Mode::Train).unwrap();
+    let (main, aux) = inter.forward_with_intermediate(&x, Mode::Train).unwrap();
+    assert_eq!(main, want);
+    // (In evaluation mode: every training-mode pass draws new dropout masks.)
+    assert_eq!(inter.forward(&x, Mode::Eval).unwrap(), plain.forward(&x, Mode::Eval).unwrap());
+    let aux = aux.unwrap();
+    assert_eq!((aux.shape(), aux.lengths()), (want.shape(), want.lengths()));
+    let g: Vec<f64> = (0..want.data().len()).map(|i| ((i * 13) % 7) as f64 / 7.0 - 0.4).collect();
+    plain.forward(&x, Mode::Train).unwrap();
+    plain.backward_params(&g).unwrap();
+    inter.forward_with_intermediate(&x, Mode::Train).unwrap();
+    inter.backward_params_with_intermediate(&g, None).unwrap();
+    for (a, b) in plain.params().iter().zip(inter.params()) {
+        assert_eq!(a.grad(), b.grad(), "{}", a.name());
+    }
+    // A plain forward pass does not run the auxiliary layer, so there is nothing to back-propagate.
+    inter.forward(&x, Mode::Train).unwrap();
+    assert!(matches!(
+        inter.backward_params_with_intermediate(&g, Some(&g)),
+        Err(NnError::NoForwardCache { .. })
+    ));
+    assert!(matches!(
+        plain.backward_params_with_intermediate(&g, Some(&g)),
+        Err(NnError::NoForwardCache { .. })
+    ));
+    inter.set_output_split(false);
+    let (main, aux) = inter.forward_with_intermediate(&x, Mode::Eval).unwrap();
+    assert_eq!((aux.unwrap().shape(), main.shape().1), (main.shape(), main.shape().1));
+    assert_eq!(main.lengths(), inter.output_lengths(&LENGTHS).as_slice());
 }
 
 #[test]
@@ -206,15 +310,21 @@ fn backward_without_the_input_gradient_gives_the_same_parameter_gradients() {
 
 #[test]
 fn config_round_trips_through_json() {
-    for config in [ModelConfig::default(), ModelConfig::Conv(ConvModelConfig::default()), tiny_gru(1, 1)] {
+    for config in [
+        ModelConfig::default(),
+        ModelConfig::Conv(ConvModelConfig::default()),
+        tiny_gru(1, 1),
+        tiny_gru_inter(2, 2),
+    ] {
         let json = serde_json::to_string(&config).unwrap();
         let back: ModelConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, config);
     }
     let json = serde_json::to_string(&ModelConfig::default()).unwrap();
     assert!(json.contains("\"arch\":\"gru\""), "{json}");
-    // A config written before `upsample` existed reads as one output frame per recurrent frame.
-    let old = json.replace(",\"upsample\":1", "");
+    // A config written before `upsample` and `inter_ctc_layer` existed reads as one output frame per
+    // recurrent frame and no intermediate CTC.
+    let old = json.replace(",\"upsample\":1", "").replace(",\"inter_ctc_layer\":0", "");
     assert!(!old.contains("upsample"), "{old}");
     assert_eq!(serde_json::from_str::<ModelConfig>(&old).unwrap(), ModelConfig::default());
 }
@@ -233,6 +343,13 @@ fn invalid_configs_are_rejected() {
         assert!(matches!(
             ModelConfig::Gru(c).validate(),
             Err(NnError::InvalidConfig { field: "upsample", .. })
+        ));
+    }
+    for inter_ctc_layer in [3, 4] {
+        let c = GruModelConfig { inter_ctc_layer, ..GruModelConfig::default() };
+        assert!(matches!(
+            ModelConfig::Gru(c).validate(),
+            Err(NnError::InvalidConfig { field: "inter_ctc_layer", .. })
         ));
     }
     let c = ConvModelConfig { kernel: 4, ..ConvModelConfig::default() };

@@ -57,6 +57,7 @@ fn tiny_options(manifest: &Path, epochs: u64) -> TrainOptions {
             // Two output frames per recurrent frame, split from epoch 7: the 5 + 7 epoch resume below
             // crosses the switch.
             upsample: 2,
+            inter_ctc_layer: 0,
         }),
         augment: AugmentOptions::none(),
         batch_frames: 400,

@@ -112,6 +112,13 @@ struct TrainArgs {
     /// Dropout probability.
     #[arg(long)]
     dropout: Option<f64>,
+    /// Intermediate CTC (GRU model): an auxiliary output layer after GRU layer K (1-based, below
+    /// --layers) whose CTC loss is added to the main one in training (0 = none).
+    #[arg(long, value_name = "K")]
+    inter_ctc: Option<usize>,
+    /// Weight w of the intermediate CTC loss: training minimises (1 - w) L + w L_inter [default: 0.3].
+    #[arg(long, value_name = "W")]
+    inter_ctc_weight: Option<f64>,
     /// Largest padded batch, in 10 ms feature frames.
     #[arg(long)]
     batch_frames: Option<usize>,
@@ -314,6 +321,7 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
             c.conv_stride = a.conv_stride.unwrap_or(c.conv_stride);
             c.upsample = a.upsample.unwrap_or(c.upsample);
             c.dropout = a.dropout.unwrap_or(c.dropout);
+            c.inter_ctc_layer = a.inter_ctc.unwrap_or(c.inter_ctc_layer);
             ModelConfig::Gru(c)
         }
         (Arch::Gru, _) => {
@@ -346,6 +354,9 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
     }
     if a.no_ema {
         o.ema_decay = 0.0;
+    }
+    if let Some(x) = a.inter_ctc_weight {
+        o.inter_ctc_weight = x;
     }
     if let Some(x) = a.split_from_epoch {
         o.split_from_epoch = x;

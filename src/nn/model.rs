@@ -5,8 +5,9 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_channels, conv_output_length, zero_padded_rows, Activation, ActivationLayer, Batch, BiGru, Conv1d,
-    Conv1dSpec, Dropout, Layer, LayerNorm, Linear, Mode, NnError, NnFloat, Param, SubframeLinear,
+    check_channels, check_grad_len, conv_output_length, zero_padded_rows, Activation, ActivationLayer, Batch,
+    BiGru, Conv1d, Conv1dSpec, Dropout, Layer, LayerNorm, Linear, Mode, NnError, NnFloat, Param,
+    SubframeLinear,
 };
 
 /// Sizes of the recurrent model: `conv_layers` x (Conv1d(kernel `conv_kernel`, stride `conv_stride`,
@@ -41,6 +42,13 @@ pub struct GruModelConfig {
     /// before this field existed read as 1.
     #[serde(default = "one")]
     pub upsample: usize,
+    /// Intermediate CTC (Lee and Watanabe, 2021): with `k` >= 1, an auxiliary output layer like the
+    /// main one (a [`SubframeLinear`] with the same `upsample`, parameters `inter.*`) reads the output
+    /// of GRU layer `k` (1-based, after its dropout; `k < gru_layers`), and a trainer adds the CTC loss
+    /// of its logits to the main one ([`AcousticModel::forward_with_intermediate`]). Inference does not
+    /// run it. 0 (the default, and what configs written before this field read as) has none.
+    #[serde(default)]
+    pub inter_ctc_layer: usize,
 }
 
 fn one() -> usize {
@@ -63,6 +71,7 @@ impl Default for GruModelConfig {
             hidden: 192,
             dropout: 0.1,
             upsample: 1,
+            inter_ctc_layer: 0,
         }
     }
 }
@@ -185,6 +194,13 @@ impl ModelConfig {
                         field: "vocab",
                         value: c.vocab as f64,
                         requirement: "vocab * upsample must fit in usize",
+                    });
+                }
+                if c.inter_ctc_layer >= c.gru_layers {
+                    return Err(NnError::InvalidConfig {
+                        field: "inter_ctc_layer",
+                        value: c.inter_ctc_layer as f64,
+                        requirement: "below gru_layers (the last layer feeds the main output)",
                     });
                 }
                 if c.conv_layers > 0 {
@@ -387,7 +403,8 @@ impl<F: NnFloat> Layer<F> for ResidualConvBlock<F> {
 ///
 /// Parameter names (PyTorch-like, unique): GRU model `conv.{i}.{weight,bias}`,
 /// `rnn.{l}.{weight_ih_l0,weight_hh_l0,bias_ih_l0,bias_hh_l0}[_reverse]`, `output.{weight,bias}` (and
-/// with `upsample` > 1 `output.subframe.{weight,bias}`, last); conv model `conv.{i}.*`, `blocks.{i}.norm.*`, `blocks.{i}.conv.*`, `norm.*`, `output.*`.
+/// with `upsample` > 1 `output.subframe.{weight,bias}`), then with intermediate CTC
+/// `inter.{weight,bias}` and `inter.subframe.{weight,bias}`, last; conv model `conv.{i}.*`, `blocks.{i}.norm.*`, `blocks.{i}.conv.*`, `norm.*`, `output.*`.
 ///
 /// Construction from a seed is deterministic: the same config and seed give bit-identical parameters
 /// and dropout masks.
@@ -397,6 +414,17 @@ pub struct AcousticModel<F> {
     /// The output layer when it splits frames (`upsample` > 1), kept apart from `layers` so that the
     /// split can be switched ([`AcousticModel::set_output_split`]); runs after them.
     head: Option<SubframeLinear<F>>,
+    /// Intermediate CTC's auxiliary output layer, if configured.
+    inter: Option<Intermediate<F>>,
+}
+
+/// The auxiliary output layer of intermediate CTC and where it branches off.
+struct Intermediate<F> {
+    /// Index into `AcousticModel::layers` of the layer whose output it reads.
+    after: usize,
+    head: SubframeLinear<F>,
+    /// Whether the last forward pass ran it (so that a backward pass expects its gradient).
+    ran: bool,
 }
 
 /// Seed of the `i`-th dropout layer: distinct streams derived from the model seed.
@@ -415,6 +443,7 @@ impl<F: NnFloat> AcousticModel<F> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut layers: Vec<Box<dyn Layer<F>>> = Vec::new();
         let mut head = None;
+        let mut inter = None;
         let mut n_dropout = 0u64;
         let mut next_seed = || {
             n_dropout += 1;
@@ -434,6 +463,13 @@ impl<F: NnFloat> AcousticModel<F> {
                     layers.push(Box::new(BiGru::new(&format!("rnn.{l}"), width, c.hidden, &mut rng)?));
                     layers.push(Box::new(Dropout::new(c.dropout, next_seed())?));
                     width = 2 * c.hidden;
+                    if l + 1 == c.inter_ctc_layer {
+                        // Initialised from its own stream, so that adding it leaves the other
+                        // parameters of a seed as they were.
+                        let mut rng = Xoshiro256PlusPlus::seed_from_u64(dropout_seed(seed, u64::MAX - 1));
+                        let head = SubframeLinear::new("inter", width, c.vocab, c.upsample, &mut rng)?;
+                        inter = Some(Intermediate { after: layers.len() - 1, head, ran: false });
+                    }
                 }
                 if c.upsample > 1 {
                     head = Some(SubframeLinear::new("output", width, c.vocab, c.upsample, &mut rng)?);
@@ -481,7 +517,7 @@ impl<F: NnFloat> AcousticModel<F> {
                 layers.push(Box::new(Linear::new("output", width, c.vocab, &mut rng)?));
             }
         }
-        Ok(Self { config: config.clone(), layers, head })
+        Ok(Self { config: config.clone(), layers, head, inter })
     }
 
     /// The configuration the model was built from.
@@ -511,6 +547,11 @@ impl<F: NnFloat> AcousticModel<F> {
         if let Some(head) = &mut self.head {
             head.set_split(on);
         }
+        if let Some(inter) = &mut self.inter {
+            if inter.head.factor() > 1 {
+                inter.head.set_split(on);
+            }
+        }
     }
 
     /// Whether the output frames are split (`upsample` > 1 and the split switched on).
@@ -524,15 +565,54 @@ impl<F: NnFloat> AcousticModel<F> {
     /// # Errors
     /// [`NnError::ShapeMismatch`] if the features do not have `input_dim` channels.
     pub fn forward(&mut self, features: &Batch<F>, mode: Mode) -> Result<Batch<F>, NnError> {
+        Ok(self.forward_inner(features, mode, false)?.0)
+    }
+
+    /// As [`AcousticModel::forward`], and with intermediate CTC configured
+    /// ([`GruModelConfig::inter_ctc_layer`]) also the auxiliary layer's logits, of the same shape and
+    /// lengths as the main ones; `None` without it. A following backward pass then takes the
+    /// gradients of both ([`AcousticModel::backward_params_with_intermediate`]).
+    ///
+    /// # Errors
+    /// As [`AcousticModel::forward`].
+    pub fn forward_with_intermediate(
+        &mut self,
+        features: &Batch<F>,
+        mode: Mode,
+    ) -> Result<(Batch<F>, Option<Batch<F>>), NnError> {
+        self.forward_inner(features, mode, true)
+    }
+
+    /// Whether the model has an intermediate-CTC output layer.
+    pub fn has_intermediate(&self) -> bool {
+        self.inter.is_some()
+    }
+
+    fn forward_inner(
+        &mut self,
+        features: &Batch<F>,
+        mode: Mode,
+        intermediate: bool,
+    ) -> Result<(Batch<F>, Option<Batch<F>>), NnError> {
         check_channels("model input channels", self.config.input_dim(), features.channels())?;
         let mut x: Option<Batch<F>> = None;
-        for layer in &mut self.layers {
+        let mut aux = None;
+        let branch = self.inter.as_ref().filter(|_| intermediate).map(|i| i.after);
+        for (i, layer) in self.layers.iter_mut().enumerate() {
             x = Some(layer.forward(x.as_ref().unwrap_or(features), mode)?);
+            if branch == Some(i) {
+                if let (Some(inter), Some(x)) = (&mut self.inter, &x) {
+                    aux = Some(inter.head.forward(x, mode)?);
+                }
+            }
+        }
+        if let Some(inter) = &mut self.inter {
+            inter.ran = aux.is_some();
         }
         if let Some(head) = &mut self.head {
             x = Some(head.forward(x.as_ref().unwrap_or(features), mode)?);
         }
-        Ok(x.unwrap_or_else(|| features.clone()))
+        Ok((x.unwrap_or_else(|| features.clone()), aux))
     }
 
     /// Back-propagates the gradient of the loss with respect to the logits (flat `(B, T', vocab)`, as
@@ -543,7 +623,7 @@ impl<F: NnFloat> AcousticModel<F> {
     /// [`NnError::NoForwardCache`] without a preceding forward; [`NnError::ShapeMismatch`] if the
     /// gradient's length is not that of the last logits.
     pub fn backward(&mut self, grad_logits: &[F]) -> Result<Vec<F>, NnError> {
-        Ok(self.backward_through(grad_logits, true)?.unwrap_or_else(|| grad_logits.to_vec()))
+        Ok(self.backward_through(grad_logits, None, true)?.unwrap_or_else(|| grad_logits.to_vec()))
     }
 
     /// As [`AcousticModel::backward`], without the gradient with respect to the features, which
@@ -553,18 +633,71 @@ impl<F: NnFloat> AcousticModel<F> {
     /// # Errors
     /// As [`AcousticModel::backward`].
     pub fn backward_params(&mut self, grad_logits: &[F]) -> Result<(), NnError> {
-        self.backward_through(grad_logits, false).map(drop)
+        self.backward_through(grad_logits, None, false).map(drop)
+    }
+
+    /// As [`AcousticModel::backward`] after [`AcousticModel::forward_with_intermediate`]:
+    /// `grad_inter` is the gradient with respect to the auxiliary logits (same layout as
+    /// `grad_logits`), and its back-propagation joins the main one at the layer the auxiliary output
+    /// reads. A loss `(1 - w) L + w L_inter` passes gradients already scaled by `1 - w` and `w`.
+    ///
+    /// # Errors
+    /// As [`AcousticModel::backward`]; [`NnError::NoForwardCache`] if the last forward pass did not
+    /// run the auxiliary layer (or the model has none) and `grad_inter` is given.
+    pub fn backward_with_intermediate(
+        &mut self,
+        grad_logits: &[F],
+        grad_inter: Option<&[F]>,
+    ) -> Result<Vec<F>, NnError> {
+        Ok(self.backward_through(grad_logits, grad_inter, true)?.unwrap_or_else(|| grad_logits.to_vec()))
+    }
+
+    /// As [`AcousticModel::backward_with_intermediate`], without the gradient with respect to the
+    /// features (see [`AcousticModel::backward_params`]).
+    ///
+    /// # Errors
+    /// As [`AcousticModel::backward_with_intermediate`].
+    pub fn backward_params_with_intermediate(
+        &mut self,
+        grad_logits: &[F],
+        grad_inter: Option<&[F]>,
+    ) -> Result<(), NnError> {
+        self.backward_through(grad_logits, grad_inter, false).map(drop)
     }
 
     /// Back-propagates through the head and the layers, last first; the first stage back reads the
-    /// caller's gradient in place. Returns the input gradient when asked for (`None` also when the
-    /// model has no stages: the gradient passes through unchanged).
-    fn backward_through(&mut self, grad_logits: &[F], input_grad: bool) -> Result<Option<Vec<F>>, NnError> {
-        let stages = self.layers.len() + usize::from(self.head.is_some());
-        let head = self.head.iter_mut().map(|h| h as &mut dyn Layer<F>);
-        let layers = self.layers.iter_mut().rev().map(|l| l.as_mut() as &mut dyn Layer<F>);
+    /// caller's gradient in place. The auxiliary layer's input gradient (from `grad_inter`) is added to
+    /// the gradient flowing into the layer it reads, before that layer's backward pass. Returns the
+    /// input gradient when asked for (`None` also when the model has no stages: the gradient passes
+    /// through unchanged).
+    fn backward_through(
+        &mut self,
+        grad_logits: &[F],
+        grad_inter: Option<&[F]>,
+        input_grad: bool,
+    ) -> Result<Option<Vec<F>>, NnError> {
+        let branch = match (grad_inter, &mut self.inter) {
+            (None, _) => None,
+            (Some(gi), Some(inter)) if inter.ran => Some((inter.after, inter.head.backward(gi)?)),
+            (Some(_), _) => return Err(NnError::NoForwardCache { layer: "intermediate CTC output" }),
+        };
+        let n = self.layers.len();
+        let stages = n + usize::from(self.head.is_some());
+        let head = self.head.iter_mut().map(|h| (n, h as &mut dyn Layer<F>));
+        let layers =
+            self.layers.iter_mut().enumerate().rev().map(|(i, l)| (i, l.as_mut() as &mut dyn Layer<F>));
         let mut g: Option<Vec<F>> = None;
-        for (k, stage) in head.chain(layers).enumerate() {
+        let mut branch = branch;
+        for (k, (i, stage)) in head.chain(layers).enumerate() {
+            if let Some((_, gb)) = branch.take_if(|(after, _)| *after == i) {
+                // The layer that feeds the auxiliary output is never the last stage, so `g` holds the
+                // gradient of its output by now.
+                let g = g.as_mut().ok_or(NnError::NoForwardCache { layer: "intermediate CTC output" })?;
+                check_grad_len("intermediate CTC input gradient", g.len(), gb.len())?;
+                for (a, b) in g.iter_mut().zip(&gb) {
+                    *a += *b;
+                }
+            }
             let upstream = g.as_deref().unwrap_or(grad_logits);
             if k + 1 == stages && !input_grad {
                 stage.backward_params(upstream)?;
@@ -637,6 +770,9 @@ impl<F: NnFloat> AcousticModel<F> {
         if let Some(head) = &self.head {
             head.visit_params(f);
         }
+        if let Some(inter) = &self.inter {
+            inter.head.visit_params(f);
+        }
     }
 
     /// Calls `f` on each parameter, mutably, in order.
@@ -646,6 +782,9 @@ impl<F: NnFloat> AcousticModel<F> {
         }
         if let Some(head) = &mut self.head {
             head.visit_params_mut(f);
+        }
+        if let Some(inter) = &mut self.inter {
+            inter.head.visit_params_mut(f);
         }
     }
 }

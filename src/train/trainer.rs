@@ -79,6 +79,12 @@ pub struct TrainOptions {
     /// the first step. Absent from the options of older runs, which split from the start.
     #[serde(default = "first_epoch")]
     pub split_from_epoch: u64,
+    /// Weight `w` of the intermediate CTC loss when the model has an auxiliary output layer
+    /// ([`GruModelConfig::inter_ctc_layer`]): the step minimises `(1 - w) L + w L_inter`, and the
+    /// reported training loss is `L` (comparable with the dev loss). 0 trains without the auxiliary
+    /// loss. Absent from the options of older runs, which had none.
+    #[serde(default = "default_inter_ctc_weight")]
+    pub inter_ctc_weight: f64,
     /// Seed of initialisation, shuffling, augmentation and dropout.
     pub seed: u64,
     /// List and skip unreadable audio files instead of stopping.
@@ -97,6 +103,11 @@ pub struct TrainOptions {
 
 fn first_epoch() -> u64 {
     1
+}
+
+/// The weight Lee and Watanabe (2021) found best for intermediate CTC.
+fn default_inter_ctc_weight() -> f64 {
+    0.3
 }
 
 impl Default for TrainOptions {
@@ -124,6 +135,7 @@ impl Default for TrainOptions {
             // One epoch at 40 ms first: dev CER 10.07 % against 10.71 % at the end of the idle
             // 12-minute run, test greedy digits WER 1.03 % against 1.18 % (docs/TRAINING.md).
             split_from_epoch: 2,
+            inter_ctc_weight: default_inter_ctc_weight(),
             seed: 1,
             skip_bad: false,
             max_train_utterances: None,
@@ -155,6 +167,7 @@ pub fn default_model() -> ModelConfig {
         hidden: 192,
         dropout: 0.1,
         upsample: 2,
+        inter_ctc_layer: 0,
     })
 }
 
@@ -179,6 +192,9 @@ impl TrainOptions {
         }
         if self.split_from_epoch == 0 {
             return bad("--split-from-epoch", "epochs count from 1".into());
+        }
+        if !(0.0..1.0).contains(&self.inter_ctc_weight) {
+            return bad("--inter-ctc-weight", format!("{} is not in [0, 1)", self.inter_ctc_weight));
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return bad("--ema-decay", format!("{} is not in [0, 1)", self.ema_decay));
@@ -749,7 +765,12 @@ fn train_step(
     profile.features_s += t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let out = model.forward(&batch, Mode::Train)?;
+    let w = opts.inter_ctc_weight;
+    let (out, inter) = if w > 0.0 && model.has_intermediate() {
+        model.forward_with_intermediate(&batch, Mode::Train)?
+    } else {
+        (model.forward(&batch, Mode::Train)?, None)
+    };
     profile.forward_s += t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -757,16 +778,18 @@ fn train_step(
     let labels: Vec<u32> =
         batch_idx.iter().flat_map(|&u| data.train.utterances[u].labels.iter().copied()).collect();
     let lens: Vec<u32> = batch_idx.iter().map(|&u| data.train.utterances[u].labels.len() as u32).collect();
-    let (b, tt, v) = out.shape();
-    let mut grad = vec![0.0f32; out.data().len()];
-    let mut losses = vec![0.0f32; b];
-    let acts = ActsView::batch_major(out.data(), tt, b, v)?;
-    let mut g = ActsViewMut::batch_major(&mut grad, tt, b, v)?;
     let targets = Targets::Concatenated { labels: &labels, lengths: &lens };
-    let loss = match ctc_compute(&acts, &targets, &in_lens, &mut losses, Some(&mut g), ctc_opts, ws) {
-        Ok(l) => f64::from(l),
-        Err(CtcError::NonFinite { .. }) => f64::NAN,
-        Err(e) => return Err(e.into()),
+    let b = out.shape().0;
+    let (loss, mut grad) = ctc_loss_and_grad(&out, &targets, &in_lens, ctc_opts, ws)?;
+    let (inter_loss, inter_grad) = match &inter {
+        Some(x) => {
+            let (l, mut g) = ctc_loss_and_grad(x, &targets, &in_lens, ctc_opts, ws)?;
+            let (wm, wi) = ((1.0 - w) as f32, w as f32);
+            grad.iter_mut().for_each(|d| *d *= wm);
+            g.iter_mut().for_each(|d| *d *= wi);
+            (l, Some(g))
+        }
+        None => (0.0, None),
     };
     profile.loss_s += t.elapsed().as_secs_f64();
 
@@ -775,13 +798,13 @@ fn train_step(
     state.step += 1;
     profile.steps += 1;
     profile.utterances += b as u64;
-    if !loss.is_finite() {
+    if !(loss.is_finite() && inter_loss.is_finite()) {
         state.skipped_steps += 1;
         return Ok((loss, false));
     }
     let t = Instant::now();
     model.zero_grad();
-    model.backward_params(&grad)?;
+    model.backward_params_with_intermediate(&grad, inter_grad.as_deref())?;
     profile.backward_s += t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -798,6 +821,28 @@ fn train_step(
     }
     profile.optimizer_s += t.elapsed().as_secs_f64();
     Ok((loss, true))
+}
+
+/// The mean CTC loss of a batch of logits `(B, T, V)` (batch-major) and its gradient with respect to
+/// them; a non-finite loss comes back as NaN (the caller skips the step), other errors as errors.
+fn ctc_loss_and_grad(
+    logits: &crate::nn::Batch<f32>,
+    targets: &Targets<'_, u32>,
+    in_lens: &[u32],
+    ctc_opts: &CtcOptions,
+    ws: &mut Workspace<f32>,
+) -> Result<(f64, Vec<f32>), TrainError> {
+    let (b, t, v) = logits.shape();
+    let mut grad = vec![0.0f32; logits.data().len()];
+    let mut losses = vec![0.0f32; b];
+    let acts = ActsView::batch_major(logits.data(), t, b, v)?;
+    let mut g = ActsViewMut::batch_major(&mut grad, t, b, v)?;
+    let loss = match ctc_compute(&acts, targets, in_lens, &mut losses, Some(&mut g), ctc_opts, ws) {
+        Ok(l) => f64::from(l),
+        Err(CtcError::NonFinite { .. }) => f64::NAN,
+        Err(e) => return Err(e.into()),
+    };
+    Ok((loss, grad))
 }
 
 /// Builds the word 3-gram LM from the training transcripts (saved as `lm.arpa`) and evaluates the
