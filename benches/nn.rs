@@ -1,5 +1,5 @@
-//! One training step (forward, and backward without the features' gradient as the trainer runs it;
-//! f32) of the acoustic models on a realistic batch: B = 16 utterances of T = 300 frames of 80 log-mel
+//! One training step (forward, and backward without the features' gradient as the trainer runs it,
+//! through the intermediate-CTC output layer too where the model has one; f32) of the acoustic models on a realistic batch: B = 16 utterances of T = 300 frames of 80 log-mel
 //! features (3 s each, 10 ms shift), ragged lengths 240..=300, on a 2-thread rayon pool. Throughput is
 //! reported in utterances per second.
 //!
@@ -23,7 +23,8 @@ fn batch() -> Batch<f32> {
 
 fn configs() -> Vec<(&'static str, ModelConfig)> {
     vec![
-        // What `fastctc train` trains: 192-channel convolutions, three GRU layers, 20 ms output frames.
+        // What `fastctc train` trains: 192-channel convolutions, three GRU layers, 20 ms output frames,
+        // intermediate CTC.
         ("train_default", fastctc::train::default_model()),
         ("gru3x192", ModelConfig::Gru(GruModelConfig::default())),
         ("gru2x128", ModelConfig::Gru(GruModelConfig::small())),
@@ -49,9 +50,10 @@ fn step(c: &mut Criterion) {
             bench.iter(|| {
                 pool.install(|| {
                     model.zero_grad();
-                    let y = model.forward(&x, Mode::Train).expect("forward");
-                    std::hint::black_box(y.data()[0]);
-                    model.backward_params(&grad).expect("backward");
+                    let (y, inter) = model.forward_with_intermediate(&x, Mode::Train).expect("forward");
+                    std::hint::black_box((y.data()[0], inter.as_ref().map(|z| z.data()[0])));
+                    let grad_inter = inter.as_ref().map(|_| grad.as_slice());
+                    model.backward_params_with_intermediate(&grad, grad_inter).expect("backward");
                 })
             })
         });

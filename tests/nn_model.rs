@@ -22,6 +22,7 @@ fn tiny_gru(conv_layers: usize, upsample: usize) -> ModelConfig {
         dropout: 0.2,
         upsample,
         inter_ctc_layer: 0,
+        self_condition: false,
     })
 }
 
@@ -105,6 +106,34 @@ fn gru_model_with_intermediate_ctc_gradients() {
         let seed = 120 + i as u64;
         let model = AcousticModel::<f64>::new(&tiny_gru_inter(conv_layers, upsample), seed).unwrap();
         assert!(model.has_intermediate());
+        let x = ragged(&mut rng(seed), T, 3, &LENGTHS, f64::NAN);
+        check_layer(&mut BothOutputs(model), &x, seed);
+    }
+}
+
+/// Self-conditioning: the gradient reaches the trunk through the posteriors' softmax, with the split
+/// on, off (posteriors tiled over the sub-frames) and without one. The conditioning map starts at zero,
+/// which would hide a wrong softmax backward pass, so it is set to random values first.
+#[test]
+fn self_conditioned_model_gradients() {
+    for (i, (conv_layers, upsample, split)) in
+        [(2, 2, true), (1, 2, false), (0, 1, true)].into_iter().enumerate()
+    {
+        let seed = 125 + i as u64;
+        let config = match tiny_gru_inter(conv_layers, upsample) {
+            ModelConfig::Gru(c) => ModelConfig::Gru(GruModelConfig { self_condition: true, ..c }),
+            other => other,
+        };
+        let mut model = AcousticModel::<f64>::new(&config, seed).unwrap();
+        let mut r = rng(seed + 1000);
+        model.visit_params_mut(&mut |p| {
+            if p.name().starts_with("inter.condition") {
+                assert!(p.value().iter().all(|&v| v == 0.0), "{} starts at zero", p.name());
+                let n = p.len();
+                p.value_mut().copy_from_slice(&nn_util::uniform(&mut r, n, 1.0));
+            }
+        });
+        model.set_output_split(split);
         let x = ragged(&mut rng(seed), T, 3, &LENGTHS, f64::NAN);
         check_layer(&mut BothOutputs(model), &x, seed);
     }

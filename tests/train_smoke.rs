@@ -58,6 +58,7 @@ fn tiny_options(manifest: &Path, epochs: u64) -> TrainOptions {
             // crosses the switch.
             upsample: 2,
             inter_ctc_layer: 0,
+            self_condition: false,
         }),
         augment: AugmentOptions::none(),
         batch_frames: 400,
@@ -231,4 +232,31 @@ fn weight_average_decay_out_of_range_is_refused() {
         }
     }
     assert!(TrainOptions { ema_decay: 0.0, ..TrainOptions::default() }.validate().is_ok());
+}
+
+#[test]
+fn speed_factors_out_of_range_are_refused() {
+    for (speeds, perturb) in
+        [(vec![0.9, 2.5], true), (vec![f64::NAN], true), (vec![], true), (vec![0.4], false)]
+    {
+        let augment =
+            AugmentOptions { speed_perturb: perturb, speeds: speeds.clone(), ..AugmentOptions::default() };
+        match (TrainOptions { augment, ..TrainOptions::default() }).validate() {
+            Err(TrainError::InvalidOption { option: "--speeds", .. }) => {}
+            other => panic!("speeds {speeds:?}: expected a --speeds error, got {other:?}"),
+        }
+    }
+    let augment = AugmentOptions { speeds: vec![0.9, 1.0, 1.1, 1.2], ..AugmentOptions::default() };
+    assert!(TrainOptions { augment, ..TrainOptions::default() }.validate().is_ok());
+}
+
+#[test]
+fn inter_ctc_weight_out_of_range_is_refused() {
+    for bad in [1.0, -0.1, f64::NAN] {
+        let opts = TrainOptions { inter_ctc_weight: bad, ..TrainOptions::default() };
+        match opts.validate() {
+            Err(TrainError::InvalidOption { option: "--inter-ctc-weight", .. }) => {}
+            other => panic!("weight {bad}: expected an --inter-ctc-weight error, got {other:?}"),
+        }
+    }
 }

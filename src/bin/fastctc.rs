@@ -116,6 +116,10 @@ struct TrainArgs {
     /// --layers) whose CTC loss is added to the main one in training (0 = none).
     #[arg(long, value_name = "K")]
     inter_ctc: Option<usize>,
+    /// Self-conditioned CTC (with --inter-ctc): the auxiliary layer's posteriors are mapped back and
+    /// added to what the next GRU layer reads.
+    #[arg(long)]
+    self_condition: bool,
     /// Weight w of the intermediate CTC loss: training minimises (1 - w) L + w L_inter [default: 0.3].
     #[arg(long, value_name = "W")]
     inter_ctc_weight: Option<f64>,
@@ -143,9 +147,13 @@ struct TrainArgs {
     /// Seed of initialisation, shuffling and augmentation.
     #[arg(long)]
     seed: Option<u64>,
-    /// Disable speed perturbation (0.9/1.0/1.1).
+    /// Disable speed perturbation.
     #[arg(long)]
     no_speed_perturb: bool,
+    /// Speed factors of speed perturbation, comma-separated, each in [0.5, 2.0] [default:
+    /// 0.9,1.0,1.1].
+    #[arg(long, value_delimiter = ',', value_name = "F,F,...")]
+    speeds: Option<Vec<f64>>,
     /// Probability of additive white noise per utterance (default 0: off).
     #[arg(long)]
     noise_prob: Option<f64>,
@@ -322,6 +330,7 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
             c.upsample = a.upsample.unwrap_or(c.upsample);
             c.dropout = a.dropout.unwrap_or(c.dropout);
             c.inter_ctc_layer = a.inter_ctc.unwrap_or(c.inter_ctc_layer);
+            c.self_condition |= a.self_condition;
             ModelConfig::Gru(c)
         }
         (Arch::Gru, _) => {
@@ -371,6 +380,9 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
         o.augment.vtlp = x;
     }
     o.augment.speed_perturb &= !a.no_speed_perturb;
+    if let Some(x) = a.speeds {
+        o.augment.speeds = x;
+    }
     if a.no_trim_silence {
         o.trim_silence = None;
     }

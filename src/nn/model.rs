@@ -49,6 +49,14 @@ pub struct GruModelConfig {
     /// run it. 0 (the default, and what configs written before this field read as) has none.
     #[serde(default)]
     pub inter_ctc_layer: usize,
+    /// Self-conditioned CTC (Nozaki and Komatsu, 2021), with intermediate CTC only: the auxiliary
+    /// layer's posteriors (softmax of its logits, the `upsample` sub-frames of a recurrent frame side
+    /// by side) go through a linear map back to the layer width (`inter.condition.*`, initialised to
+    /// zero) and are added to the output the next GRU layer reads, so the upper layers see what the
+    /// lower ones recognised. The auxiliary layer then runs at inference too. Absent from older
+    /// configs, which read as `false`.
+    #[serde(default)]
+    pub self_condition: bool,
 }
 
 fn one() -> usize {
@@ -72,6 +80,7 @@ impl Default for GruModelConfig {
             dropout: 0.1,
             upsample: 1,
             inter_ctc_layer: 0,
+            self_condition: false,
         }
     }
 }
@@ -201,6 +210,13 @@ impl ModelConfig {
                         field: "inter_ctc_layer",
                         value: c.inter_ctc_layer as f64,
                         requirement: "below gru_layers (the last layer feeds the main output)",
+                    });
+                }
+                if c.self_condition && c.inter_ctc_layer == 0 {
+                    return Err(NnError::InvalidConfig {
+                        field: "self_condition",
+                        value: 1.0,
+                        requirement: "needs an intermediate CTC layer (inter_ctc_layer >= 1)",
                     });
                 }
                 if c.conv_layers > 0 {
@@ -418,13 +434,121 @@ pub struct AcousticModel<F> {
     inter: Option<Intermediate<F>>,
 }
 
-/// The auxiliary output layer of intermediate CTC and where it branches off.
+/// The auxiliary output layer of intermediate CTC, where it branches off, and the optional
+/// self-conditioning map back into the trunk.
 struct Intermediate<F> {
     /// Index into `AcousticModel::layers` of the layer whose output it reads.
     after: usize,
     head: SubframeLinear<F>,
-    /// Whether the last forward pass ran it (so that a backward pass expects its gradient).
+    /// Self-conditioning: posteriors `(B, T, factor * V)` to the trunk's width.
+    condition: Option<Linear<F>>,
+    /// The posteriors of the last forward pass, `(B, T', V)` as the head emitted them (padded frames
+    /// zero), and whether they were tiled `factor` times to feed `condition` (split switched off).
+    probs: Vec<F>,
+    tiled: bool,
+    /// Whether the last forward pass ran the head (so that a backward pass goes through it).
     ran: bool,
+}
+
+impl<F: NnFloat> Intermediate<F> {
+    /// Runs the head on the trunk's output `x` and, with self-conditioning, adds the conditioning
+    /// term to `x` in place. Returns the auxiliary logits.
+    fn forward(&mut self, x: &mut Batch<F>, mode: Mode) -> Result<Batch<F>, NnError> {
+        let z = self.head.forward(x, mode)?;
+        self.ran = true;
+        let Some(condition) = &mut self.condition else {
+            return Ok(z);
+        };
+        let (b, t, _) = x.shape();
+        let (v, factor) = (z.channels(), self.head.factor());
+        let mut probs = z.data().to_vec();
+        for (row, valid) in
+            probs.chunks_exact_mut(v).enumerate().map(|(r, p)| (p, r % z.time() < z.lengths()[r / z.time()]))
+        {
+            if valid {
+                let max = row.iter().fold(F::NEG_INFINITY, |m, &a| m.max(a));
+                let mut sum = F::ZERO;
+                for p in row.iter_mut() {
+                    *p = (*p - max).exp();
+                    sum += *p;
+                }
+                let inv = F::ONE / sum;
+                row.iter_mut().for_each(|p| *p *= inv);
+            } else {
+                row.fill(F::ZERO);
+            }
+        }
+        // Split on: (B, factor * T, V) row-major is already (B, T, factor * V). Split off (one frame of
+        // V per recurrent frame): each frame's posteriors stand for all its sub-frames.
+        self.tiled = z.time() != factor * t;
+        let input = if self.tiled {
+            probs.chunks_exact(v).flat_map(|p| std::iter::repeat_n(p, factor).flatten()).copied().collect()
+        } else {
+            probs.clone()
+        };
+        self.probs = probs;
+        let c = condition.forward(&Batch::from_parts(input, b, t, factor * v, x.lengths().to_vec()), mode)?;
+        for (a, &d) in x.data_mut().iter_mut().zip(c.data()) {
+            *a += d;
+        }
+        Ok(z)
+    }
+
+    /// The gradient with respect to the trunk's output that the auxiliary path adds, given the
+    /// gradient `grad_out` with respect to the (conditioned) output the next layer read and the
+    /// gradient `grad_logits` with respect to the auxiliary logits, if any.
+    fn backward(&mut self, grad_out: &[F], grad_logits: Option<&[F]>) -> Result<Vec<F>, NnError> {
+        let dz = match &mut self.condition {
+            Some(condition) => {
+                let v = self.head.out_features();
+                let factor = self.head.factor();
+                let gp = condition.backward(grad_out)?;
+                let gp: Vec<F> = if self.tiled {
+                    gp.chunks_exact(factor * v)
+                        .flat_map(|frame| {
+                            (0..v).map(move |k| frame.chunks_exact(v).fold(F::ZERO, |s, sub| s + sub[k]))
+                        })
+                        .collect()
+                } else {
+                    gp
+                };
+                check_grad_len("self-conditioning gradient", self.probs.len(), gp.len())?;
+                // Softmax backward per frame: dz = p * (dp - <p, dp>); padded frames have p = 0.
+                let mut dz = vec![F::ZERO; gp.len()];
+                for ((d, p), g) in
+                    dz.chunks_exact_mut(v).zip(self.probs.chunks_exact(v)).zip(gp.chunks_exact(v))
+                {
+                    let dot = p.iter().zip(g).fold(F::ZERO, |s, (&p, &g)| s + p * g);
+                    for ((d, &p), &g) in d.iter_mut().zip(p).zip(g) {
+                        *d = p * (g - dot);
+                    }
+                }
+                if let Some(gl) = grad_logits {
+                    check_grad_len("intermediate CTC gradient", dz.len(), gl.len())?;
+                    for (d, &g) in dz.iter_mut().zip(gl) {
+                        *d += g;
+                    }
+                }
+                dz
+            }
+            None => grad_logits.ok_or(NnError::NoForwardCache { layer: "intermediate CTC output" })?.to_vec(),
+        };
+        self.head.backward(&dz)
+    }
+
+    fn visit_params<'a>(&'a self, f: &mut dyn FnMut(&'a Param<F>)) {
+        self.head.visit_params(f);
+        if let Some(c) = &self.condition {
+            c.visit_params(f);
+        }
+    }
+
+    fn visit_params_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<F>)) {
+        self.head.visit_params_mut(f);
+        if let Some(c) = &mut self.condition {
+            c.visit_params_mut(f);
+        }
+    }
 }
 
 /// Seed of the `i`-th dropout layer: distinct streams derived from the model seed.
@@ -468,7 +592,23 @@ impl<F: NnFloat> AcousticModel<F> {
                         // parameters of a seed as they were.
                         let mut rng = Xoshiro256PlusPlus::seed_from_u64(dropout_seed(seed, u64::MAX - 1));
                         let head = SubframeLinear::new("inter", width, c.vocab, c.upsample, &mut rng)?;
-                        inter = Some(Intermediate { after: layers.len() - 1, head, ran: false });
+                        let condition = if c.self_condition {
+                            let mut map =
+                                Linear::new("inter.condition", c.upsample * c.vocab, width, &mut rng)?;
+                            map.visit_params_mut(&mut |p| p.value_mut().fill(F::ZERO));
+                            Some(map)
+                        } else {
+                            None
+                        };
+                        let after = layers.len() - 1;
+                        inter = Some(Intermediate {
+                            after,
+                            head,
+                            condition,
+                            probs: Vec::new(),
+                            tiled: false,
+                            ran: false,
+                        });
                     }
                 }
                 if c.upsample > 1 {
@@ -597,17 +737,20 @@ impl<F: NnFloat> AcousticModel<F> {
         check_channels("model input channels", self.config.input_dim(), features.channels())?;
         let mut x: Option<Batch<F>> = None;
         let mut aux = None;
-        let branch = self.inter.as_ref().filter(|_| intermediate).map(|i| i.after);
+        // Self-conditioning needs the auxiliary layer whether or not its logits are wanted.
+        let branch = self.inter.as_mut().and_then(|i| {
+            i.ran = false;
+            (intermediate || i.condition.is_some()).then_some(i.after)
+        });
         for (i, layer) in self.layers.iter_mut().enumerate() {
-            x = Some(layer.forward(x.as_ref().unwrap_or(features), mode)?);
+            let mut y = layer.forward(x.as_ref().unwrap_or(features), mode)?;
             if branch == Some(i) {
-                if let (Some(inter), Some(x)) = (&mut self.inter, &x) {
-                    aux = Some(inter.head.forward(x, mode)?);
+                if let Some(inter) = &mut self.inter {
+                    let z = inter.forward(&mut y, mode)?;
+                    aux = intermediate.then_some(z);
                 }
             }
-        }
-        if let Some(inter) = &mut self.inter {
-            inter.ran = aux.is_some();
+            x = Some(y);
         }
         if let Some(head) = &mut self.head {
             x = Some(head.forward(x.as_ref().unwrap_or(features), mode)?);
@@ -676,26 +819,28 @@ impl<F: NnFloat> AcousticModel<F> {
         grad_inter: Option<&[F]>,
         input_grad: bool,
     ) -> Result<Option<Vec<F>>, NnError> {
-        let branch = match (grad_inter, &mut self.inter) {
-            (None, _) => None,
-            (Some(gi), Some(inter)) if inter.ran => Some((inter.after, inter.head.backward(gi)?)),
-            (Some(_), _) => return Err(NnError::NoForwardCache { layer: "intermediate CTC output" }),
-        };
+        let ran = self.inter.as_ref().filter(|i| i.ran);
+        if grad_inter.is_some() && ran.is_none() {
+            return Err(NnError::NoForwardCache { layer: "intermediate CTC output" });
+        }
+        let branch = ran.filter(|i| grad_inter.is_some() || i.condition.is_some()).map(|i| i.after);
         let n = self.layers.len();
         let stages = n + usize::from(self.head.is_some());
         let head = self.head.iter_mut().map(|h| (n, h as &mut dyn Layer<F>));
         let layers =
             self.layers.iter_mut().enumerate().rev().map(|(i, l)| (i, l.as_mut() as &mut dyn Layer<F>));
         let mut g: Option<Vec<F>> = None;
-        let mut branch = branch;
         for (k, (i, stage)) in head.chain(layers).enumerate() {
-            if let Some((_, gb)) = branch.take_if(|(after, _)| *after == i) {
+            if branch == Some(i) {
                 // The layer that feeds the auxiliary output is never the last stage, so `g` holds the
-                // gradient of its output by now.
+                // gradient of its (conditioned) output by now.
                 let g = g.as_mut().ok_or(NnError::NoForwardCache { layer: "intermediate CTC output" })?;
-                check_grad_len("intermediate CTC input gradient", g.len(), gb.len())?;
-                for (a, b) in g.iter_mut().zip(&gb) {
-                    *a += *b;
+                if let Some(inter) = &mut self.inter {
+                    let gb = inter.backward(g, grad_inter)?;
+                    check_grad_len("intermediate CTC input gradient", g.len(), gb.len())?;
+                    for (a, b) in g.iter_mut().zip(&gb) {
+                        *a += *b;
+                    }
                 }
             }
             let upstream = g.as_deref().unwrap_or(grad_logits);
@@ -771,7 +916,7 @@ impl<F: NnFloat> AcousticModel<F> {
             head.visit_params(f);
         }
         if let Some(inter) = &self.inter {
-            inter.head.visit_params(f);
+            inter.visit_params(f);
         }
     }
 
@@ -784,7 +929,7 @@ impl<F: NnFloat> AcousticModel<F> {
             head.visit_params_mut(f);
         }
         if let Some(inter) = &mut self.inter {
-            inter.head.visit_params_mut(f);
+            inter.visit_params_mut(f);
         }
     }
 }

@@ -69,6 +69,11 @@ impl<F: NnFloat> SubframeLinear<F> {
         Ok(Self { shared, offsets, factor, split: true, shape: None })
     }
 
+    /// Logits per output frame.
+    pub fn out_features(&self) -> usize {
+        self.shared.out_features()
+    }
+
     /// Output frames per input frame when split (the configured factor, whatever the switch).
     pub fn factor(&self) -> usize {
         self.factor

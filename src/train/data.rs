@@ -271,9 +271,13 @@ pub fn global_cmvn(features: &[Features], manifest: &Path) -> Result<GlobalCmvn,
 /// Training-time augmentation switches and ranges.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AugmentOptions {
-    /// Speed perturbation: each utterance of each epoch is played at 0.9, 1.0 or 1.1 times its speed
+    /// Speed perturbation: each utterance of each epoch is played at one of `speeds` times its speed
     /// (equally likely), by resampling.
     pub speed_perturb: bool,
+    /// The speed factors of speed perturbation (each in `[0.5, 2.0]`; 1.0 is the audio as it is).
+    /// Absent from the options of older runs, which used [`SPEEDS`].
+    #[serde(default = "default_speeds")]
+    pub speeds: Vec<f64>,
     /// Probability that an utterance gets additive white noise; 0 disables noise.
     pub noise_prob: f64,
     /// Signal-to-noise ratio range of the additive noise, in dB (drawn uniformly).
@@ -289,6 +293,10 @@ pub struct AugmentOptions {
     pub vtlp: f64,
 }
 
+fn default_speeds() -> Vec<f64> {
+    SPEEDS.to_vec()
+}
+
 impl Default for AugmentOptions {
     /// Speed perturbation on; no additive noise (`noise_prob` 0; the SNR range 10-30 dB applies when
     /// it is raised); no SpecAugment (see [`AugmentOptions::with_spec_augment`]).
@@ -301,6 +309,7 @@ impl Default for AugmentOptions {
     fn default() -> Self {
         AugmentOptions {
             speed_perturb: true,
+            speeds: default_speeds(),
             noise_prob: 0.0,
             noise_snr_db: (10.0, 30.0),
             freq_masks: (0, 0),
@@ -321,6 +330,7 @@ impl AugmentOptions {
     pub fn none() -> Self {
         AugmentOptions {
             speed_perturb: false,
+            speeds: default_speeds(),
             noise_prob: 0.0,
             noise_snr_db: (10.0, 30.0),
             freq_masks: (0, 0),
@@ -361,6 +371,18 @@ impl AugmentOptions {
                 reason: format!("{} is not a warp range in [0, 0.5)", self.vtlp),
             });
         }
+        if self.speed_perturb && self.speeds.is_empty() {
+            return Err(TrainError::InvalidOption {
+                option: "--speeds",
+                reason: "speed perturbation needs at least one factor".into(),
+            });
+        }
+        if let Some(f) = self.speeds.iter().find(|f| !(0.5..=2.0).contains(*f)) {
+            return Err(TrainError::InvalidOption {
+                option: "--speeds",
+                reason: format!("speed factor {f} is outside [0.5, 2.0]"),
+            });
+        }
         let (a, b) = self.noise_snr_db;
         if !(a.is_finite() && b.is_finite() && a <= b) {
             return Err(TrainError::InvalidOption {
@@ -372,7 +394,7 @@ impl AugmentOptions {
     }
 }
 
-/// The speed factors of speed perturbation, by index.
+/// The default speed factors of speed perturbation (Kaldi's recipes).
 pub const SPEEDS: [f64; 3] = [0.9, 1.0, 1.1];
 
 /// A seeded generator for one (purpose, epoch, item) triple, so that every random choice of a run is
@@ -479,25 +501,53 @@ fn vtlp_source_bins(bins: usize, alpha: f64, low_hz: f64, nyquist: f64) -> Vec<(
         .collect()
 }
 
-/// One utterance of a training batch: (utterance index, speed index into [`SPEEDS`], additive noise
-/// as (SNR in dB, generator seed) or none).
+/// One utterance of a training batch: (utterance index, speed index into [`FeatureStore::speeds`],
+/// additive noise as (SNR in dB, generator seed) or none).
 pub type BatchItem = (usize, usize, Option<(f64, u64)>);
 
 /// Training features: cached per (utterance, speed) when no noise is added, recomputed otherwise.
 pub struct FeatureStore {
     settings: FeatureSettings,
+    /// Speed factors by index; 1.0 is among them.
+    speeds: Vec<f64>,
     /// `cache[speed][utt]`: log-mel features (not normalised).
     cache: Vec<Vec<Option<Features>>>,
 }
 
 impl FeatureStore {
-    /// A store whose speed-1.0 entries are `base` (features of every utterance, corpus order).
-    pub fn new(settings: &FeatureSettings, base: Vec<Features>) -> Result<Self, TrainError> {
+    /// A store for the speed factors `speeds` (in this order, then 1.0 if it is not among them) whose
+    /// speed-1.0 entries are `base` (features of every utterance, corpus order).
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidOption`] for a factor outside `[0.5, 2.0]`, or feature settings the
+    /// extractor refuses.
+    pub fn new(settings: &FeatureSettings, base: Vec<Features>, speeds: &[f64]) -> Result<Self, TrainError> {
+        if let Some(&f) = speeds.iter().find(|f| !(0.5..=2.0).contains(*f)) {
+            return Err(TrainError::InvalidOption {
+                option: "--speeds",
+                reason: format!("speed factor {f} is outside [0.5, 2.0]"),
+            });
+        }
+        let mut speeds = speeds.to_vec();
+        if !speeds.contains(&1.0) {
+            speeds.push(1.0);
+        }
         let n = base.len();
-        let mut cache: Vec<Vec<Option<Features>>> = (0..SPEEDS.len()).map(|_| vec![None; n]).collect();
-        cache[1] = base.into_iter().map(Some).collect();
+        let mut cache: Vec<Vec<Option<Features>>> = (0..speeds.len()).map(|_| vec![None; n]).collect();
+        let unit = speeds.iter().position(|&f| f == 1.0).unwrap_or_default();
+        cache[unit] = base.into_iter().map(Some).collect();
         settings.fbank()?;
-        Ok(FeatureStore { settings: settings.clone(), cache })
+        Ok(FeatureStore { settings: settings.clone(), speeds, cache })
+    }
+
+    /// The speed factors by index: those given to [`FeatureStore::new`], then 1.0 if they lacked it.
+    pub fn speeds(&self) -> &[f64] {
+        &self.speeds
+    }
+
+    /// The index of speed 1.0 (the audio as it is).
+    pub fn unit_speed(&self) -> usize {
+        self.speeds.iter().position(|&f| f == 1.0).unwrap_or_default()
     }
 
     /// Features for a batch of utterances: `items[i] = (utterance index, speed index, noise seed)`,
@@ -505,6 +555,7 @@ impl FeatureStore {
     pub fn get(&mut self, corpus: &Corpus, items: &[BatchItem]) -> Result<Vec<Features>, TrainError> {
         let rate = self.settings.sample_rate;
         let settings = &self.settings;
+        let speeds = &self.speeds;
         let cache = &self.cache;
         let computed: Vec<Result<(Features, bool), TrainError>> = items
             .par_iter()
@@ -517,10 +568,10 @@ impl FeatureStore {
                         }
                     }
                     let utt = &corpus.utterances[u];
-                    let mut samples = if SPEEDS[s] == 1.0 {
+                    let mut samples = if speeds[s] == 1.0 {
                         utt.samples.clone()
                     } else {
-                        speed_perturb(&utt.samples, rate, SPEEDS[s])
+                        speed_perturb(&utt.samples, rate, speeds[s])
                             .map_err(|source| TrainError::Audio { path: utt.path.clone(), source })?
                     };
                     if let Some((snr, seed)) = noise {
@@ -617,7 +668,10 @@ pub fn shuffle<T>(items: &mut [T], rng: &mut Xoshiro256PlusPlus) {
 
 #[cfg(test)]
 mod tests {
-    use super::{bucket_batches, vtlp_source_bins, vtlp_warp, AugmentOptions, FeatureSettings, TrimSilence};
+    use super::{
+        bucket_batches, features_of_corpus, vtlp_source_bins, vtlp_warp, AugmentOptions, Corpus,
+        FeatureSettings, FeatureStore, TrimSilence, Utterance,
+    };
     use crate::audio::Features;
 
     fn tone(hz: f32, seconds: f32) -> Vec<f32> {
@@ -765,5 +819,38 @@ mod tests {
         // Reproducible from (seed, epoch); another epoch draws another order.
         assert_eq!(batches, bucket_batches(&lengths, max_frames, max_batch, 3, 0));
         assert_ne!(batches, bucket_batches(&lengths, max_frames, max_batch, 3, 1));
+    }
+
+    /// The store serves every configured speed (1.0 added when missing) from the right audio: the
+    /// features at speed `f` have about `1 / f` times the frames of the original, and speed 1.0 is
+    /// the base features themselves.
+    #[test]
+    fn feature_store_speeds() {
+        let settings = FeatureSettings::default();
+        let utterance = |hz| Utterance {
+            path: format!("{hz}.wav").into(),
+            samples: tone(hz, 1.2),
+            text: String::new(),
+            labels: Vec::new(),
+            kind: None,
+        };
+        let corpus = Corpus {
+            manifest: "m".into(),
+            utterances: vec![utterance(300.0), utterance(900.0)],
+            skipped: Vec::new(),
+        };
+        let base = features_of_corpus(&settings, &corpus).unwrap();
+        let mut store = FeatureStore::new(&settings, base.clone(), &[1.2, 0.8]).unwrap();
+        assert_eq!((store.speeds(), store.unit_speed()), (&[1.2, 0.8, 1.0][..], 2));
+        let got = store.get(&corpus, &[(1, 2, None), (0, 0, None), (1, 1, None)]).unwrap();
+        assert_eq!(got[0], base[1]);
+        let frames = base[0].frames as f64;
+        assert!((got[1].frames as f64 - frames / 1.2).abs() <= 2.0, "{} frames at 1.2", got[1].frames);
+        assert!((got[2].frames as f64 - frames / 0.8).abs() <= 2.0, "{} frames at 0.8", got[2].frames);
+        // Cached: the same request gives the same features.
+        assert_eq!(store.get(&corpus, &[(0, 0, None)]).unwrap()[0], got[1]);
+        let store = FeatureStore::new(&settings, base.clone(), &[0.9, 1.0, 1.1]).unwrap();
+        assert_eq!((store.speeds().len(), store.unit_speed()), (3, 1));
+        assert!(FeatureStore::new(&settings, base, &[1.0, 2.5]).is_err());
     }
 }

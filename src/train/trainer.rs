@@ -23,7 +23,6 @@ use super::curves::write_curves;
 use super::data::{
     bucket_batches, features_of_corpus, global_cmvn, load_corpus, make_batch, rng_for, trim_corpus,
     vocabulary, vtlp_warp, AugmentOptions, BatchItem, Corpus, FeatureSettings, FeatureStore, TrimSilence,
-    SPEEDS,
 };
 use super::error::{io_err, TrainError};
 use super::recognizer::{evaluate, Decoding, EvalReport, Recognizer, DEFAULT_LM_ALPHA, DEFAULT_LM_BETA};
@@ -168,6 +167,7 @@ pub fn default_model() -> ModelConfig {
         dropout: 0.1,
         upsample: 2,
         inter_ctc_layer: 0,
+        self_condition: false,
     })
 }
 
@@ -368,7 +368,7 @@ fn load_data(
         None => global_cmvn(&train_features, &opts.train)?,
     };
     let lengths = train_features.iter().map(|f| f.frames).collect();
-    let store = FeatureStore::new(&opts.features, train_features)?;
+    let store = FeatureStore::new(&opts.features, train_features, &opts.augment.speeds)?;
     Ok((Data { train, dev, dev_features, store, lengths }, cmvn))
 }
 
@@ -738,7 +738,11 @@ fn train_step(
         .iter()
         .map(|&u| {
             let mut rng = rng_for(opts.seed, 2, epoch, u as u64);
-            let speed = if aug.speed_perturb { rng.random_range(0..SPEEDS.len()) } else { 1 };
+            let speed = if aug.speed_perturb {
+                rng.random_range(0..aug.speeds.len())
+            } else {
+                data.store.unit_speed()
+            };
             let noise = (aug.noise_prob > 0.0 && rng.random::<f64>() < aug.noise_prob).then(|| {
                 let (lo, hi) = aug.noise_snr_db;
                 (lo + (hi - lo) * rng.random::<f64>(), rng.random::<u64>())
