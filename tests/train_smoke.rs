@@ -51,14 +51,16 @@ fn tiny_options(manifest: &Path, epochs: u64) -> TrainOptions {
             conv_kernel: 3,
             conv_stride: 2,
             activation: Activation::Relu,
-            gru_layers: 1,
+            gru_layers: 2,
             hidden: 24,
             dropout: 0.0,
             // Two output frames per recurrent frame, split from epoch 7: the 5 + 7 epoch resume below
             // crosses the switch.
             upsample: 2,
-            inter_ctc_layer: 0,
-            self_condition: false,
+            // Self-conditioned intermediate CTC, as the default model has it: its extra output layer
+            // and conditioning map are trained, checkpointed and resumed like every other parameter.
+            inter_ctc_layer: 1,
+            self_condition: true,
         }),
         augment: AugmentOptions::none(),
         batch_frames: 400,
