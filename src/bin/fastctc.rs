@@ -113,13 +113,17 @@ struct TrainArgs {
     #[arg(long)]
     dropout: Option<f64>,
     /// Intermediate CTC (GRU model): an auxiliary output layer after GRU layer K (1-based, below
-    /// --layers) whose CTC loss is added to the main one in training (0 = none).
+    /// --layers) whose CTC loss is added to the main one in training; 0 = none, which also turns
+    /// self-conditioning off [default: 1; none when --layers leaves no layer above it].
     #[arg(long, value_name = "K")]
     inter_ctc: Option<usize>,
-    /// Self-conditioned CTC (with --inter-ctc): the auxiliary layer's posteriors are mapped back and
-    /// added to what the next GRU layer reads.
-    #[arg(long)]
+    /// Self-conditioned CTC (with intermediate CTC): the auxiliary layer's posteriors are mapped back
+    /// and added to what the next GRU layer reads (on by default).
+    #[arg(long, conflicts_with = "no_self_condition")]
     self_condition: bool,
+    /// Plain intermediate CTC, without self-conditioning.
+    #[arg(long)]
+    no_self_condition: bool,
     /// Weight w of the intermediate CTC loss: training minimises (1 - w) L + w L_inter [default: 0.3].
     #[arg(long, value_name = "W")]
     inter_ctc_weight: Option<f64>,
@@ -329,8 +333,17 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
             c.conv_stride = a.conv_stride.unwrap_or(c.conv_stride);
             c.upsample = a.upsample.unwrap_or(c.upsample);
             c.dropout = a.dropout.unwrap_or(c.dropout);
-            c.inter_ctc_layer = a.inter_ctc.unwrap_or(c.inter_ctc_layer);
-            c.self_condition |= a.self_condition;
+            match a.inter_ctc {
+                Some(k) => c.inter_ctc_layer = k,
+                // The default's intermediate layer needs a GRU layer above it; with fewer layers
+                // asked for, the model has none rather than refusing the flags.
+                None if c.inter_ctc_layer >= c.gru_layers => c.inter_ctc_layer = 0,
+                None => {}
+            }
+            c.self_condition = (c.self_condition || a.self_condition) && !a.no_self_condition;
+            if c.inter_ctc_layer == 0 && !a.self_condition {
+                c.self_condition = false;
+            }
             ModelConfig::Gru(c)
         }
         (Arch::Gru, _) => {

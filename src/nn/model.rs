@@ -216,7 +216,7 @@ impl ModelConfig {
                     return Err(NnError::InvalidConfig {
                         field: "self_condition",
                         value: 1.0,
-                        requirement: "needs an intermediate CTC layer (inter_ctc_layer >= 1)",
+                        requirement: "false without an intermediate CTC layer (inter_ctc_layer 0)",
                     });
                 }
                 if c.conv_layers > 0 {
@@ -420,7 +420,9 @@ impl<F: NnFloat> Layer<F> for ResidualConvBlock<F> {
 /// Parameter names (PyTorch-like, unique): GRU model `conv.{i}.{weight,bias}`,
 /// `rnn.{l}.{weight_ih_l0,weight_hh_l0,bias_ih_l0,bias_hh_l0}[_reverse]`, `output.{weight,bias}` (and
 /// with `upsample` > 1 `output.subframe.{weight,bias}`), then with intermediate CTC
-/// `inter.{weight,bias}` and `inter.subframe.{weight,bias}`, last; conv model `conv.{i}.*`, `blocks.{i}.norm.*`, `blocks.{i}.conv.*`, `norm.*`, `output.*`.
+/// `inter.{weight,bias}`, `inter.subframe.{weight,bias}` and with self-conditioning
+/// `inter.condition.{weight,bias}`, last; conv model `conv.{i}.*`, `blocks.{i}.norm.*`,
+/// `blocks.{i}.conv.*`, `norm.*`, `output.*`.
 ///
 /// Construction from a seed is deterministic: the same config and seed give bit-identical parameters
 /// and dropout masks.
@@ -700,7 +702,9 @@ impl<F: NnFloat> AcousticModel<F> {
     }
 
     /// Logits `(B, T', vocab)` for features `(B, T, input_dim)`, caching activations for
-    /// [`AcousticModel::backward`]. Padded output frames are zero.
+    /// [`AcousticModel::backward`]. Padded output frames are zero. With self-conditioning
+    /// ([`GruModelConfig::self_condition`]) the auxiliary output layer runs too (its posteriors feed
+    /// the layers above it), and the backward pass goes through it.
     ///
     /// # Errors
     /// [`NnError::ShapeMismatch`] if the features do not have `input_dim` channels.
