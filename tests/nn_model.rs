@@ -180,8 +180,10 @@ fn intermediate_ctc_leaves_the_main_model_alone() {
     ));
     inter.set_output_split(false);
     let (main, aux) = inter.forward_with_intermediate(&x, Mode::Eval).unwrap();
-    assert_eq!((aux.unwrap().shape(), main.shape().1), (main.shape(), main.shape().1));
+    let aux = aux.unwrap();
+    assert_eq!((aux.shape(), aux.lengths()), (main.shape(), main.lengths()));
     assert_eq!(main.lengths(), inter.output_lengths(&LENGTHS).as_slice());
+    assert_eq!(main.shape().1, T.div_ceil(4), "unsplit: one output frame per subsampled frame");
 }
 
 #[test]

@@ -340,10 +340,10 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
                 None if c.inter_ctc_layer >= c.gru_layers => c.inter_ctc_layer = 0,
                 None => {}
             }
-            c.self_condition = (c.self_condition || a.self_condition) && !a.no_self_condition;
-            if c.inter_ctc_layer == 0 && !a.self_condition {
-                c.self_condition = false;
-            }
+            // Asked for explicitly, it stays even without an intermediate layer, and the model's
+            // validation names the conflict.
+            c.self_condition =
+                a.self_condition || (c.self_condition && !a.no_self_condition && c.inter_ctc_layer > 0);
             ModelConfig::Gru(c)
         }
         (Arch::Gru, _) => {

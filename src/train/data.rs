@@ -377,12 +377,7 @@ impl AugmentOptions {
                 reason: "speed perturbation needs at least one factor".into(),
             });
         }
-        if let Some(f) = self.speeds.iter().find(|f| !(0.5..=2.0).contains(*f)) {
-            return Err(TrainError::InvalidOption {
-                option: "--speeds",
-                reason: format!("speed factor {f} is outside [0.5, 2.0]"),
-            });
-        }
+        check_speeds(&self.speeds)?;
         let (a, b) = self.noise_snr_db;
         if !(a.is_finite() && b.is_finite() && a <= b) {
             return Err(TrainError::InvalidOption {
@@ -396,6 +391,17 @@ impl AugmentOptions {
 
 /// The default speed factors of speed perturbation (Kaldi's recipes).
 pub const SPEEDS: [f64; 3] = [0.9, 1.0, 1.1];
+
+/// Every speed factor must be one [`speed_perturb`] accepts.
+fn check_speeds(speeds: &[f64]) -> Result<(), TrainError> {
+    match speeds.iter().find(|f| !(0.5..=2.0).contains(*f)) {
+        Some(f) => Err(TrainError::InvalidOption {
+            option: "--speeds",
+            reason: format!("speed factor {f} is outside [0.5, 2.0]"),
+        }),
+        None => Ok(()),
+    }
+}
 
 /// A seeded generator for one (purpose, epoch, item) triple, so that every random choice of a run is
 /// reproducible and independent of thread scheduling and of where a run was resumed.
@@ -522,22 +528,18 @@ impl FeatureStore {
     /// [`TrainError::InvalidOption`] for a factor outside `[0.5, 2.0]`, or feature settings the
     /// extractor refuses.
     pub fn new(settings: &FeatureSettings, base: Vec<Features>, speeds: &[f64]) -> Result<Self, TrainError> {
-        if let Some(&f) = speeds.iter().find(|f| !(0.5..=2.0).contains(*f)) {
-            return Err(TrainError::InvalidOption {
-                option: "--speeds",
-                reason: format!("speed factor {f} is outside [0.5, 2.0]"),
-            });
-        }
+        check_speeds(speeds)?;
         let mut speeds = speeds.to_vec();
         if !speeds.contains(&1.0) {
             speeds.push(1.0);
         }
         let n = base.len();
-        let mut cache: Vec<Vec<Option<Features>>> = (0..speeds.len()).map(|_| vec![None; n]).collect();
-        let unit = speeds.iter().position(|&f| f == 1.0).unwrap_or_default();
-        cache[unit] = base.into_iter().map(Some).collect();
+        let cache: Vec<Vec<Option<Features>>> = (0..speeds.len()).map(|_| vec![None; n]).collect();
         settings.fbank()?;
-        Ok(FeatureStore { settings: settings.clone(), speeds, cache })
+        let mut store = FeatureStore { settings: settings.clone(), speeds, cache };
+        let unit = store.unit_speed();
+        store.cache[unit] = base.into_iter().map(Some).collect();
+        Ok(store)
     }
 
     /// The speed factors by index: those given to [`FeatureStore::new`], then 1.0 if they lacked it.
