@@ -35,7 +35,7 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    /// Train an acoustic model from scratch (defaults: the shipped corpus in data/, a 12-minute budget).
+    /// Train an acoustic model from scratch (defaults: the shipped corpus in data/, an 11-minute budget).
     Train(TrainArgs),
     /// CER and WER of a trained model on a manifest (greedy, or beam search with an optional LM).
     Eval(EvalArgs),
@@ -77,7 +77,7 @@ struct TrainArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     resume: Option<PathBuf>,
     /// Training budget in minutes (steps plus per-epoch dev evaluation).
-    #[arg(long, default_value_t = 12.0)]
+    #[arg(long, default_value_t = fastctc::train::DEFAULT_BUDGET_MINUTES)]
     minutes: f64,
     /// Stop after this many epochs (or at the budget, whichever comes first).
     #[arg(long)]

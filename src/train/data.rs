@@ -301,7 +301,7 @@ impl Default for AugmentOptions {
     /// Speed perturbation on; no additive noise (`noise_prob` 0; the SNR range 10-30 dB applies when
     /// it is raised); no SpecAugment (see [`AugmentOptions::with_spec_augment`]).
     ///
-    /// Within the 12-minute budget the model underfits, and both noise and SpecAugment slowed learning
+    /// Within the training budget the model underfits, and both noise and SpecAugment slowed learning
     /// far more than they helped on the clean held-out voices of the dev split (dev CER after 8
     /// epochs: 30.9 % with both, 24.5 % without noise, 23.5 % without noise and with silence trimming,
     /// 18.1 % without SpecAugment as well; docs/TRAINING.md). Noise also forces the features of noisy

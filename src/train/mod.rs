@@ -41,4 +41,6 @@ pub use error::TrainError;
 #[cfg(feature = "train")]
 pub use recognizer::{evaluate, Decoding, EvalReport, Rates, Recognizer};
 #[cfg(feature = "train")]
-pub use trainer::{default_model, train, EpochMetrics, StepProfile, TrainOptions, TrainReport};
+pub use trainer::{
+    default_model, train, EpochMetrics, StepProfile, TrainOptions, TrainReport, DEFAULT_BUDGET_MINUTES,
+};
