@@ -102,12 +102,14 @@ fn train_then_transcribe_eval_and_align() {
         "3",
         "--upsample",
         "3",
-        // All three are off by default; on here so that their code paths stay exercised.
+        // All four are off by default; on here so that their code paths stay exercised.
         "--specaugment",
         "--noise-prob",
         "0.5",
         "--vtlp",
         "0.1",
+        "--tempo",
+        "0.2",
         "--beam",
         "2",
         "--no-progress",
@@ -133,6 +135,7 @@ fn train_then_transcribe_eval_and_align() {
     assert_eq!((&augment["freq_masks"][0], &augment["time_masks"][0]), (&2.into(), &2.into()), "{options}");
     assert_eq!(augment["noise_prob"].as_f64(), Some(0.5), "{options}");
     assert_eq!(augment["vtlp"].as_f64(), Some(0.1), "{options}");
+    assert_eq!(augment["tempo"].as_f64(), Some(0.2), "{options}");
     assert!(options["trim_silence"].is_object(), "{options}");
 
     let first: serde_json::Value = serde_json::from_str(manifest.lines().next().unwrap()).unwrap();

@@ -165,6 +165,10 @@ struct TrainArgs {
     /// warped by a factor drawn from [1 - V, 1 + V] (default 0: off; 0.1 is the usual range).
     #[arg(long, value_name = "V")]
     vtlp: Option<f64>,
+    /// Tempo perturbation: each utterance of each epoch is stretched in time (pitch unchanged) by a
+    /// factor drawn from [1 - R, 1 + R], on top of speed perturbation (default 0: off).
+    #[arg(long, value_name = "R")]
+    tempo: Option<f64>,
     /// SpecAugment on (off by default): 2 frequency masks of up to 15 bins, 2 time masks of up to 20
     /// frames.
     #[arg(long, conflicts_with = "no_specaugment")]
@@ -391,6 +395,9 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
     }
     if let Some(x) = a.vtlp {
         o.augment.vtlp = x;
+    }
+    if let Some(x) = a.tempo {
+        o.augment.tempo = x;
     }
     o.augment.speed_perturb &= !a.no_speed_perturb;
     if let Some(x) = a.speeds {

@@ -291,6 +291,12 @@ pub struct AugmentOptions {
     /// the options of older runs, which had none.
     #[serde(default)]
     pub vtlp: f64,
+    /// Tempo perturbation: each utterance of each epoch is stretched in time by a factor drawn
+    /// uniformly from `[1 - tempo, 1 + tempo]` (see [`tempo_stretch`]; above 1 is faster), after
+    /// speed perturbation, so that tempo and pitch vary independently; 0 disables it. Absent from the
+    /// options of older runs, which had none.
+    #[serde(default)]
+    pub tempo: f64,
 }
 
 fn default_speeds() -> Vec<f64> {
@@ -315,6 +321,7 @@ impl Default for AugmentOptions {
             freq_masks: (0, 0),
             time_masks: (0, 0),
             vtlp: 0.0,
+            tempo: 0.0,
         }
     }
 }
@@ -336,6 +343,7 @@ impl AugmentOptions {
             freq_masks: (0, 0),
             time_masks: (0, 0),
             vtlp: 0.0,
+            tempo: 0.0,
         }
     }
 
@@ -369,6 +377,12 @@ impl AugmentOptions {
             return Err(TrainError::InvalidOption {
                 option: "--vtlp",
                 reason: format!("{} is not a warp range in [0, 0.5)", self.vtlp),
+            });
+        }
+        if !(0.0..0.5).contains(&self.tempo) {
+            return Err(TrainError::InvalidOption {
+                option: "--tempo",
+                reason: format!("{} is not a tempo range in [0, 0.5)", self.tempo),
             });
         }
         if self.speed_perturb && self.speeds.is_empty() {
@@ -505,6 +519,43 @@ fn vtlp_source_bins(bins: usize, alpha: f64, low_hz: f64, nyquist: f64) -> Vec<(
             (i, (x - i as f64) as f32)
         })
         .collect()
+}
+
+/// Changes the tempo of an utterance without changing its pitch or spectral envelope: frame `j` of
+/// the result is the unstretched features linearly interpolated at frame position `j * factor`
+/// (clamped to the last frame), for `round(frames / factor)` frames (at least 1). `factor > 1` makes
+/// the speech faster (fewer frames), `factor < 1` slower; `factor == 1` changes nothing.
+///
+/// Speed perturbation by resampling changes tempo, pitch and formants together; stretching the
+/// log-mel frames (each a 25 ms spectrum) changes only how fast they follow each other, like a
+/// time-domain tempo change (SoX `tempo`, WSOLA) seen through the filterbank. `features` is
+/// `(frames, bins)` row-major log-mel, before normalisation; with 0 frames it stays empty.
+///
+/// Errors: `factor` not finite or outside `[0.5, 2]`.
+pub fn tempo_stretch(features: &Features, factor: f64) -> Result<Features, AudioError> {
+    if !(factor.is_finite() && (0.5..=2.0).contains(&factor)) {
+        return Err(AudioError::config("tempo factor", format!("{factor} is outside [0.5, 2]")));
+    }
+    let (n, bins) = (features.frames, features.bins);
+    if factor == 1.0 || n == 0 {
+        return Ok(features.clone());
+    }
+    let out_frames = ((n as f64 / factor).round() as usize).max(1);
+    let last = (n - 1) as f64;
+    let mut data = Vec::with_capacity(out_frames * bins);
+    for j in 0..out_frames {
+        let x = (j as f64 * factor).min(last);
+        let i = (x.floor() as usize).min(n.saturating_sub(2));
+        let w = (x - i as f64) as f32;
+        let a = &features.data[i * bins..(i + 1) * bins];
+        if i + 1 < n {
+            let b = &features.data[(i + 1) * bins..(i + 2) * bins];
+            data.extend(a.iter().zip(b).map(|(&a, &b)| a + w * (b - a)));
+        } else {
+            data.extend_from_slice(a);
+        }
+    }
+    Ok(Features { data, frames: out_frames, bins })
 }
 
 /// One utterance of a training batch: (utterance index, speed index into [`FeatureStore::speeds`],
@@ -671,8 +722,8 @@ pub fn shuffle<T>(items: &mut [T], rng: &mut Xoshiro256PlusPlus) {
 #[cfg(test)]
 mod tests {
     use super::{
-        bucket_batches, features_of_corpus, vtlp_source_bins, vtlp_warp, AugmentOptions, Corpus,
-        FeatureSettings, FeatureStore, TrimSilence, Utterance,
+        bucket_batches, features_of_corpus, tempo_stretch, vtlp_source_bins, vtlp_warp, AugmentOptions,
+        Corpus, FeatureSettings, FeatureStore, TrimSilence, Utterance,
     };
     use crate::audio::Features;
 
@@ -754,6 +805,51 @@ mod tests {
         let opts = AugmentOptions { vtlp: 0.7, ..AugmentOptions::default() };
         assert!(opts.validate().is_err(), "--vtlp 0.7 accepted");
         assert!(AugmentOptions { vtlp: 0.1, ..opts }.validate().is_ok());
+    }
+
+    /// Frames whose every bin holds a value linear in time (frame `t`, bin `k`: `t + 100 k`), so that
+    /// a stretched frame's value says exactly which position it read.
+    fn ramp(frames: usize, bins: usize) -> Features {
+        let data = (0..frames * bins).map(|i| ((i / bins) + 100 * (i % bins)) as f32).collect();
+        Features::new(data, frames, bins).unwrap()
+    }
+
+    #[test]
+    fn tempo_stretch_reads_each_frame_at_its_scaled_position() {
+        let orig = ramp(100, 4);
+        assert_eq!(tempo_stretch(&orig, 1.0).unwrap(), orig);
+        for (factor, frames) in [(1.25, 80), (0.8, 125), (2.0, 50), (0.5, 200), (1.1, 91)] {
+            let f = tempo_stretch(&orig, factor).unwrap();
+            assert_eq!((f.frames, f.bins), (frames, 4), "factor {factor}");
+            for j in 0..f.frames {
+                // Clamped at the last frame: slowing down repeats it rather than reading past it.
+                let x = (j as f64 * factor).min(99.0) as f32;
+                for k in 0..4 {
+                    let want = x + 100.0 * k as f32;
+                    assert!((f.row(j)[k] - want).abs() < 1e-3, "factor {factor} frame {j} bin {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tempo_stretch_edges_and_bad_factors() {
+        // A single frame slowed down is repeated (round(1 / 0.6) = 2 frames) and sped up kept; no
+        // frames stay none; a short utterance sped up keeps at least one frame.
+        let one = ramp(1, 3);
+        let slow = tempo_stretch(&one, 0.6).unwrap();
+        assert_eq!((slow.frames, slow.row(0), slow.row(1)), (2, one.row(0), one.row(0)));
+        assert_eq!(tempo_stretch(&one, 1.9).unwrap(), one);
+        let empty = Features::new(Vec::new(), 0, 3).unwrap();
+        assert_eq!(tempo_stretch(&empty, 1.3).unwrap(), empty);
+        assert_eq!(tempo_stretch(&ramp(2, 3), 2.0).unwrap().frames, 1);
+        for bad in [0.0, 0.49, 2.01, f64::NAN, f64::INFINITY, -1.0] {
+            assert!(tempo_stretch(&ramp(5, 2), bad).is_err(), "factor {bad} accepted");
+        }
+        let opts = AugmentOptions { tempo: 0.5, ..AugmentOptions::default() };
+        assert!(opts.validate().is_err(), "--tempo 0.5 accepted");
+        assert!(AugmentOptions { tempo: -0.1, ..opts.clone() }.validate().is_err(), "--tempo -0.1 accepted");
+        assert!(AugmentOptions { tempo: 0.15, ..opts }.validate().is_ok());
     }
 
     /// 0.5 s of silence, 0.3 s of a 440 Hz tone, 0.7 s of silence at 16 kHz.

@@ -21,8 +21,9 @@ use crate::{
 use super::checkpoint::{self, files, ModelFile, TrainerState};
 use super::curves::write_curves;
 use super::data::{
-    bucket_batches, features_of_corpus, global_cmvn, load_corpus, make_batch, rng_for, trim_corpus,
-    vocabulary, vtlp_warp, AugmentOptions, BatchItem, Corpus, FeatureSettings, FeatureStore, TrimSilence,
+    bucket_batches, features_of_corpus, global_cmvn, load_corpus, make_batch, rng_for, tempo_stretch,
+    trim_corpus, vocabulary, vtlp_warp, AugmentOptions, BatchItem, Corpus, FeatureSettings, FeatureStore,
+    TrimSilence,
 };
 use super::error::{io_err, TrainError};
 use super::recognizer::{evaluate, Decoding, EvalReport, Recognizer, DEFAULT_LM_ALPHA, DEFAULT_LM_BETA};
@@ -772,6 +773,16 @@ fn train_step(
             let mut rng = rng_for(opts.seed, 4, epoch, u as u64);
             let alpha = 1.0 - aug.vtlp + 2.0 * aug.vtlp * rng.random::<f64>();
             vtlp_warp(f, alpha, low_hz, nyquist).map_err(|source| TrainError::Audio {
+                path: data.train.utterances[u].path.clone(),
+                source,
+            })?;
+        }
+    }
+    if aug.tempo > 0.0 {
+        for (f, &u) in feats.iter_mut().zip(batch_idx) {
+            let mut rng = rng_for(opts.seed, 5, epoch, u as u64);
+            let factor = 1.0 - aug.tempo + 2.0 * aug.tempo * rng.random::<f64>();
+            *f = tempo_stretch(f, factor).map_err(|source| TrainError::Audio {
                 path: data.train.utterances[u].path.clone(),
                 source,
             })?;
