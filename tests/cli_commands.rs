@@ -102,7 +102,8 @@ fn train_then_transcribe_eval_and_align() {
         "3",
         "--upsample",
         "3",
-        // All four are off by default; on here so that their code paths stay exercised.
+        // The first three are off by default and tempo is at 0.15; set here so that their code paths
+        // stay exercised and the flags reach the saved options.
         "--specaugment",
         "--noise-prob",
         "0.5",

@@ -166,7 +166,7 @@ struct TrainArgs {
     #[arg(long, value_name = "V")]
     vtlp: Option<f64>,
     /// Tempo perturbation: each utterance of each epoch is stretched in time (pitch unchanged) by a
-    /// factor drawn from [1 - R, 1 + R], on top of speed perturbation (default 0: off).
+    /// factor drawn from [1 - R, 1 + R], on top of speed perturbation (default 0.15; 0 turns it off).
     #[arg(long, value_name = "R")]
     tempo: Option<f64>,
     /// SpecAugment on (off by default): 2 frequency masks of up to 15 bins, 2 time masks of up to 20
