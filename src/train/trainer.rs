@@ -52,7 +52,9 @@ pub struct TrainOptions {
     /// else; `None` keeps it. Absent from the options of older runs, which did not trim.
     #[serde(default)]
     pub trim_silence: Option<TrimSilence>,
-    /// Largest padded batch, in feature frames (`utterances * longest`).
+    /// Largest padded batch, in feature frames (`utterances * longest`), counted at the utterances'
+    /// unperturbed lengths: speed factor `s` and tempo factor `r` make an utterance `1 / (s r)` as
+    /// long (up to 1.31x with the default 0.9 and 0.85), and its batch with it.
     pub batch_frames: usize,
     /// Most utterances per batch.
     pub max_batch: usize,
