@@ -102,15 +102,17 @@ fn train_then_transcribe_eval_and_align() {
         "3",
         "--upsample",
         "3",
-        // The first three are off by default and tempo is at 0.15; set here so that their code paths
-        // stay exercised and the flags reach the saved options.
+        // The first three are off by default and tempo is set away from its default; set here so that
+        // their code paths stay exercised and the flags reach the saved options.
         "--specaugment",
         "--noise-prob",
         "0.5",
         "--vtlp",
         "0.1",
         "--tempo",
-        "0.2",
+        "0.25",
+        "--tempo-center",
+        "1.1",
         "--beam",
         "2",
         "--no-progress",
@@ -136,7 +138,8 @@ fn train_then_transcribe_eval_and_align() {
     assert_eq!((&augment["freq_masks"][0], &augment["time_masks"][0]), (&2.into(), &2.into()), "{options}");
     assert_eq!(augment["noise_prob"].as_f64(), Some(0.5), "{options}");
     assert_eq!(augment["vtlp"].as_f64(), Some(0.1), "{options}");
-    assert_eq!(augment["tempo"].as_f64(), Some(0.2), "{options}");
+    assert_eq!(augment["tempo"].as_f64(), Some(0.25), "{options}");
+    assert_eq!(augment["tempo_center"].as_f64(), Some(1.1), "{options}");
     assert!(options["trim_silence"].is_object(), "{options}");
 
     let first: serde_json::Value = serde_json::from_str(manifest.lines().next().unwrap()).unwrap();

@@ -64,7 +64,7 @@ fn tiny_options(manifest: &Path, epochs: u64) -> TrainOptions {
         }),
         // Tempo perturbation, as the default has it: seeded per (epoch, utterance), so the resumed run
         // below must stretch every utterance exactly as the uninterrupted one does.
-        augment: AugmentOptions { tempo: 0.15, ..AugmentOptions::none() },
+        augment: AugmentOptions { tempo: 0.2, tempo_center: 1.15, ..AugmentOptions::none() },
         batch_frames: 400,
         max_batch: 4,
         lr: 3e-3,

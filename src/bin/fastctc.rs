@@ -166,9 +166,14 @@ struct TrainArgs {
     #[arg(long, value_name = "V")]
     vtlp: Option<f64>,
     /// Tempo perturbation: each utterance of each epoch is stretched in time (pitch unchanged) by a
-    /// factor drawn from [1 - R, 1 + R], on top of speed perturbation (default 0.15; 0 turns it off).
+    /// factor drawn from [C - R, C + R] (C from --tempo-center; above 1 is faster), on top of speed
+    /// perturbation (default 0.2; 0 turns it off).
     #[arg(long, value_name = "R")]
     tempo: Option<f64>,
+    /// Centre C of the tempo factors (default 1.15, so that training hears faster speech than the
+    /// corpus's voices have; 1 centres them on the corpus's own tempo).
+    #[arg(long, value_name = "C")]
+    tempo_center: Option<f64>,
     /// SpecAugment on (off by default): 2 frequency masks of up to 15 bins, 2 time masks of up to 20
     /// frames.
     #[arg(long, conflicts_with = "no_specaugment")]
@@ -398,6 +403,9 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
     }
     if let Some(x) = a.tempo {
         o.augment.tempo = x;
+    }
+    if let Some(x) = a.tempo_center {
+        o.augment.tempo_center = x;
     }
     o.augment.speed_perturb &= !a.no_speed_perturb;
     if let Some(x) = a.speeds {

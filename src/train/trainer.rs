@@ -54,7 +54,8 @@ pub struct TrainOptions {
     pub trim_silence: Option<TrimSilence>,
     /// Largest padded batch, in feature frames (`utterances * longest`), counted at the utterances'
     /// unperturbed lengths: speed factor `s` and tempo factor `r` make an utterance `1 / (s r)` as
-    /// long (up to 1.31x with the default 0.9 and 0.85), and its batch with it.
+    /// long (from 0.67x to 1.17x with the default speeds 0.9-1.1 and tempo factors 0.95-1.35), and
+    /// its batch with it.
     pub batch_frames: usize,
     /// Most utterances per batch.
     pub max_batch: usize,
@@ -783,7 +784,7 @@ fn train_step(
     if aug.tempo > 0.0 {
         for (f, &u) in feats.iter_mut().zip(batch_idx) {
             let mut rng = rng_for(opts.seed, 5, epoch, u as u64);
-            let factor = 1.0 - aug.tempo + 2.0 * aug.tempo * rng.random::<f64>();
+            let factor = aug.tempo_center - aug.tempo + 2.0 * aug.tempo * rng.random::<f64>();
             *f = tempo_stretch(f, factor).map_err(|source| TrainError::Audio {
                 path: data.train.utterances[u].path.clone(),
                 source,
