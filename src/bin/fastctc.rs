@@ -171,7 +171,7 @@ struct TrainArgs {
     #[arg(long, value_name = "R")]
     tempo: Option<f64>,
     /// Centre C of the tempo factors (default 1.15, so that training hears faster speech than the
-    /// corpus's voices have; 1 centres them on the corpus's own tempo).
+    /// corpus's voices have; 1 centres them on the corpus's own tempo; ignored with --tempo 0).
     #[arg(long, value_name = "C")]
     tempo_center: Option<f64>,
     /// SpecAugment on (off by default): 2 frequency masks of up to 15 bins, 2 time masks of up to 20

@@ -298,8 +298,8 @@ pub struct AugmentOptions {
     #[serde(default)]
     pub tempo: f64,
     /// Centre of the tempo factors (1 = as fast on average as the corpus); above 1 shifts training
-    /// towards faster speech than any training voice has. Absent from the options of older runs,
-    /// which had 1.
+    /// towards faster speech than any training voice has; ignored when `tempo` is 0. Absent from the
+    /// options of older runs, which had 1.
     #[serde(default = "unit_tempo")]
     pub tempo_center: f64,
 }
