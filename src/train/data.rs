@@ -365,6 +365,11 @@ impl AugmentOptions {
         }
     }
 
+    /// The range `[tempo_center - tempo, tempo_center + tempo]` the tempo factors are drawn from.
+    pub fn tempo_range(&self) -> (f64, f64) {
+        (self.tempo_center - self.tempo, self.tempo_center + self.tempo)
+    }
+
     /// Whether features must be recomputed from the waveform for every use (noise changes them).
     pub fn needs_waveform(&self) -> bool {
         self.noise_prob > 0.0
@@ -403,8 +408,8 @@ impl AugmentOptions {
                 reason: format!("{} is not a tempo range in [0, 0.5)", self.tempo),
             });
         }
-        let (lo, hi) = (self.tempo_center - self.tempo, self.tempo_center + self.tempo);
-        if !(0.5..=2.0).contains(&lo) || !(0.5..=2.0).contains(&hi) {
+        let (lo, hi) = self.tempo_range();
+        if !TEMPO_FACTORS.contains(&lo) || !TEMPO_FACTORS.contains(&hi) {
             return Err(TrainError::InvalidOption {
                 option: "--tempo-center",
                 reason: format!(
@@ -549,6 +554,9 @@ fn vtlp_source_bins(bins: usize, alpha: f64, low_hz: f64, nyquist: f64) -> Vec<(
         .collect()
 }
 
+/// The tempo factors [`tempo_stretch`] accepts: at most twice as fast or half as fast.
+pub const TEMPO_FACTORS: std::ops::RangeInclusive<f64> = 0.5..=2.0;
+
 /// Changes the tempo of an utterance without changing its pitch or spectral envelope: frame `j` of
 /// the result is the unstretched features linearly interpolated at frame position `j * factor`
 /// (clamped to the last frame), for `round(frames / factor)` frames (at least 1). `factor > 1` makes
@@ -559,9 +567,9 @@ fn vtlp_source_bins(bins: usize, alpha: f64, low_hz: f64, nyquist: f64) -> Vec<(
 /// time-domain tempo change (SoX `tempo`, WSOLA) seen through the filterbank. `features` is
 /// `(frames, bins)` row-major log-mel, before normalisation; with 0 frames it stays empty.
 ///
-/// Errors: `factor` not finite or outside `[0.5, 2]`.
+/// Errors: `factor` not finite or outside [`TEMPO_FACTORS`].
 pub fn tempo_stretch(features: &Features, factor: f64) -> Result<Features, AudioError> {
-    if !(factor.is_finite() && (0.5..=2.0).contains(&factor)) {
+    if !(factor.is_finite() && TEMPO_FACTORS.contains(&factor)) {
         return Err(AudioError::config("tempo factor", format!("{factor} is outside [0.5, 2]")));
     }
     let (n, bins) = (features.frames, features.bins);

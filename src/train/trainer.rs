@@ -784,7 +784,9 @@ fn train_step(
     if aug.tempo > 0.0 {
         for (f, &u) in feats.iter_mut().zip(batch_idx) {
             let mut rng = rng_for(opts.seed, 5, epoch, u as u64);
-            let factor = aug.tempo_center - aug.tempo + 2.0 * aug.tempo * rng.random::<f64>();
+            // lo + (hi - lo) u, written with 2 tempo for hi - lo so that the factors stay bit for
+            // bit those of the runs in docs/TRAINING.md.
+            let factor = aug.tempo_range().0 + 2.0 * aug.tempo * rng.random::<f64>();
             *f = tempo_stretch(f, factor).map_err(|source| TrainError::Audio {
                 path: data.train.utterances[u].path.clone(),
                 source,
