@@ -48,6 +48,14 @@ fn errors_name_the_problem_and_fail() {
     assert!(!o.status.success());
     assert!(text(&o).1.contains("conv_stride"), "{}", text(&o).1);
 
+    // Speaking-rate targets are two positive rates, the lower first.
+    for bad in ["12", "12,x", "22,10", "0,10"] {
+        let o =
+            fastctc(&["train", "--tempo-rate", bad, "--no-progress", "--out", "/tmp/fastctc-never-written"]);
+        assert!(!o.status.success());
+        assert!(text(&o).1.contains("--tempo-rate"), "{bad}: {}", text(&o).1);
+    }
+
     let o = fastctc(&["frobnicate"]);
     assert!(!o.status.success());
 }

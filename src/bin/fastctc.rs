@@ -174,6 +174,11 @@ struct TrainArgs {
     /// corpus's voices have; 1 centres them on the corpus's own tempo; ignored with --tempo 0).
     #[arg(long, value_name = "C")]
     tempo_center: Option<f64>,
+    /// Tempo perturbation towards speaking rates instead of by a factor range: each utterance of
+    /// each epoch is stretched so that it says a rate drawn from [LO, HI] characters per second
+    /// (factor within 0.5-2); replaces --tempo and --tempo-center.
+    #[arg(long, value_parser = parse_pair, value_name = "LO,HI")]
+    tempo_rate: Option<(f64, f64)>,
     /// SpecAugment on (off by default): 2 frequency masks of up to 15 bins, 2 time masks of up to 20
     /// frames.
     #[arg(long, conflicts_with = "no_specaugment")]
@@ -407,6 +412,9 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
     if let Some(x) = a.tempo_center {
         o.augment.tempo_center = x;
     }
+    if let Some(x) = a.tempo_rate {
+        o.augment.tempo_rate = Some(x);
+    }
     o.augment.speed_perturb &= !a.no_speed_perturb;
     if let Some(x) = a.speeds {
         o.augment.speeds = x;
@@ -581,4 +589,13 @@ fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Parses `LO,HI` (two numbers and a comma) for range options such as `--tempo-rate`.
+fn parse_pair(s: &str) -> Result<(f64, f64), String> {
+    let parse = |t: &str| t.trim().parse::<f64>().map_err(|e| format!("{t:?}: {e}"));
+    match s.split_once(',') {
+        Some((a, b)) => Ok((parse(a)?, parse(b)?)),
+        None => Err(format!("{s:?} is not two numbers LO,HI")),
+    }
 }

@@ -294,7 +294,8 @@ pub struct AugmentOptions {
     /// Tempo perturbation: each utterance of each epoch is stretched in time by a factor drawn
     /// uniformly from `[tempo_center - tempo, tempo_center + tempo]` (see [`tempo_stretch`]; above 1
     /// is faster), after speed perturbation, so that tempo and pitch vary independently; 0 disables
-    /// it. Absent from the options of older runs, which had none.
+    /// it (unless `tempo_rate` is set, which replaces the range). Absent from the options of older
+    /// runs, which had none.
     #[serde(default)]
     pub tempo: f64,
     /// Centre of the tempo factors (1 = as fast on average as the corpus); above 1 shifts training
@@ -302,6 +303,15 @@ pub struct AugmentOptions {
     /// options of older runs, which had 1.
     #[serde(default = "unit_tempo")]
     pub tempo_center: f64,
+    /// Speaking-rate targets instead of a factor range: when set to `(lo, hi)` (characters of the
+    /// transcript, spaces included, per second of the training audio as trimmed and
+    /// speed-perturbed), each utterance of each epoch is stretched towards a rate drawn uniformly
+    /// from `[lo, hi]`, the factor clamped to [`TEMPO_FACTORS`]; `tempo` and `tempo_center` are then
+    /// ignored. Where a factor range makes a slow voice a little faster and a fast voice a lot
+    /// faster, this gives every voice the whole range of rates. Absent from the options of older
+    /// runs, which had none.
+    #[serde(default)]
+    pub tempo_rate: Option<(f64, f64)>,
 }
 
 fn unit_tempo() -> f64 {
@@ -339,6 +349,7 @@ impl Default for AugmentOptions {
             // (220 against 199 utterances per second), since the utterances are shorter.
             tempo: 0.2,
             tempo_center: 1.15,
+            tempo_rate: None,
         }
     }
 }
@@ -362,12 +373,18 @@ impl AugmentOptions {
             vtlp: 0.0,
             tempo: 0.0,
             tempo_center: 1.0,
+            tempo_rate: None,
         }
     }
 
     /// The range `[tempo_center - tempo, tempo_center + tempo]` the tempo factors are drawn from.
     pub fn tempo_range(&self) -> (f64, f64) {
         (self.tempo_center - self.tempo, self.tempo_center + self.tempo)
+    }
+
+    /// Whether tempo perturbation is on, by factor range or by rate targets.
+    pub fn tempo_on(&self) -> bool {
+        self.tempo > 0.0 || self.tempo_rate.is_some()
     }
 
     /// Whether features must be recomputed from the waveform for every use (noise changes them).
@@ -417,6 +434,14 @@ impl AugmentOptions {
                     self.tempo_center, self.tempo
                 ),
             });
+        }
+        if let Some((lo, hi)) = self.tempo_rate {
+            if !(lo.is_finite() && hi.is_finite() && 0.0 < lo && lo <= hi) {
+                return Err(TrainError::InvalidOption {
+                    option: "--tempo-rate",
+                    reason: format!("{lo},{hi} is not a range of positive speaking rates"),
+                });
+            }
         }
         if self.speed_perturb && self.speeds.is_empty() {
             return Err(TrainError::InvalidOption {
@@ -556,6 +581,19 @@ fn vtlp_source_bins(bins: usize, alpha: f64, low_hz: f64, nyquist: f64) -> Vec<(
 
 /// The tempo factors [`tempo_stretch`] accepts: at most twice as fast or half as fast.
 pub const TEMPO_FACTORS: std::ops::RangeInclusive<f64> = 0.5..=2.0;
+
+/// The tempo factor that makes an utterance of `chars` transcript characters over `seconds` of audio
+/// say `target` characters per second, clamped to [`TEMPO_FACTORS`] (so an utterance too slow or too
+/// fast to reach the target gets the nearest factor [`tempo_stretch`] accepts; one without
+/// characters gets the fastest).
+pub fn tempo_factor_for_rate(chars: usize, seconds: f64, target: f64) -> f64 {
+    let rate = chars as f64 / seconds;
+    let factor = target / rate;
+    if factor.is_nan() {
+        return *TEMPO_FACTORS.end();
+    }
+    factor.clamp(*TEMPO_FACTORS.start(), *TEMPO_FACTORS.end())
+}
 
 /// Changes the tempo of an utterance without changing its pitch or spectral envelope: frame `j` of
 /// the result is the unstretched features linearly interpolated at frame position `j * factor`
@@ -758,8 +796,8 @@ pub fn shuffle<T>(items: &mut [T], rng: &mut Xoshiro256PlusPlus) {
 #[cfg(test)]
 mod tests {
     use super::{
-        bucket_batches, features_of_corpus, tempo_stretch, vtlp_source_bins, vtlp_warp, AugmentOptions,
-        Corpus, FeatureSettings, FeatureStore, TrimSilence, Utterance,
+        bucket_batches, features_of_corpus, tempo_factor_for_rate, tempo_stretch, vtlp_source_bins,
+        vtlp_warp, AugmentOptions, Corpus, FeatureSettings, FeatureStore, TrimSilence, Utterance,
     };
     use crate::audio::Features;
 
@@ -865,6 +903,24 @@ mod tests {
                     assert!((f.row(j)[k] - want).abs() < 1e-3, "factor {factor} frame {j} bin {k}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn tempo_factor_for_rate_reaches_the_target_within_bounds() {
+        // 12 characters in 1.2 s is 10 per second: 15 per second needs 1.5 times the tempo.
+        assert!((tempo_factor_for_rate(12, 1.2, 15.0) - 1.5).abs() < 1e-12);
+        assert!((tempo_factor_for_rate(12, 1.2, 8.0) - 0.8).abs() < 1e-12);
+        assert_eq!(tempo_factor_for_rate(12, 1.2, 30.0), 2.0);
+        assert_eq!(tempo_factor_for_rate(12, 1.2, 4.0), 0.5);
+        assert_eq!(tempo_factor_for_rate(0, 1.2, 10.0), 2.0);
+        assert_eq!(tempo_factor_for_rate(0, 0.0, 10.0), 2.0);
+        let opts = AugmentOptions { tempo_rate: Some((10.0, 22.0)), ..AugmentOptions::none() };
+        assert!(opts.validate().is_ok() && opts.tempo_on());
+        assert!(!AugmentOptions::none().tempo_on());
+        for (lo, hi) in [(0.0, 10.0), (12.0, 10.0), (f64::NAN, 10.0), (5.0, f64::INFINITY)] {
+            let bad = AugmentOptions { tempo_rate: Some((lo, hi)), ..AugmentOptions::none() };
+            assert!(bad.validate().is_err(), "--tempo-rate {lo},{hi} accepted");
         }
     }
 

@@ -21,9 +21,9 @@ use crate::{
 use super::checkpoint::{self, files, ModelFile, TrainerState};
 use super::curves::write_curves;
 use super::data::{
-    bucket_batches, features_of_corpus, global_cmvn, load_corpus, make_batch, rng_for, tempo_stretch,
-    trim_corpus, vocabulary, vtlp_warp, AugmentOptions, BatchItem, Corpus, FeatureSettings, FeatureStore,
-    TrimSilence,
+    bucket_batches, features_of_corpus, global_cmvn, load_corpus, make_batch, rng_for, tempo_factor_for_rate,
+    tempo_stretch, trim_corpus, vocabulary, vtlp_warp, AugmentOptions, BatchItem, Corpus, FeatureSettings,
+    FeatureStore, TrimSilence,
 };
 use super::error::{io_err, TrainError};
 use super::recognizer::{evaluate, Decoding, EvalReport, Recognizer, DEFAULT_LM_ALPHA, DEFAULT_LM_BETA};
@@ -52,10 +52,10 @@ pub struct TrainOptions {
     /// else; `None` keeps it. Absent from the options of older runs, which did not trim.
     #[serde(default)]
     pub trim_silence: Option<TrimSilence>,
-    /// Largest padded batch, in feature frames (`utterances * longest`), counted at the utterances'
-    /// unperturbed lengths: speed factor `s` and tempo factor `r` make an utterance `1 / (s r)` as
-    /// long (from 0.67x to 1.17x with the default speeds 0.9-1.1 and tempo factors 0.95-1.35), and
-    /// its batch with it.
+    /// Largest padded batch, in feature frames (`utterances * longest`), counted at the lengths the
+    /// utterances have in that epoch, after speed and tempo perturbation (each epoch's factors are
+    /// drawn before its batches are cut, so that utterances of similar perturbed length share a
+    /// batch).
     pub batch_frames: usize,
     /// Most utterances per batch.
     pub max_batch: usize,
@@ -543,8 +543,7 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
     let mut ws = Workspace::<f32>::new();
     let mut report = TrainReport { out_dir: out_dir.to_path_buf(), setup_seconds, ..TrainReport::default() };
     let mut profile = StepProfile::default();
-    let batches_per_epoch =
-        bucket_batches(&data.lengths, opts.batch_frames, opts.max_batch, opts.seed, 0).len() as u64;
+    let batches_per_epoch = plan_epoch(&opts, &data, 0).1.len() as u64;
 
     let paused = |state: &TrainerState| opts.pause_after_steps.is_some_and(|s| state.step >= s);
     'epochs: loop {
@@ -552,7 +551,7 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
             break;
         }
         let epoch = state.epoch;
-        let batches = bucket_batches(&data.lengths, opts.batch_frames, opts.max_batch, opts.seed, epoch);
+        let (plans, batches) = plan_epoch(&opts, &data, epoch);
         // Dropout masks are drawn from a generator seeded per epoch, so that a run resumed at an
         // epoch boundary draws the same masks as an uninterrupted one.
         if state.batch_in_epoch == 0 {
@@ -586,6 +585,7 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
                 &ctc_opts,
                 &mut state,
                 &mut profile,
+                &plans,
                 batch_idx,
                 batches_per_epoch,
             )?;
@@ -730,6 +730,60 @@ fn save_checkpoint(
     checkpoint::save_state(&dir.join(files::STATE), state)
 }
 
+/// What augmentation does to one training utterance in one epoch.
+#[derive(Clone, Copy, Debug)]
+struct UttPlan {
+    /// Which cached features (speed factor) and what noise.
+    item: BatchItem,
+    /// Tempo factor, when tempo perturbation is on.
+    tempo: Option<f64>,
+    /// Length after speed and tempo perturbation, in feature frames (within a frame or so of the
+    /// real one: resampling and stretching round).
+    frames: usize,
+}
+
+/// The augmentation of utterance `u` in `epoch`. Every draw comes from generators seeded by (seed,
+/// epoch, utterance), so the plan does not depend on thread scheduling or on where a run was resumed,
+/// and the batcher (which groups utterances by their planned lengths) and the step (which applies
+/// the plan) agree.
+fn plan_utterance(opts: &TrainOptions, data: &Data, epoch: u64, u: usize) -> UttPlan {
+    let aug = &opts.augment;
+    let mut rng = rng_for(opts.seed, 2, epoch, u as u64);
+    let speed =
+        if aug.speed_perturb { rng.random_range(0..aug.speeds.len()) } else { data.store.unit_speed() };
+    let noise = (aug.noise_prob > 0.0 && rng.random::<f64>() < aug.noise_prob).then(|| {
+        let (lo, hi) = aug.noise_snr_db;
+        (lo + (hi - lo) * rng.random::<f64>(), rng.random::<u64>())
+    });
+    // Resampling by a speed factor s makes the audio 1 / s as long.
+    let frames = data.lengths[u] as f64 / data.store.speeds()[speed];
+    let tempo = aug.tempo_on().then(|| {
+        let mut rng = rng_for(opts.seed, 5, epoch, u as u64);
+        match aug.tempo_rate {
+            Some((lo, hi)) => {
+                let seconds = frames * opts.features.frame_shift_ms * 1e-3;
+                let target = lo + (hi - lo) * rng.random::<f64>();
+                tempo_factor_for_rate(data.train.utterances[u].labels.len(), seconds, target)
+            }
+            // lo + (hi - lo) u, written with 2 tempo for hi - lo so that the factors stay bit for
+            // bit those of the runs in docs/TRAINING.md.
+            None => aug.tempo_range().0 + 2.0 * aug.tempo * rng.random::<f64>(),
+        }
+    });
+    let frames = (frames / tempo.unwrap_or(1.0)).round().max(1.0) as usize;
+    UttPlan { item: (u, speed, noise), tempo, frames }
+}
+
+/// The plans of every training utterance in `epoch` and the epoch's batches, cut by the planned
+/// (perturbed) lengths so that a batch pads little: cut by the unperturbed lengths, the default
+/// speed and tempo factors left about a fifth of the padded frames empty.
+fn plan_epoch(opts: &TrainOptions, data: &Data, epoch: u64) -> (Vec<UttPlan>, Vec<Vec<usize>>) {
+    let plans: Vec<UttPlan> = (0..data.lengths.len()).map(|u| plan_utterance(opts, data, epoch, u)).collect();
+    let lengths: Vec<usize> = plans.iter().map(|p| p.frames).collect();
+    let batches = bucket_batches(&lengths, opts.batch_frames, opts.max_batch, opts.seed, epoch);
+    (plans, batches)
+}
+
 /// One optimizer step on one batch; returns the batch loss and whether the update was applied (a
 /// non-finite loss or gradient skips it and counts it in `state.skipped_steps`).
 #[allow(clippy::too_many_arguments)]
@@ -744,30 +798,14 @@ fn train_step(
     ctc_opts: &CtcOptions,
     state: &mut TrainerState,
     profile: &mut StepProfile,
+    plans: &[UttPlan],
     batch_idx: &[usize],
     batches_per_epoch: u64,
 ) -> Result<(f64, bool), TrainError> {
     let epoch = state.epoch;
     let t = Instant::now();
     let aug = &opts.augment;
-    let items: Vec<BatchItem> = batch_idx
-        .iter()
-        .map(|&u| {
-            let mut rng = rng_for(opts.seed, 2, epoch, u as u64);
-            let speed = if aug.speed_perturb {
-                rng.random_range(0..aug.speeds.len())
-            } else {
-                data.store.unit_speed()
-            };
-            let noise = (aug.noise_prob > 0.0 && rng.random::<f64>() < aug.noise_prob).then(|| {
-                let (lo, hi) = aug.noise_snr_db;
-                (lo + (hi - lo) * rng.random::<f64>(), rng.random::<u64>())
-            });
-            (u, speed, noise)
-        })
-        .collect();
-    let seeds: Vec<u64> =
-        batch_idx.iter().map(|&u| rng_for(opts.seed, 3, epoch, u as u64).random::<u64>()).collect();
+    let items: Vec<BatchItem> = batch_idx.iter().map(|&u| plans[u].item).collect();
     let mut feats = data.store.get(&data.train, &items)?;
     if aug.vtlp > 0.0 {
         let nyquist = f64::from(opts.features.sample_rate) / 2.0;
@@ -781,18 +819,22 @@ fn train_step(
             })?;
         }
     }
-    if aug.tempo > 0.0 {
-        for (f, &u) in feats.iter_mut().zip(batch_idx) {
-            let mut rng = rng_for(opts.seed, 5, epoch, u as u64);
-            // lo + (hi - lo) u, written with 2 tempo for hi - lo so that the factors stay bit for
-            // bit those of the runs in docs/TRAINING.md.
-            let factor = aug.tempo_range().0 + 2.0 * aug.tempo * rng.random::<f64>();
+    for (f, &u) in feats.iter_mut().zip(batch_idx) {
+        if let Some(factor) = plans[u].tempo {
             *f = tempo_stretch(f, factor).map_err(|source| TrainError::Audio {
                 path: data.train.utterances[u].path.clone(),
                 source,
             })?;
         }
     }
+    // Longest first: the recurrent layers then skip the sequences that have ended (their step
+    // products cover only the running prefix of the batch). The batcher sorted by planned lengths,
+    // which can be a frame off the real ones.
+    let mut sorted: Vec<(Features, usize)> = feats.into_iter().zip(batch_idx.iter().copied()).collect();
+    sorted.sort_by_key(|(f, _)| std::cmp::Reverse(f.frames));
+    let (feats, batch_idx): (Vec<Features>, Vec<usize>) = sorted.into_iter().unzip();
+    let seeds: Vec<u64> =
+        batch_idx.iter().map(|&u| rng_for(opts.seed, 3, epoch, u as u64).random::<u64>()).collect();
     let batch = make_batch(feats, cmvn, Some((aug, &seeds)), &opts.train)?;
     profile.features_s += t.elapsed().as_secs_f64();
 
@@ -950,4 +992,64 @@ pub fn format_report(r: &EvalReport) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::data::Utterance;
+
+    /// A corpus of noise bursts of 0.3 to 2.2 s (content does not matter, only lengths).
+    fn data_for(opts: &TrainOptions) -> Data {
+        let rate = opts.features.sample_rate as usize;
+        let mut rng = rng_for(7, 0, 0, 0);
+        let utterances: Vec<Utterance> = (0..24)
+            .map(|i| Utterance {
+                path: PathBuf::from(format!("u{i}.wav")),
+                samples: (0..rate * (3 + (i * 7) % 20) / 10).map(|_| rng.random::<f32>() - 0.5).collect(),
+                text: "ab".repeat(1 + i % 9),
+                labels: vec![3; 2 * (1 + i % 9)],
+                kind: None,
+            })
+            .collect();
+        let train = Corpus { manifest: PathBuf::from("t.jsonl"), utterances, skipped: Vec::new() };
+        let features = features_of_corpus(&opts.features, &train).unwrap();
+        let lengths = features.iter().map(|f| f.frames).collect();
+        let store = FeatureStore::new(&opts.features, features, &opts.augment.speeds).unwrap();
+        let dev = Corpus { manifest: PathBuf::from("d.jsonl"), utterances: Vec::new(), skipped: Vec::new() };
+        Data { train, dev, dev_features: Vec::new(), store, lengths }
+    }
+
+    #[test]
+    fn planned_lengths_match_the_perturbed_features() {
+        for augment in [
+            AugmentOptions::default(),
+            AugmentOptions { tempo_rate: Some((10.0, 22.0)), ..AugmentOptions::default() },
+            AugmentOptions::none(),
+        ] {
+            let opts = TrainOptions { augment, ..TrainOptions::default() };
+            let mut data = data_for(&opts);
+            for epoch in 0..3 {
+                let (plans, batches) = plan_epoch(&opts, &data, epoch);
+                // Every utterance once per epoch.
+                let mut seen: Vec<usize> = batches.concat();
+                seen.sort_unstable();
+                assert_eq!(seen, (0..data.lengths.len()).collect::<Vec<_>>());
+                // The plan is a function of (seed, epoch, utterance) only.
+                assert_eq!(plans.iter().map(|p| p.frames).collect::<Vec<_>>(), {
+                    let again = plan_epoch(&opts, &data, epoch).0;
+                    again.iter().map(|p| p.frames).collect::<Vec<_>>()
+                });
+                let items: Vec<BatchItem> = plans.iter().map(|p| p.item).collect();
+                let feats = data.store.get(&data.train, &items).unwrap();
+                for (p, f) in plans.iter().zip(&feats) {
+                    let real = match p.tempo {
+                        Some(factor) => tempo_stretch(f, factor).unwrap().frames,
+                        None => f.frames,
+                    };
+                    assert!(real.abs_diff(p.frames) <= 2, "planned {} frames, got {real}", p.frames);
+                }
+            }
+        }
+    }
 }
