@@ -1035,7 +1035,7 @@ mod tests {
                 let mut seen: Vec<usize> = batches.concat();
                 seen.sort_unstable();
                 assert_eq!(seen, (0..data.lengths.len()).collect::<Vec<_>>());
-                // The plan is a function of (seed, epoch, utterance) only.
+                // Drawing the plan again gives the same one: no state carries over between draws.
                 assert_eq!(plans.iter().map(|p| p.frames).collect::<Vec<_>>(), {
                     let again = plan_epoch(&opts, &data, epoch).0;
                     again.iter().map(|p| p.frames).collect::<Vec<_>>()
