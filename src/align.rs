@@ -291,16 +291,19 @@ fn align_one<F: Float>(
     let mut words = Vec::new();
     let mut cur: Option<(AlignedWord, f64, usize)> = None; // word, probability sum, frames
     for t in &aligned {
-        if Some(t.token) == vocab.separator() {
+        let separator = Some(t.token) == vocab.separator();
+        if separator || vocab.is_word_start(t.token) {
             if let Some((w, sum, n)) = cur.take() {
                 words.push(AlignedWord { confidence: sum / n as f64, ..w });
             }
-            continue;
+            if separator {
+                continue;
+            }
         }
         let sum = t.confidence * (t.end - t.start) as f64;
         match cur.as_mut() {
             Some((w, s, n)) => {
-                w.word.push_str(vocab.token(t.token));
+                w.word.push_str(vocab.text_of(t.token));
                 w.end = t.end;
                 *s += sum;
                 *n += t.end - t.start;
@@ -308,7 +311,7 @@ fn align_one<F: Float>(
             None => {
                 cur = Some((
                     AlignedWord {
-                        word: vocab.token(t.token).to_string(),
+                        word: vocab.text_of(t.token).to_string(),
                         start: t.start,
                         end: t.end,
                         confidence: 0.0,

@@ -68,9 +68,10 @@ fn bench_reports_every_shape_asked_for() {
     assert!(out.lines().any(|l| l.starts_with("tiny")), "{out}");
 }
 
-#[test]
-fn train_then_transcribe_eval_and_align() {
-    let dir = std::env::temp_dir().join(format!("fastctc-cli-{}", std::process::id()));
+/// A fresh directory `fastctc-cli-<name>-<pid>` holding `m.jsonl`: the first six dev utterances with
+/// absolute audio paths. Returns the directory and the manifest's text.
+fn small_manifest(name: &str) -> (PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("fastctc-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let src = std::fs::read_to_string(data_dir().join("dev.jsonl")).unwrap();
@@ -82,8 +83,14 @@ fn train_then_transcribe_eval_and_align() {
         manifest.push_str(&v.to_string());
         manifest.push('\n');
     }
+    std::fs::write(dir.join("m.jsonl"), &manifest).unwrap();
+    (dir, manifest)
+}
+
+#[test]
+fn train_then_transcribe_eval_and_align() {
+    let (dir, manifest) = small_manifest("chars");
     let m = dir.join("m.jsonl");
-    std::fs::write(&m, &manifest).unwrap();
     let run = dir.join("run");
     let (ms, rs) = (m.display().to_string(), run.display().to_string());
     let o = fastctc(&[
@@ -173,5 +180,45 @@ fn train_then_transcribe_eval_and_align() {
     let o = fastctc(&["transcribe", &rs, "/nonexistent.ogg"]);
     assert!(!o.status.success());
     assert!(text(&o).1.contains("/nonexistent.ogg"), "{}", text(&o).1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn word_start_units_train_decode_and_align() {
+    let (dir, manifest) = small_manifest("words");
+    let (ms, rs) = (dir.join("m.jsonl").display().to_string(), dir.join("run").display().to_string());
+    let tiny = ["--hidden", "16", "--layers", "1", "--conv-channels", "16", "--conv-layers", "1"];
+    let mut args = vec!["train", "--train", &ms, "--dev", &ms, "--test", &ms, "--epochs", "1"];
+    args.extend(tiny);
+    args.extend(["--units", "word-start", "--beam", "2", "--no-progress", "--out", &rs]);
+    let o = fastctc(&args);
+    assert!(o.status.success(), "train failed: {}", text(&o).1);
+    assert!(text(&o).1.contains("test, beam 2 + word"), "{}", text(&o).1);
+    // The model's outputs and the saved vocabulary are the word-start units: no separator class.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/config.json")).unwrap()).unwrap();
+    assert_eq!(config["vocabulary"].as_array().unwrap().len(), 55, "{config}");
+    assert_eq!(config["model"]["vocab"], 55);
+    assert!(config["separator"].is_null(), "{config}");
+    assert_eq!(config["vocabulary"][28], "\u{2581}'");
+    let options: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/train_options.json")).unwrap()).unwrap();
+    assert_eq!(options["units"], "word-start");
+
+    // Forced alignment reads the words back from the marked tokens.
+    let first: serde_json::Value = serde_json::from_str(manifest.lines().next().unwrap()).unwrap();
+    let (audio, transcript) = (first["audio_filepath"].as_str().unwrap(), first["text"].as_str().unwrap());
+    let o = fastctc(&["align", &rs, audio, transcript, "--format", "ctm"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let words: Vec<String> =
+        text(&o).0.lines().map(|l| l.split_whitespace().nth(4).unwrap_or_default().to_string()).collect();
+    assert_eq!(words, transcript.split_whitespace().map(str::to_string).collect::<Vec<_>>());
+    let o =
+        fastctc(&["eval", &rs, &ms, "--beam", "2", "--lm", &dir.join("run/lm.arpa").display().to_string()]);
+    assert!(o.status.success() && text(&o).0.contains("CER"), "{}", text(&o).1);
+
+    let o =
+        fastctc(&["train", "--units", "syllables", "--no-progress", "--out", "/tmp/fastctc-never-written"]);
+    assert!(!o.status.success() && text(&o).1.contains("--units"), "{}", text(&o).1);
     std::fs::remove_dir_all(&dir).unwrap();
 }

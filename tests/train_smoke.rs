@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use fastctc::nn::{Activation, GruModelConfig, ModelConfig};
 use fastctc::train::checkpoint::{self, files};
 use fastctc::train::data::{encode_chars, load_corpus};
+use fastctc::train::OutputUnits;
 use fastctc::train::{train, AugmentOptions, Recognizer, TrainError, TrainOptions};
 
 fn data_dir() -> PathBuf {
@@ -198,9 +199,12 @@ fn bad_transcripts_and_audio_are_named() {
         ),
     )
     .unwrap();
-    match load_corpus(&m, false) {
-        Err(TrainError::BadTranscript { line: 2, character: 'E', .. }) => {}
-        other => panic!("expected a bad transcript on line 2, got {other:?}"),
+    let chars = OutputUnits::Chars.vocabulary();
+    for units in [OutputUnits::Chars, OutputUnits::WordStart] {
+        match load_corpus(&m, false, &units.vocabulary()) {
+            Err(TrainError::BadTranscript { line: 2, character: 'E', .. }) => {}
+            other => panic!("{units:?}: expected a bad transcript on line 2, got {other:?}"),
+        }
     }
     let missing = dir.join("missing.ogg");
     let corrupt = dir.join("corrupt.ogg");
@@ -215,14 +219,19 @@ fn bad_transcripts_and_audio_are_named() {
         ),
     )
     .unwrap();
-    let err = load_corpus(&m, false).unwrap_err();
+    let err = load_corpus(&m, false, &chars).unwrap_err();
     assert!(err.to_string().contains("missing.ogg"), "{err}");
-    let c = load_corpus(&m, true).unwrap();
+    let c = load_corpus(&m, true, &chars).unwrap();
     assert_eq!(c.utterances.len(), 1);
     let skipped: Vec<String> = c.skipped.iter().map(|(p, _)| p.display().to_string()).collect();
     assert_eq!(skipped.len(), 2);
     assert!(skipped[0].ends_with("missing.ogg") && skipped[1].ends_with("corrupt.ogg"), "{skipped:?}");
     assert_eq!(encode_chars("a b'z").unwrap(), vec![3, 1, 4, 2, 28]);
+    // The corpus's labels are the vocabulary's spelling: with word-start units, no space class and
+    // the first letter of each word marked (apostrophe 1, a-z 2..=27, the same marked 28..=54).
+    let words = load_corpus(&m, true, &OutputUnits::WordStart.vocabulary()).unwrap();
+    assert_eq!(c.utterances[0].labels, encode_chars("eight").unwrap());
+    assert_eq!(words.utterances[0].labels, vec![28 + 5, 10, 8, 9, 21]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -263,4 +272,17 @@ fn inter_ctc_weight_out_of_range_is_refused() {
             other => panic!("weight {bad}: expected an --inter-ctc-weight error, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn output_units_must_match_the_model_outputs() {
+    let words = TrainOptions { units: OutputUnits::WordStart, ..TrainOptions::default() };
+    match words.validate() {
+        Err(TrainError::InvalidOption { option: "model.vocab", reason }) => {
+            assert!(reason.contains("29 outputs") && reason.contains("55"), "{reason}")
+        }
+        other => panic!("expected a model.vocab error, got {other:?}"),
+    }
+    let model = words.model.clone().with_vocab(55);
+    assert!(TrainOptions { model, ..words }.validate().is_ok());
 }

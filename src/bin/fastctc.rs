@@ -17,7 +17,7 @@ use fastctc::train::checkpoint::files;
 use fastctc::train::data::load_corpus;
 use fastctc::train::recognizer::{DEFAULT_LM_ALPHA, DEFAULT_LM_BETA};
 use fastctc::train::trainer::{default_run_dir, format_report};
-use fastctc::train::{evaluate, train, Decoding, Recognizer, TrainError, TrainOptions};
+use fastctc::train::{evaluate, train, Decoding, OutputUnits, Recognizer, TrainError, TrainOptions};
 use fastctc::{ctc_compute, ActsView, ActsViewMut, Backend, CtcOptions, Reduction, Targets, Workspace};
 
 #[derive(Parser)]
@@ -53,6 +53,14 @@ enum Arch {
     Gru,
     /// Convolutional subsampling + residual dilated 1-D convolution blocks.
     Conv,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Units {
+    /// Blank, space, apostrophe, a-z (29 classes).
+    Chars,
+    /// Blank, apostrophe and a-z inside a word, and the same beginning a word (55 classes).
+    WordStart,
 }
 
 #[derive(Args)]
@@ -127,6 +135,10 @@ struct TrainArgs {
     /// Weight w of the intermediate CTC loss: training minimises (1 - w) L + w L_inter [default: 0.3].
     #[arg(long, value_name = "W")]
     inter_ctc_weight: Option<f64>,
+    /// Output classes: `chars` (blank, space, apostrophe, a-z) or `word-start` (apostrophe and a-z,
+    /// each also marked as beginning a word; no space class, so a word boundary needs no frame).
+    #[arg(long, value_enum)]
+    units: Option<Units>,
     /// Largest padded batch, in 10 ms feature frames.
     #[arg(long)]
     batch_frames: Option<usize>,
@@ -373,6 +385,13 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
             })
         }
     };
+    if let Some(u) = a.units {
+        o.units = match u {
+            Units::Chars => OutputUnits::Chars,
+            Units::WordStart => OutputUnits::WordStart,
+        };
+    }
+    o.model = o.model.with_vocab(o.units.vocabulary().len());
     if let Some(x) = a.batch_frames {
         o.batch_frames = x;
     }
@@ -472,7 +491,7 @@ fn decoding<'a>(d: &DecodeArgs, lm: &'a Option<NgramModel>) -> Result<Decoding<'
 fn cmd_eval(a: EvalArgs) -> Result<(), CliError> {
     let mut rec = Recognizer::load(&a.model_dir, &a.decode.weights)?;
     let lm = load_lm(&a.decode)?;
-    let corpus = load_corpus(&a.manifest, a.skip_bad)?;
+    let corpus = load_corpus(&a.manifest, a.skip_bad, &rec.vocab)?;
     for (p, why) in &corpus.skipped {
         eprintln!("skipped {}: {why}", p.display());
     }

@@ -25,8 +25,8 @@
 //! up with prefixes of negligible probability, and every one of them is extended by every token).
 //! With `top_k = usize::MAX` and both gaps infinite the search is exact up to the beam width.
 //!
-//! Language model (natural-log units throughout): when a word is completed — a separator token follows a
-//! non-empty word, or the utterance ends — the prefix gains `alpha * ln P_LM(word | previous words) +
+//! Language model (natural-log units throughout): when a word is completed — a separator or word-start
+//! token follows a non-empty word, or the utterance ends — the prefix gains `alpha * ln P_LM(word | previous words) +
 //! beta`; at the end of the utterance it also gains `alpha * ln P_LM(</s> | words)`. The LM history
 //! starts at `<s>`. A word the lexicon does not contain is scored as `<unk>`. Partial words are checked
 //! against the lexicon trie token by token: the moment a partial word stops being the prefix of any
@@ -34,7 +34,8 @@
 //! [`OovPolicy::Penalize`]'s amount, or dropped with [`OovPolicy::Prune`].
 //!
 //! Hotwords: when a word boundary (as above) completes a hotword phrase — the tokens just before the
-//! boundary spell the phrase, and the phrase starts at the utterance start or after a separator — its
+//! boundary spell the phrase, and the phrase starts at the utterance start, after a separator or with a
+//! word-start token — its
 //! weight is added. Boosts apply on completion only (no partial credit while the phrase is being spelled).
 
 use rayon::prelude::*;
@@ -227,7 +228,7 @@ struct SearchCtx<'a> {
     /// The most a word boundary can add to a prefix's score: a positive `beta` plus every positive
     /// hotword weight (LM log-probabilities and penalties only subtract).
     max_word_gain: f64,
-    /// The least a non-separator token can change a prefix's LM score and bonuses by (the
+    /// The least a token that ends no word can change a prefix's LM score and bonuses by (the
     /// out-of-lexicon penalty, or 0), or `None` when such a prefix may be pruned outright.
     char_lower_offset: Option<f64>,
     vocab: &'a Vocabulary,
@@ -359,7 +360,10 @@ impl SearchCtx<'_> {
                 }
                 n = arena.nodes[n as usize].parent;
             }
-            if n == ROOT || Some(arena.nodes[n as usize].token) == sep {
+            // The phrase must start a word: at the utterance's start, after a separator, or with a
+            // word-start token (encoded phrases begin with one whenever the vocabulary has them).
+            let starts_word = hw.tokens.first().is_some_and(|&t| self.vocab.is_word_start(t));
+            if n == ROOT || Some(arena.nodes[n as usize].token) == sep || starts_word {
                 bonus += hw.weight;
             }
         }
@@ -376,6 +380,10 @@ impl SearchCtx<'_> {
         if Some(token) == self.vocab.separator() {
             self.complete_word(arena, &mut node, parent);
         } else {
+            if self.vocab.is_word_start(token) {
+                // The previous word ends where this one begins; the new word starts at the trie's root.
+                self.complete_word(arena, &mut node, parent);
+            }
             node.word_len += 1;
             if let Some(lm) = &self.lm {
                 if node.lex != OFF_LEXICON {
@@ -487,7 +495,9 @@ impl SearchCtx<'_> {
                         });
                         continue;
                     }
-                    let upper = if Some(c) == separator {
+                    // A separator or word-start token may complete a word: up to `max_word_gain` more,
+                    // and no lower bound (the LM's log-probability of the word is unbounded below).
+                    let upper = if Some(c) == separator || self.vocab.is_word_start(c) {
                         ac + base + self.max_word_gain
                     } else {
                         if let Some(p) = self.char_lower_offset {

@@ -31,7 +31,7 @@ pub use beam::{beam_search, BeamOptions, Hotword, LmOptions, OovPolicy};
 pub use estimate::{estimate_ngram, estimate_ngram_file, EstimateOptions};
 pub use greedy::greedy_decode;
 pub use lm::{Lexicon, NgramModel, WordId, MAX_ORDER};
-pub use vocab::Vocabulary;
+pub use vocab::{Vocabulary, WORD_START};
 
 /// Everything that can go wrong while decoding, reading or estimating a language model.
 #[derive(Debug)]
@@ -192,10 +192,11 @@ impl TokenSpan {
     }
 }
 
-/// One word (a maximal run of non-separator tokens) and its frames.
+/// One word (a maximal run of non-separator tokens, or a word-start token and the ordinary tokens
+/// after it) and its frames.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WordSpan {
-    /// The word's text (its tokens' strings joined).
+    /// The word's text (its tokens' strings joined, without a word-start marker).
     pub word: String,
     /// First frame of its first token (inclusive).
     pub start: usize,
@@ -218,7 +219,8 @@ pub struct Hypothesis {
     /// The labelling (class indices, blanks removed, repeats merged), in order.
     pub tokens: Vec<usize>,
     /// The tokens' strings joined; the separator token is written as a single space, and leading,
-    /// trailing and repeated separators are dropped from the text (not from `tokens`).
+    /// trailing and repeated separators are dropped from the text (not from `tokens`); a word-start
+    /// token is written as a space (none at the start) and its string less the marker.
     pub text: String,
     /// One span per entry of `tokens`.
     pub token_spans: Vec<TokenSpan>,
@@ -236,29 +238,29 @@ pub struct Hypothesis {
     pub total: f64,
 }
 
-/// Word spans from token spans: split at `separator` tokens.
+/// Word spans from token spans: split at `separator` tokens and before word-start tokens.
 pub(crate) fn words_from_spans(vocab: &Vocabulary, spans: &[TokenSpan]) -> Vec<WordSpan> {
     let mut words = Vec::new();
     let mut current: Option<WordSpan> = None;
     for s in spans {
-        if Some(s.token) == vocab.separator() {
-            if let Some(w) = current.take() {
-                words.push(w);
+        if Some(s.token) == vocab.separator() || vocab.is_word_start(s.token) {
+            words.extend(current.take().filter(|w| !w.word.is_empty()));
+            if Some(s.token) == vocab.separator() {
+                continue;
             }
-            continue;
         }
         match current.as_mut() {
             Some(w) => {
-                w.word.push_str(vocab.token(s.token));
+                w.word.push_str(vocab.text_of(s.token));
                 w.end = s.end;
             }
             None => {
                 current =
-                    Some(WordSpan { word: vocab.token(s.token).to_string(), start: s.start, end: s.end })
+                    Some(WordSpan { word: vocab.text_of(s.token).to_string(), start: s.start, end: s.end })
             }
         }
     }
-    words.extend(current);
+    words.extend(current.filter(|w| !w.word.is_empty()));
     words
 }
 

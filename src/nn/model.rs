@@ -277,6 +277,15 @@ impl ModelConfig {
         }
     }
 
+    /// The same architecture with `vocab` output classes.
+    pub fn with_vocab(mut self, vocab: usize) -> Self {
+        match &mut self {
+            Self::Gru(c) => c.vocab = vocab,
+            Self::Conv(c) => c.vocab = vocab,
+        }
+        self
+    }
+
     /// The subsampling convolutions' geometries, in order.
     fn subsampling(&self) -> Vec<Conv1dSpec> {
         let (n, input, channels, kernel, stride) = match self {

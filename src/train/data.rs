@@ -13,7 +13,7 @@ use crate::audio::{
     read_audio, spec_augment, speed_perturb, AudioError, CmvnStats, Fbank, FbankConfig, Features, GlobalCmvn,
     SpecAugmentConfig, WORKING_RATE,
 };
-use crate::decode::Vocabulary;
+use crate::decode::{DecodeError, Vocabulary};
 use crate::nn::Batch;
 
 use super::error::TrainError;
@@ -23,10 +23,36 @@ use super::manifest::read_manifest;
 /// separator), 2 the apostrophe, 3..=28 `a`..=`z`; 29 classes in all.
 pub const CHARS: &str = " 'abcdefghijklmnopqrstuvwxyz";
 
-/// The 29-class character vocabulary (blank 0, separator = space at 1).
+/// The 29-class character vocabulary (blank 0, separator = space at 1): [`OutputUnits::Chars`].
 pub fn vocabulary() -> Vocabulary {
-    // CHARS has no duplicate and no empty token, so construction cannot fail.
-    Vocabulary::from_chars(CHARS).unwrap_or_else(|_| unreachable!("CHARS is a valid vocabulary"))
+    OutputUnits::Chars.vocabulary()
+}
+
+/// What the acoustic model's output classes are, i.e. how transcripts become CTC targets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputUnits {
+    /// 29 classes: the blank, then [`CHARS`] (space, apostrophe, `a`-`z`); a word boundary is a
+    /// space class of its own, which needs an output frame between the words.
+    #[default]
+    Chars,
+    /// 55 classes, no space: the blank, then the apostrophe and `a`-`z` inside a word (classes
+    /// 1-27), then the same 27 beginning a word (28-54, strings `"\u{2581}a"`; see
+    /// [`Vocabulary::word_start_chars`]). A word boundary is marked on the first letter of the next
+    /// word, so it costs no frame: in fast speech, "two oh" needs 5 output frames instead of 6.
+    WordStart,
+}
+
+impl OutputUnits {
+    /// The decoding vocabulary of these units.
+    pub fn vocabulary(self) -> Vocabulary {
+        // CHARS has no duplicate and no empty token, so construction cannot fail.
+        let v = match self {
+            OutputUnits::Chars => Vocabulary::from_chars(CHARS),
+            OutputUnits::WordStart => Vocabulary::word_start_chars(CHARS),
+        };
+        v.unwrap_or_else(|_| unreachable!("CHARS is a valid vocabulary"))
+    }
 }
 
 /// Class indices of `text` under [`CHARS`] (`' '` -> 1, `'\''` -> 2, `a` -> 3, ...), or the first
@@ -92,7 +118,7 @@ pub struct Utterance {
     pub samples: Vec<f32>,
     /// The transcript.
     pub text: String,
-    /// The transcript as class indices (see [`encode_chars`]).
+    /// The transcript as class indices of the vocabulary it was loaded with (see [`load_corpus`]).
     pub labels: Vec<u32>,
     /// The manifest's `kind` field (`digits`, `sentence`) when present.
     pub kind: Option<String>,
@@ -109,22 +135,29 @@ pub struct Corpus {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// Reads a manifest and decodes all its audio (in parallel). Transcripts outside the vocabulary are
-/// an error naming the manifest line; a missing or corrupt audio file is an error naming the file,
+/// Reads a manifest and decodes all its audio (in parallel), spelling each transcript with `vocab`
+/// (e.g. [`OutputUnits::vocabulary`], or a trained model's). Transcripts `vocab` cannot spell are an
+/// error naming the manifest line; a missing or corrupt audio file is an error naming the file,
 /// unless `skip_bad`, in which case it is listed in [`Corpus::skipped`] and left out.
-pub fn load_corpus(manifest: &Path, skip_bad: bool) -> Result<Corpus, TrainError> {
+pub fn load_corpus(manifest: &Path, skip_bad: bool, vocab: &Vocabulary) -> Result<Corpus, TrainError> {
     let entries = read_manifest(manifest)?;
     let mut labels = Vec::with_capacity(entries.len());
     for e in &entries {
-        match encode_chars(&e.text) {
-            Ok(l) => labels.push(l),
-            Err(character) => {
+        match vocab.encode(&e.text) {
+            Ok(l) => labels.push(l.into_iter().map(|c| c as u32).collect()),
+            Err(err) => {
+                let character = match err {
+                    DecodeError::UnknownToken { byte_offset, .. } => {
+                        e.text[byte_offset..].chars().next().unwrap_or(' ')
+                    }
+                    _ => ' ',
+                };
                 return Err(TrainError::BadTranscript {
                     manifest: manifest.to_path_buf(),
                     line: e.line,
                     character,
                     text: e.text.clone(),
-                })
+                });
             }
         }
     }

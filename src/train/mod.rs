@@ -35,7 +35,7 @@ pub mod trainer;
 #[cfg(feature = "train")]
 pub use checkpoint::{ModelFile, TrainerState};
 #[cfg(feature = "train")]
-pub use data::{vocabulary, AugmentOptions, FeatureSettings, TrimSilence, CHARS};
+pub use data::{vocabulary, AugmentOptions, FeatureSettings, OutputUnits, TrimSilence, CHARS};
 #[cfg(feature = "train")]
 pub use error::TrainError;
 #[cfg(feature = "train")]

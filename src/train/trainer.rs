@@ -22,8 +22,8 @@ use super::checkpoint::{self, files, ModelFile, TrainerState};
 use super::curves::write_curves;
 use super::data::{
     bucket_batches, features_of_corpus, global_cmvn, load_corpus, make_batch, rng_for, tempo_factor_for_rate,
-    tempo_stretch, trim_corpus, vocabulary, vtlp_warp, AugmentOptions, BatchItem, Corpus, FeatureSettings,
-    FeatureStore, TrimSilence,
+    tempo_stretch, trim_corpus, vtlp_warp, AugmentOptions, BatchItem, Corpus, FeatureSettings, FeatureStore,
+    OutputUnits, TrimSilence,
 };
 use super::error::{io_err, TrainError};
 use super::recognizer::{evaluate, Decoding, EvalReport, Recognizer, DEFAULT_LM_ALPHA, DEFAULT_LM_BETA};
@@ -42,8 +42,12 @@ pub struct TrainOptions {
     pub minutes: f64,
     /// Stop after this many epochs (whichever of budget and epochs comes first).
     pub epochs: Option<u64>,
-    /// The acoustic model.
+    /// The acoustic model. Its number of output classes must be that of `units`.
     pub model: ModelConfig,
+    /// The output classes: characters with a space class, or characters marked at the start of a
+    /// word. Absent from the options of older runs, which used characters.
+    #[serde(default)]
+    pub units: OutputUnits,
     /// Feature settings.
     pub features: FeatureSettings,
     /// Training-time augmentation.
@@ -131,6 +135,7 @@ impl Default for TrainOptions {
             minutes: DEFAULT_BUDGET_MINUTES,
             epochs: None,
             model: default_model(),
+            units: OutputUnits::default(),
             features: FeatureSettings::default(),
             augment: AugmentOptions::default(),
             trim_silence: Some(TrimSilence::default()),
@@ -218,10 +223,11 @@ impl TrainOptions {
         if !(self.clip_norm.is_finite() && self.clip_norm > 0.0) {
             return bad("--clip-norm", format!("{} is not positive", self.clip_norm));
         }
-        if self.model.vocab() != vocabulary().len() {
+        let classes = self.units.vocabulary().len();
+        if self.model.vocab() != classes {
             return bad(
                 "model.vocab",
-                format!("{} outputs, the vocabulary has {}", self.model.vocab(), vocabulary().len()),
+                format!("{} outputs, the vocabulary has {classes}", self.model.vocab()),
             );
         }
         if self.model.input_dim() != self.features.num_mel_bins {
@@ -363,7 +369,8 @@ fn load_data(
     cmvn: Option<GlobalCmvn>,
     log: &dyn Fn(&str),
 ) -> Result<(Data, GlobalCmvn), TrainError> {
-    let mut train = load_corpus(&opts.train, opts.skip_bad)?;
+    let vocab = opts.units.vocabulary();
+    let mut train = load_corpus(&opts.train, opts.skip_bad, &vocab)?;
     if let Some(n) = opts.max_train_utterances {
         train.utterances.truncate(n.max(1));
     }
@@ -371,7 +378,7 @@ fn load_data(
         let cut = trim_corpus(&mut train, trim, opts.features.sample_rate);
         log(&format!("trimmed silence: {:.1}% of the training audio removed", 100.0 * cut));
     }
-    let dev = load_corpus(&opts.dev, opts.skip_bad)?;
+    let dev = load_corpus(&opts.dev, opts.skip_bad, &vocab)?;
     for (c, name) in [(&train, "train"), (&dev, "dev")] {
         for (path, why) in &c.skipped {
             log(&format!("skipped unreadable {name} audio {}: {why}", path.display()));
@@ -470,7 +477,7 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
         if resume { Some(checkpoint::load_config(&out_dir.join(files::CONFIG))?) } else { None };
     log(&format!("loading {} and {} ...", opts.train.display(), opts.dev.display()));
     let (mut data, cmvn) = load_data(&opts, saved_config.as_ref().map(|c| c.cmvn.clone()), &log)?;
-    let vocab = vocabulary();
+    let vocab = opts.units.vocabulary();
     let config = ModelFile {
         format: "fastctc-model".into(),
         version: 1,
@@ -763,7 +770,7 @@ fn plan_utterance(opts: &TrainOptions, data: &Data, epoch: u64, u: usize) -> Utt
             Some((lo, hi)) => {
                 let seconds = frames * opts.features.frame_shift_ms * 1e-3;
                 let target = lo + (hi - lo) * rng.random::<f64>();
-                tempo_factor_for_rate(data.train.utterances[u].labels.len(), seconds, target)
+                tempo_factor_for_rate(data.train.utterances[u].text.chars().count(), seconds, target)
             }
             // lo + (hi - lo) u, written with 2 tempo for hi - lo so that the factors stay bit for
             // bit those of the runs in docs/TRAINING.md.
@@ -934,7 +941,7 @@ fn final_test(
     let arpa = lm.to_arpa_string();
     checkpoint::write_atomic(&lm_path, arpa.as_bytes())?;
     let mut rec = Recognizer::load(out_dir, files::BEST)?;
-    let corpus = load_corpus(test, opts.skip_bad)?;
+    let corpus = load_corpus(test, opts.skip_bad, &rec.vocab)?;
     let feats = features_of_corpus(&rec.config.features, &corpus)?;
     let t = Instant::now();
     let greedy = evaluate(&mut rec, &corpus, &feats, Decoding::Greedy, opts.batch_frames * 2)?;
