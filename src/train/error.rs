@@ -19,7 +19,8 @@ use super::manifest::ManifestError;
 pub enum TrainError {
     /// A manifest could not be read or parsed.
     Manifest(ManifestError),
-    /// A transcript uses a character outside the vocabulary (blank, space, apostrophe, a-z).
+    /// A transcript uses a character the vocabulary cannot spell (both [`super::OutputUnits`] spell
+    /// the space, apostrophe and a-z).
     BadTranscript {
         /// The manifest.
         manifest: PathBuf,

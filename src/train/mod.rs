@@ -3,7 +3,7 @@
 //! The pipeline of `fastctc train` ([`train`]):
 //!
 //! ```text
-//! manifest -> load_corpus (audio decoded in parallel, transcripts -> 29 classes)
+//! manifest -> load_corpus (audio decoded in parallel, transcripts -> classes of OutputUnits: 29 or 55)
 //!          -> features_of_corpus (80-dim log-mel, cached in memory) -> global CMVN (saved with the model)
 //!          -> per epoch: bucket_batches (seeded shuffle, similar lengths)
 //!               -> per batch: speed perturbation / noise / SpecAugment (seeded per utterance and epoch)
