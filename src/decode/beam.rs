@@ -26,17 +26,18 @@
 //! With `top_k = usize::MAX` and both gaps infinite the search is exact up to the beam width.
 //!
 //! Language model (natural-log units throughout): when a word is completed — a separator or word-start
-//! token follows a non-empty word, or the utterance ends — the prefix gains `alpha * ln P_LM(word | previous words) +
-//! beta`; at the end of the utterance it also gains `alpha * ln P_LM(</s> | words)`. The LM history
-//! starts at `<s>`. A word the lexicon does not contain is scored as `<unk>`. Partial words are checked
-//! against the lexicon trie token by token: the moment a partial word stops being the prefix of any
-//! lexicon word (or a word ends that is only a prefix of lexicon words), the prefix is penalised once by
-//! [`OovPolicy::Penalize`]'s amount, or dropped with [`OovPolicy::Prune`].
+//! token follows a non-empty word, or the utterance ends — the prefix gains
+//! `alpha * ln P_LM(word | previous words) + beta`; at the end of the utterance it also gains
+//! `alpha * ln P_LM(</s> | words)`. The LM history starts at `<s>`. A word the lexicon does not contain
+//! is scored as `<unk>`. Partial words are checked against the lexicon trie token by token: the moment a
+//! partial word stops being the prefix of any lexicon word (or a word ends that is only a prefix of
+//! lexicon words), the prefix is penalised once by [`OovPolicy::Penalize`]'s amount, or dropped with
+//! [`OovPolicy::Prune`].
 //!
 //! Hotwords: when a word boundary (as above) completes a hotword phrase — the tokens just before the
 //! boundary spell the phrase, and the phrase starts at the utterance start, after a separator or with a
-//! word-start token — its
-//! weight is added. Boosts apply on completion only (no partial credit while the phrase is being spelled).
+//! word-start token — its weight is added. Boosts apply on completion only (no partial credit while the
+//! phrase is being spelled).
 
 use rayon::prelude::*;
 

@@ -150,6 +150,7 @@ pub fn load_corpus(manifest: &Path, skip_bad: bool, vocab: &Vocabulary) -> Resul
                     DecodeError::UnknownToken { byte_offset, .. } => {
                         e.text[byte_offset..].chars().next().unwrap_or(' ')
                     }
+                    // `encode` reports nothing else; the line and text still name the problem.
                     _ => ' ',
                 };
                 return Err(TrainError::BadTranscript {
