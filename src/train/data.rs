@@ -55,19 +55,6 @@ impl OutputUnits {
     }
 }
 
-/// Class indices of `text` under [`CHARS`] (`' '` -> 1, `'\''` -> 2, `a` -> 3, ...), or the first
-/// character outside the vocabulary.
-pub fn encode_chars(text: &str) -> Result<Vec<u32>, char> {
-    text.chars()
-        .map(|c| match c {
-            ' ' => Ok(1),
-            '\'' => Ok(2),
-            'a'..='z' => Ok(3 + (c as u32 - 'a' as u32)),
-            other => Err(other),
-        })
-        .collect()
-}
-
 /// Log-mel feature settings saved with a model, so that inference computes the same features.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FeatureSettings {
