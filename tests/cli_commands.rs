@@ -222,3 +222,41 @@ fn word_start_units_train_decode_and_align() {
     assert!(!o.status.success() && text(&o).1.contains("--units"), "{}", text(&o).1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--factored-output`: the model's config says so, its output layer has 29 logits for the 55
+/// classes, and eval and transcribe load it as such; without word-start units, or with the
+/// convolutional model, it is refused before anything is written.
+#[test]
+fn factored_word_start_output_trains_and_loads() {
+    let (dir, _) = small_manifest("factored");
+    let (ms, rs) = (dir.join("m.jsonl").display().to_string(), dir.join("run").display().to_string());
+    let tiny = ["--hidden", "16", "--layers", "2", "--conv-channels", "16", "--conv-layers", "1"];
+    let mut args = vec!["train", "--train", &ms, "--dev", &ms, "--no-test", "--epochs", "1"];
+    args.extend(tiny);
+    args.extend(["--units", "word-start", "--factored-output", "--no-progress", "--out", &rs]);
+    let o = fastctc(&args);
+    assert!(o.status.success(), "train failed: {}", text(&o).1);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/config.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&config["model"]["vocab"], &config["model"]["factored_word_start"]),
+        (&55.into(), &true.into())
+    );
+    let weights = std::fs::read(dir.join("run/model.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&weights).unwrap();
+    assert_eq!(tensors.tensor("output.bias").unwrap().shape(), [29]);
+    assert_eq!(tensors.tensor("inter.bias").unwrap().shape(), [29]);
+    let o = fastctc(&["eval", &rs, &ms]);
+    assert!(o.status.success() && text(&o).0.contains("CER"), "{}", text(&o).1);
+
+    let never = dir.join("never").display().to_string();
+    for extra in [&["--units", "chars"][..], &["--arch", "conv", "--units", "word-start"]] {
+        let mut args = vec!["train", "--train", &ms, "--dev", &ms, "--factored-output", "--out", &never];
+        args.extend(extra);
+        let o = fastctc(&args);
+        assert!(!o.status.success(), "{extra:?} accepted");
+        assert!(text(&o).1.contains("factored"), "{extra:?}: {}", text(&o).1);
+        assert!(!dir.join("never").exists());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

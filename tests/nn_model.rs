@@ -23,6 +23,7 @@ fn tiny_gru(conv_layers: usize, upsample: usize) -> ModelConfig {
         upsample,
         inter_ctc_layer: 0,
         self_condition: false,
+        factored_word_start: false,
     })
 }
 
@@ -137,6 +138,86 @@ fn self_conditioned_model_gradients() {
         let x = ragged(&mut rng(seed), T, 3, &LENGTHS, f64::NAN);
         check_layer(&mut BothOutputs(model), &x, seed);
     }
+}
+
+/// A factored word-start output (5 classes: blank and 2 symbols, each inside a word or beginning one,
+/// from 4 logits): the gradient goes through the expansion on the main output and, with
+/// self-conditioning, on the intermediate one, whose expanded posteriors feed the trunk (split on,
+/// off, and without a split).
+#[test]
+fn factored_word_start_model_gradients() {
+    for (i, (conv_layers, upsample, inter, split)) in [
+        (2, 2, false, true),
+        (1, 1, false, true),
+        (2, 2, true, true),
+        (1, 2, true, false),
+        (0, 1, true, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seed = 140 + i as u64;
+        let config = match tiny_gru(conv_layers, upsample) {
+            ModelConfig::Gru(c) => ModelConfig::Gru(GruModelConfig {
+                vocab: 5,
+                factored_word_start: true,
+                inter_ctc_layer: usize::from(inter),
+                self_condition: inter,
+                ..c
+            }),
+            other => other,
+        };
+        let mut model = AcousticModel::<f64>::new(&config, seed).unwrap();
+        assert_eq!(model.param("output.weight").unwrap().len(), 4 * 4, "4 logits from 2 x 2 hidden");
+        let mut r = rng(seed + 1000);
+        model.visit_params_mut(&mut |p| {
+            if p.name().starts_with("inter.condition") {
+                if p.name() == "inter.condition.weight" {
+                    assert_eq!(p.len(), 4 * upsample * 5, "expanded posteriors in, 4 channels out");
+                }
+                let n = p.len();
+                p.value_mut().copy_from_slice(&nn_util::uniform(&mut r, n, 1.0));
+            }
+        });
+        model.set_output_split(split);
+        let x = ragged(&mut rng(seed), T, 3, &LENGTHS, f64::NAN);
+        if inter {
+            check_layer(&mut BothOutputs(model), &x, seed);
+        } else {
+            check_layer(&mut model, &x, seed);
+        }
+    }
+}
+
+/// The factored output's classes: blank and the symbols inside a word are the output layer's logits,
+/// and each symbol beginning a word adds the same per-frame boundary logit to its symbol's.
+#[test]
+fn factored_word_start_classes_share_their_letters_logits() {
+    let config = ModelConfig::Gru(GruModelConfig { factored_word_start: true, ..GruModelConfig::default() })
+        .with_vocab(55);
+    assert!(config.factored_word_start());
+    let mut model = AcousticModel::<f64>::new(&config, 7).unwrap();
+    assert_eq!(model.vocab(), 55);
+    assert_eq!(model.param("output.bias").unwrap().len(), 29);
+    let x = ragged(&mut rng(8), 12, 80, &[12, 7], 0.0);
+    let y = model.forward(&x, Mode::Eval).unwrap();
+    assert_eq!(y.shape(), (2, 3, 55));
+    for (row, valid) in nn_util::valid_rows(3, y.lengths()) {
+        let z = &y.data()[row * 55..(row + 1) * 55];
+        if !valid {
+            assert!(z.iter().all(|&v| v == 0.0));
+            continue;
+        }
+        let boundary = z[28] - z[1];
+        assert!(z[1..28].iter().zip(&z[28..]).all(|(i, s)| (s - i - boundary).abs() < 1e-12));
+    }
+    // Not a word-start vocabulary size (2 K + 1), or not the GRU model: refused.
+    let even = GruModelConfig { factored_word_start: true, vocab: 29 - 1, ..GruModelConfig::default() };
+    assert!(matches!(
+        AcousticModel::<f32>::new(&ModelConfig::Gru(even), 0),
+        Err(NnError::InvalidConfig { field: "vocab", .. })
+    ));
+    assert!(!ModelConfig::Conv(ConvModelConfig::default()).factored_word_start());
 }
 
 /// The auxiliary output changes nothing about the main one: same parameters for the same seed, the

@@ -62,6 +62,7 @@ fn tiny_options(manifest: &Path, epochs: u64) -> TrainOptions {
             // and conditioning map are trained, checkpointed and resumed like every other parameter.
             inter_ctc_layer: 1,
             self_condition: true,
+            factored_word_start: false,
         }),
         // Tempo perturbation, as the default has it: seeded per (epoch, utterance), so the resumed run
         // below must stretch every utterance exactly as the uninterrupted one does.
@@ -284,5 +285,16 @@ fn output_units_must_match_the_model_outputs() {
         other => panic!("expected a model.vocab error, got {other:?}"),
     }
     let model = words.model.clone().with_vocab(55);
-    assert!(TrainOptions { model, ..words }.validate().is_ok());
+    assert!(TrainOptions { model, ..words.clone() }.validate().is_ok());
+    // A factored word-start output reads its classes as word-start ones: with word-start units only.
+    let factored = match words.model.clone().with_vocab(55) {
+        ModelConfig::Gru(c) => ModelConfig::Gru(GruModelConfig { factored_word_start: true, ..c }),
+        other => other,
+    };
+    assert!(TrainOptions { model: factored.clone(), ..words.clone() }.validate().is_ok());
+    let chars = TrainOptions { model: factored.with_vocab(29), units: OutputUnits::Chars, ..words };
+    assert!(matches!(
+        chars.validate(),
+        Err(TrainError::InvalidOption { option: "model.factored_word_start", .. })
+    ));
 }

@@ -139,6 +139,11 @@ struct TrainArgs {
     /// each also marked as beginning a word; no space class, so a word boundary needs no frame).
     #[arg(long, value_enum)]
     units: Option<Units>,
+    /// With --units word-start (GRU model): the output layer emits blank, apostrophe, a-z and one
+    /// word-boundary logit, and a class beginning a word scores its letter's logit plus the boundary
+    /// logit, so both classes of a letter learn from all its examples.
+    #[arg(long)]
+    factored_output: bool,
     /// Largest padded batch, in 10 ms feature frames.
     #[arg(long)]
     batch_frames: Option<usize>,
@@ -370,6 +375,7 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
             // validation names the conflict.
             c.self_condition =
                 a.self_condition || (c.self_condition && !a.no_self_condition && c.inter_ctc_layer > 0);
+            c.factored_word_start = a.factored_output;
             ModelConfig::Gru(c)
         }
         (Arch::Gru, _) => {
@@ -385,6 +391,9 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
             })
         }
     };
+    if a.factored_output && !o.model.factored_word_start() {
+        return Err(CliError::Other("--factored-output needs the GRU model (--arch gru)".into()));
+    }
     if let Some(u) = a.units {
         o.units = match u {
             Units::Chars => OutputUnits::Chars,

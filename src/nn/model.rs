@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     check_channels, check_grad_len, conv_output_length, zero_padded_rows, Activation, ActivationLayer, Batch,
     BiGru, Conv1d, Conv1dSpec, Dropout, Layer, LayerNorm, Linear, Mode, NnError, NnFloat, Param,
-    SubframeLinear,
+    SubframeLinear, WordStartExpand,
 };
 
 /// Sizes of the recurrent model: `conv_layers` x (Conv1d(kernel `conv_kernel`, stride `conv_stride`,
@@ -57,6 +57,13 @@ pub struct GruModelConfig {
     /// configs, which read as `false`.
     #[serde(default)]
     pub self_condition: bool,
+    /// A factored word-start output: `vocab = 2 K + 1` classes of a word-start vocabulary (blank,
+    /// `K` symbols inside a word, the same `K` beginning a word), computed from `K + 2` logits of the
+    /// output layer (blank, the `K` symbols, a word-boundary logit) by [`WordStartExpand`]; the
+    /// intermediate output, if any, likewise. The model's logits are still `vocab` wide. Absent from
+    /// older configs, which read as `false` (every class its own output unit).
+    #[serde(default)]
+    pub factored_word_start: bool,
 }
 
 fn one() -> usize {
@@ -81,6 +88,7 @@ impl Default for GruModelConfig {
             upsample: 1,
             inter_ctc_layer: 0,
             self_condition: false,
+            factored_word_start: false,
         }
     }
 }
@@ -219,6 +227,9 @@ impl ModelConfig {
                         requirement: "false without an intermediate CTC layer (inter_ctc_layer 0)",
                     });
                 }
+                if c.factored_word_start {
+                    WordStartExpand::new(c.vocab)?;
+                }
                 if c.conv_layers > 0 {
                     positive("conv_channels", c.conv_channels)?;
                     positive("conv_kernel", c.conv_kernel)?;
@@ -275,6 +286,11 @@ impl ModelConfig {
             Self::Gru(c) => c.vocab,
             Self::Conv(c) => c.vocab,
         }
+    }
+
+    /// Whether the output is a factored word-start one ([`GruModelConfig::factored_word_start`]).
+    pub fn factored_word_start(&self) -> bool {
+        matches!(self, Self::Gru(c) if c.factored_word_start)
     }
 
     /// The same architecture with `vocab` output classes.
@@ -441,6 +457,8 @@ pub struct AcousticModel<F> {
     /// The output layer when it splits frames (`upsample` > 1), kept apart from `layers` so that the
     /// split can be switched ([`AcousticModel::set_output_split`]); runs after them.
     head: Option<SubframeLinear<F>>,
+    /// The factored word-start map after the output layer, if configured; runs last.
+    expand: Option<WordStartExpand>,
     /// Intermediate CTC's auxiliary output layer, if configured.
     inter: Option<Intermediate<F>>,
 }
@@ -451,6 +469,8 @@ struct Intermediate<F> {
     /// Index into `AcousticModel::layers` of the layer whose output it reads.
     after: usize,
     head: SubframeLinear<F>,
+    /// The factored word-start map after `head`, as on the main output.
+    expand: Option<WordStartExpand>,
     /// Self-conditioning: posteriors `(B, T, factor * V)` to the trunk's width.
     condition: Option<Linear<F>>,
     /// The posteriors of the last forward pass, `(B, T', V)` as the head emitted them (padded frames
@@ -465,7 +485,10 @@ impl<F: NnFloat> Intermediate<F> {
     /// Runs the head on the trunk's output `x` and, with self-conditioning, adds the conditioning
     /// term to `x` in place. Returns the auxiliary logits.
     fn forward(&mut self, x: &mut Batch<F>, mode: Mode) -> Result<Batch<F>, NnError> {
-        let z = self.head.forward(x, mode)?;
+        let mut z = self.head.forward(x, mode)?;
+        if let Some(expand) = &mut self.expand {
+            z = expand.forward(&z, mode)?;
+        }
         self.ran = true;
         let Some(condition) = &mut self.condition else {
             return Ok(z);
@@ -511,7 +534,7 @@ impl<F: NnFloat> Intermediate<F> {
     fn backward(&mut self, grad_out: &[F], grad_logits: Option<&[F]>) -> Result<Vec<F>, NnError> {
         let dz = match &mut self.condition {
             Some(condition) => {
-                let v = self.head.out_features();
+                let v = self.expand.as_ref().map_or(self.head.out_features(), WordStartExpand::out_features);
                 let factor = self.head.factor();
                 let gp = condition.backward(grad_out)?;
                 let gp: Vec<F> = if self.tiled {
@@ -544,7 +567,10 @@ impl<F: NnFloat> Intermediate<F> {
             }
             None => grad_logits.ok_or(NnError::NoForwardCache { layer: "intermediate CTC output" })?.to_vec(),
         };
-        self.head.backward(&dz)
+        match &mut self.expand {
+            Some(expand) => self.head.backward(&Layer::<F>::backward(expand, &dz)?),
+            None => self.head.backward(&dz),
+        }
     }
 
     fn visit_params<'a>(&'a self, f: &mut dyn FnMut(&'a Param<F>)) {
@@ -578,6 +604,7 @@ impl<F: NnFloat> AcousticModel<F> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut layers: Vec<Box<dyn Layer<F>>> = Vec::new();
         let mut head = None;
+        let mut expand = None;
         let mut inter = None;
         let mut n_dropout = 0u64;
         let mut next_seed = || {
@@ -587,6 +614,10 @@ impl<F: NnFloat> AcousticModel<F> {
         let subsampling = config.subsampling();
         match config {
             ModelConfig::Gru(c) => {
+                // What the output layers emit: the classes, or with a factored word-start output the
+                // logits they are expanded from.
+                let new_expand = || c.factored_word_start.then(|| WordStartExpand::new(c.vocab)).transpose();
+                let logits = new_expand()?.map_or(c.vocab, |e| e.in_features());
                 let mut width = c.input_dim;
                 for (i, spec) in subsampling.into_iter().enumerate() {
                     layers.push(Box::new(Conv1d::new(&format!("conv.{i}"), spec, &mut rng)?));
@@ -602,7 +633,7 @@ impl<F: NnFloat> AcousticModel<F> {
                         // Initialised from its own stream, so that adding it leaves the other
                         // parameters of a seed as they were.
                         let mut rng = Xoshiro256PlusPlus::seed_from_u64(dropout_seed(seed, u64::MAX - 1));
-                        let head = SubframeLinear::new("inter", width, c.vocab, c.upsample, &mut rng)?;
+                        let head = SubframeLinear::new("inter", width, logits, c.upsample, &mut rng)?;
                         let condition = if c.self_condition {
                             let mut map =
                                 Linear::new("inter.condition", c.upsample * c.vocab, width, &mut rng)?;
@@ -615,6 +646,7 @@ impl<F: NnFloat> AcousticModel<F> {
                         inter = Some(Intermediate {
                             after,
                             head,
+                            expand: new_expand()?,
                             condition,
                             probs: Vec::new(),
                             tiled: false,
@@ -623,10 +655,11 @@ impl<F: NnFloat> AcousticModel<F> {
                     }
                 }
                 if c.upsample > 1 {
-                    head = Some(SubframeLinear::new("output", width, c.vocab, c.upsample, &mut rng)?);
+                    head = Some(SubframeLinear::new("output", width, logits, c.upsample, &mut rng)?);
                 } else {
-                    layers.push(Box::new(Linear::new("output", width, c.vocab, &mut rng)?));
+                    layers.push(Box::new(Linear::new("output", width, logits, &mut rng)?));
                 }
+                expand = new_expand()?;
             }
             ModelConfig::Conv(c) => {
                 let mut width = c.input_dim;
@@ -668,7 +701,7 @@ impl<F: NnFloat> AcousticModel<F> {
                 layers.push(Box::new(Linear::new("output", width, c.vocab, &mut rng)?));
             }
         }
-        Ok(Self { config: config.clone(), layers, head, inter })
+        Ok(Self { config: config.clone(), layers, head, expand, inter })
     }
 
     /// The configuration the model was built from.
@@ -768,6 +801,9 @@ impl<F: NnFloat> AcousticModel<F> {
         if let Some(head) = &mut self.head {
             x = Some(head.forward(x.as_ref().unwrap_or(features), mode)?);
         }
+        if let Some(expand) = &mut self.expand {
+            x = Some(expand.forward(x.as_ref().unwrap_or(features), mode)?);
+        }
         Ok((x.unwrap_or_else(|| features.clone()), aux))
     }
 
@@ -838,12 +874,13 @@ impl<F: NnFloat> AcousticModel<F> {
         }
         let branch = ran.filter(|i| grad_inter.is_some() || i.condition.is_some()).map(|i| i.after);
         let n = self.layers.len();
-        let stages = n + usize::from(self.head.is_some());
+        let stages = n + usize::from(self.head.is_some()) + usize::from(self.expand.is_some());
+        let expand = self.expand.iter_mut().map(|e| (n + 1, e as &mut dyn Layer<F>));
         let head = self.head.iter_mut().map(|h| (n, h as &mut dyn Layer<F>));
         let layers =
             self.layers.iter_mut().enumerate().rev().map(|(i, l)| (i, l.as_mut() as &mut dyn Layer<F>));
         let mut g: Option<Vec<F>> = None;
-        for (k, (i, stage)) in head.chain(layers).enumerate() {
+        for (k, (i, stage)) in expand.chain(head).chain(layers).enumerate() {
             if branch == Some(i) {
                 // The layer that feeds the auxiliary output is never the last stage, so `g` holds the
                 // gradient of its (conditioned) output by now.

@@ -189,6 +189,7 @@ pub fn default_model() -> ModelConfig {
         upsample: 2,
         inter_ctc_layer: 1,
         self_condition: true,
+        factored_word_start: false,
     })
 }
 
@@ -228,6 +229,12 @@ impl TrainOptions {
             return bad(
                 "model.vocab",
                 format!("{} outputs, the vocabulary has {classes}", self.model.vocab()),
+            );
+        }
+        if self.model.factored_word_start() && self.units != OutputUnits::WordStart {
+            return bad(
+                "model.factored_word_start",
+                "a factored word-start output needs word-start units (--units word-start)".into(),
             );
         }
         if self.model.input_dim() != self.features.num_mel_bins {
