@@ -224,10 +224,11 @@ fn word_start_units_train_decode_and_align() {
 }
 
 /// `--factored-output`: the model's config says so, its output layer has 29 logits for the 55
-/// classes, and eval and transcribe load it as such; without word-start units, or with the
-/// convolutional model, it is refused before anything is written.
+/// classes, and eval loads it as such; without word-start units, or with the convolutional model, it
+/// is refused before anything is written. `--inter-units`: likewise for the intermediate output's
+/// own classes.
 #[test]
-fn factored_word_start_output_trains_and_loads() {
+fn word_start_model_variants_train_and_load() {
     let (dir, _) = small_manifest("factored");
     let (ms, rs) = (dir.join("m.jsonl").display().to_string(), dir.join("run").display().to_string());
     let tiny = ["--hidden", "16", "--layers", "2", "--conv-channels", "16", "--conv-layers", "1"];
@@ -258,5 +259,25 @@ fn factored_word_start_output_trains_and_loads() {
         assert!(text(&o).1.contains("factored"), "{extra:?}: {}", text(&o).1);
         assert!(!dir.join("never").exists());
     }
+
+    // A character intermediate output under word-start units: its own 29 classes, saved and loaded.
+    let rs2 = dir.join("run2").display().to_string();
+    let mut args = vec!["train", "--train", &ms, "--dev", &ms, "--no-test", "--epochs", "1"];
+    args.extend(tiny);
+    args.extend(["--units", "word-start", "--inter-units", "chars", "--no-progress", "--out", &rs2]);
+    let o = fastctc(&args);
+    assert!(o.status.success(), "train failed: {}", text(&o).1);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run2/config.json")).unwrap()).unwrap();
+    assert_eq!((&config["model"]["vocab"], &config["model"]["inter_vocab"]), (&55.into(), &29.into()));
+    let options: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run2/train_options.json")).unwrap()).unwrap();
+    assert_eq!(options["inter_units"], "chars");
+    let o = fastctc(&["eval", &rs2, &ms]);
+    assert!(o.status.success() && text(&o).0.contains("CER"), "{}", text(&o).1);
+    // With one GRU layer the default model has no intermediate output to give the units to.
+    let o =
+        fastctc(&["train", "--train", &ms, "--layers", "1", "--inter-units", "word-start", "--out", &never]);
+    assert!(!o.status.success() && text(&o).1.contains("--inter-units"), "{}", text(&o).1);
     std::fs::remove_dir_all(&dir).unwrap();
 }

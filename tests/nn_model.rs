@@ -24,6 +24,7 @@ fn tiny_gru(conv_layers: usize, upsample: usize) -> ModelConfig {
         inter_ctc_layer: 0,
         self_condition: false,
         factored_word_start: false,
+        inter_vocab: 0,
     })
 }
 
@@ -36,29 +37,31 @@ fn tiny_gru_inter(conv_layers: usize, upsample: usize) -> ModelConfig {
 }
 
 /// A model with intermediate CTC seen as one layer whose output is the main logits and the auxiliary
-/// ones side by side (`2 * vocab` channels), so that the generic gradient check covers both paths and
-/// where they join.
+/// ones side by side (`vocab + inter classes` channels), so that the generic gradient check covers
+/// both paths and where they join.
 struct BothOutputs(AcousticModel<f64>);
 
 impl Layer<f64> for BothOutputs {
     fn forward(&mut self, input: &Batch<f64>, mode: Mode) -> Result<Batch<f64>, NnError> {
         let (main, aux) = self.0.forward_with_intermediate(input, mode)?;
         let aux = aux.expect("the model has an intermediate output");
-        assert_eq!((main.shape(), main.lengths()), (aux.shape(), aux.lengths()));
         let (b, t, v) = main.shape();
+        let va = self.0.config().inter_vocab().unwrap();
+        assert_eq!((aux.shape(), aux.lengths()), ((b, t, va), main.lengths()));
         let data = main
             .data()
             .chunks_exact(v)
-            .zip(aux.data().chunks_exact(v))
+            .zip(aux.data().chunks_exact(va))
             .flat_map(|(m, a)| m.iter().chain(a))
             .copied();
-        Batch::new(data.collect(), b, t, 2 * v, main.lengths().to_vec())
+        Batch::new(data.collect(), b, t, v + va, main.lengths().to_vec())
     }
 
     fn backward(&mut self, grad_output: &[f64]) -> Result<Vec<f64>, NnError> {
         let v = self.0.vocab();
+        let va = self.0.config().inter_vocab().unwrap();
         let (mut main, mut aux) = (Vec::new(), Vec::new());
-        for row in grad_output.chunks_exact(2 * v) {
+        for row in grad_output.chunks_exact(v + va) {
             main.extend_from_slice(&row[..v]);
             aux.extend_from_slice(&row[v..]);
         }
@@ -187,6 +190,47 @@ fn factored_word_start_model_gradients() {
             check_layer(&mut model, &x, seed);
         }
     }
+}
+
+/// An intermediate output with classes of its own (6 under a main output of 4, and 4 plain ones under
+/// a factored main output of 5), self-conditioned: the conditioning map reads its posteriors.
+#[test]
+fn intermediate_output_with_its_own_classes_gradients() {
+    for (i, (vocab, factored, inter_vocab, upsample, split)) in
+        [(4, false, 6, 2, true), (5, true, 4, 2, false), (4, false, 3, 1, true)].into_iter().enumerate()
+    {
+        let seed = 150 + i as u64;
+        let config = match tiny_gru_inter(1, upsample) {
+            ModelConfig::Gru(c) => ModelConfig::Gru(GruModelConfig {
+                vocab,
+                factored_word_start: factored,
+                self_condition: true,
+                ..c
+            }),
+            other => other,
+        }
+        .with_inter_vocab(inter_vocab);
+        assert_eq!(config.inter_vocab(), Some(inter_vocab));
+        let mut model = AcousticModel::<f64>::new(&config, seed).unwrap();
+        assert_eq!(model.param("inter.bias").unwrap().len(), inter_vocab);
+        let mut r = rng(seed + 1000);
+        model.visit_params_mut(&mut |p| {
+            if p.name().starts_with("inter.condition") {
+                let n = p.len();
+                p.value_mut().copy_from_slice(&nn_util::uniform(&mut r, n, 1.0));
+            }
+        });
+        model.set_output_split(split);
+        let x = ragged(&mut rng(seed), T, 3, &LENGTHS, f64::NAN);
+        check_layer(&mut BothOutputs(model), &x, seed);
+    }
+    // Without an intermediate layer there is nothing to give classes to.
+    let c = GruModelConfig { inter_vocab: 29, ..GruModelConfig::default() };
+    assert!(matches!(
+        ModelConfig::Gru(c).validate(),
+        Err(NnError::InvalidConfig { field: "inter_vocab", .. })
+    ));
+    assert_eq!(ModelConfig::Gru(GruModelConfig::default()).inter_vocab(), None);
 }
 
 /// The factored output's classes: blank and the symbols inside a word are the output layer's logits,

@@ -63,6 +63,7 @@ fn tiny_options(manifest: &Path, epochs: u64) -> TrainOptions {
             inter_ctc_layer: 1,
             self_condition: true,
             factored_word_start: false,
+            inter_vocab: 0,
         }),
         // Tempo perturbation, as the default has it: seeded per (epoch, utterance), so the resumed run
         // below must stretch every utterance exactly as the uninterrupted one does.
@@ -292,9 +293,56 @@ fn output_units_must_match_the_model_outputs() {
         other => other,
     };
     assert!(TrainOptions { model: factored.clone(), ..words.clone() }.validate().is_ok());
-    let chars = TrainOptions { model: factored.with_vocab(29), units: OutputUnits::Chars, ..words };
+    let chars = TrainOptions { model: factored.with_vocab(29), units: OutputUnits::Chars, ..words.clone() };
     assert!(matches!(
         chars.validate(),
         Err(TrainError::InvalidOption { option: "model.factored_word_start", .. })
     ));
+    // The intermediate output's classes follow --inter-units when given, and must exist.
+    let mixed = TrainOptions { inter_units: Some(OutputUnits::Chars), ..words.clone() };
+    let mixed = TrainOptions { model: mixed.model.clone().with_vocab(55), ..mixed };
+    assert!(matches!(
+        mixed.validate(),
+        Err(TrainError::InvalidOption { option: "model.inter_vocab", reason }) if reason.contains("55 classes, its units 29")
+    ));
+    let model = mixed.model.clone().with_inter_vocab(29);
+    assert!(TrainOptions { model, ..mixed.clone() }.validate().is_ok());
+    let plain = match mixed.model.clone().with_inter_vocab(29) {
+        ModelConfig::Gru(c) => {
+            ModelConfig::Gru(GruModelConfig { inter_ctc_layer: 0, self_condition: false, ..c })
+        }
+        other => other,
+    };
+    assert!(matches!(
+        TrainOptions { model: plain, ..mixed }.validate(),
+        Err(TrainError::InvalidOption { option: "--inter-units", .. })
+    ));
+}
+
+/// Word-start units with a character intermediate output: each output's CTC loss reads the
+/// transcripts in its own classes (a character label would be out of range for neither, a word-start
+/// one for the intermediate output), the loss falls, and the saved model rebuilds with both.
+#[test]
+fn an_intermediate_output_with_units_of_its_own_trains() {
+    let dir = tmp_dir("inter-units");
+    let manifest = small_manifest(&dir, 8);
+    let run = dir.join("run");
+    let base = tiny_options(&manifest, 12);
+    let opts = TrainOptions {
+        units: OutputUnits::WordStart,
+        inter_units: Some(OutputUnits::Chars),
+        model: base.model.clone().with_vocab(55).with_inter_vocab(29),
+        ..base
+    };
+    let report = train(&opts, &run, false).unwrap();
+    let l = &report.step_losses;
+    let head = l[..4].iter().sum::<f64>() / 4.0;
+    let tail = l[l.len() - 4..].iter().sum::<f64>() / 4.0;
+    assert!(tail < 0.7 * head, "loss did not fall: first steps {head:.3}, last steps {tail:.3}");
+    assert_eq!(report.skipped_steps, 0);
+    let rec = Recognizer::load(&run, files::LAST).unwrap();
+    assert_eq!((rec.vocab.len(), rec.model.config().inter_vocab()), (55, Some(29)));
+    assert_eq!(rec.model.param("inter.bias").unwrap().len(), 29);
+    assert_eq!(rec.model.param("inter.condition.weight").unwrap().len(), 2 * 29 * 48);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

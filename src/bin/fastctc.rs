@@ -144,6 +144,11 @@ struct TrainArgs {
     /// logit, so both classes of a letter learn from all its examples.
     #[arg(long)]
     factored_output: bool,
+    /// Classes of the intermediate CTC layer when they should differ from --units, e.g. `chars`
+    /// under `--units word-start`: the lower layers then learn letters and spaces, and the
+    /// self-conditioning map passes them up [default: as --units].
+    #[arg(long, value_enum, value_name = "UNITS")]
+    inter_units: Option<Units>,
     /// Largest padded batch, in 10 ms feature frames.
     #[arg(long)]
     batch_frames: Option<usize>,
@@ -394,13 +399,18 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
     if a.factored_output && !o.model.factored_word_start() {
         return Err(CliError::Other("--factored-output needs the GRU model (--arch gru)".into()));
     }
+    let units = |u: Units| match u {
+        Units::Chars => OutputUnits::Chars,
+        Units::WordStart => OutputUnits::WordStart,
+    };
     if let Some(u) = a.units {
-        o.units = match u {
-            Units::Chars => OutputUnits::Chars,
-            Units::WordStart => OutputUnits::WordStart,
-        };
+        o.units = units(u);
     }
+    o.inter_units = a.inter_units.map(units).filter(|&u| u != o.units);
     o.model = o.model.with_vocab(o.units.vocabulary().len());
+    if let Some(u) = o.inter_units {
+        o.model = o.model.with_inter_vocab(u.vocabulary().len());
+    }
     if let Some(x) = a.batch_frames {
         o.batch_frames = x;
     }

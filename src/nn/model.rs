@@ -64,6 +64,13 @@ pub struct GruModelConfig {
     /// older configs, which read as `false` (every class its own output unit).
     #[serde(default)]
     pub factored_word_start: bool,
+    /// Output classes of the intermediate CTC layer when they differ from the main output's, e.g.
+    /// characters with a space class under a word-start main output, so that the lower layers learn
+    /// plain letters and the self-conditioning map tells the upper ones where the spaces are. 0 (the
+    /// default, and what configs written before this field read as): the same classes as the main
+    /// output (factored if it is). Otherwise its classes are its own output units, never factored.
+    #[serde(default)]
+    pub inter_vocab: usize,
 }
 
 fn one() -> usize {
@@ -89,6 +96,7 @@ impl Default for GruModelConfig {
             inter_ctc_layer: 0,
             self_condition: false,
             factored_word_start: false,
+            inter_vocab: 0,
         }
     }
 }
@@ -230,6 +238,20 @@ impl ModelConfig {
                 if c.factored_word_start {
                     WordStartExpand::new(c.vocab)?;
                 }
+                if c.inter_vocab > 0 && c.inter_ctc_layer == 0 {
+                    return Err(NnError::InvalidConfig {
+                        field: "inter_vocab",
+                        value: c.inter_vocab as f64,
+                        requirement: "0 without an intermediate CTC layer (inter_ctc_layer 0)",
+                    });
+                }
+                if c.inter_vocab.checked_mul(c.upsample).is_none() {
+                    return Err(NnError::InvalidConfig {
+                        field: "inter_vocab",
+                        value: c.inter_vocab as f64,
+                        requirement: "inter_vocab * upsample must fit in usize",
+                    });
+                }
                 if c.conv_layers > 0 {
                     positive("conv_channels", c.conv_channels)?;
                     positive("conv_kernel", c.conv_kernel)?;
@@ -288,9 +310,30 @@ impl ModelConfig {
         }
     }
 
+    /// Output classes of the intermediate CTC layer ([`GruModelConfig::inter_vocab`]), `None` without
+    /// one.
+    pub fn inter_vocab(&self) -> Option<usize> {
+        match self {
+            Self::Gru(c) if c.inter_ctc_layer > 0 => {
+                Some(if c.inter_vocab > 0 { c.inter_vocab } else { c.vocab })
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the output is a factored word-start one ([`GruModelConfig::factored_word_start`]).
     pub fn factored_word_start(&self) -> bool {
         matches!(self, Self::Gru(c) if c.factored_word_start)
+    }
+
+    /// The same architecture with an intermediate output of `classes` classes (0: the main output's;
+    /// see [`GruModelConfig::inter_vocab`]). The convolutional model, which has no intermediate
+    /// output, is returned unchanged.
+    pub fn with_inter_vocab(mut self, classes: usize) -> Self {
+        if let Self::Gru(c) = &mut self {
+            c.inter_vocab = classes;
+        }
+        self
     }
 
     /// The same architecture with `vocab` output classes.
@@ -473,8 +516,9 @@ struct Intermediate<F> {
     expand: Option<WordStartExpand>,
     /// Self-conditioning: posteriors `(B, T, factor * V)` to the trunk's width.
     condition: Option<Linear<F>>,
-    /// The posteriors of the last forward pass, `(B, T', V)` as the head emitted them (padded frames
-    /// zero), and whether they were tiled `factor` times to feed `condition` (split switched off).
+    /// The posteriors of the last forward pass, `(B, T', V)` as the head (and `expand`) emitted them
+    /// (padded frames zero), and whether they were tiled `factor` times to feed `condition` (split
+    /// switched off).
     probs: Vec<F>,
     tiled: bool,
     /// Whether the last forward pass ran the head (so that a backward pass goes through it).
@@ -633,10 +677,15 @@ impl<F: NnFloat> AcousticModel<F> {
                         // Initialised from its own stream, so that adding it leaves the other
                         // parameters of a seed as they were.
                         let mut rng = Xoshiro256PlusPlus::seed_from_u64(dropout_seed(seed, u64::MAX - 1));
-                        let head = SubframeLinear::new("inter", width, logits, c.upsample, &mut rng)?;
+                        // Its own classes, or the main output's (factored like it).
+                        let (classes, head_logits, expand) = match c.inter_vocab {
+                            0 => (c.vocab, logits, new_expand()?),
+                            v => (v, v, None),
+                        };
+                        let head = SubframeLinear::new("inter", width, head_logits, c.upsample, &mut rng)?;
                         let condition = if c.self_condition {
                             let mut map =
-                                Linear::new("inter.condition", c.upsample * c.vocab, width, &mut rng)?;
+                                Linear::new("inter.condition", c.upsample * classes, width, &mut rng)?;
                             map.visit_params_mut(&mut |p| p.value_mut().fill(F::ZERO));
                             Some(map)
                         } else {
@@ -646,7 +695,7 @@ impl<F: NnFloat> AcousticModel<F> {
                         inter = Some(Intermediate {
                             after,
                             head,
-                            expand: new_expand()?,
+                            expand,
                             condition,
                             probs: Vec::new(),
                             tiled: false,
@@ -755,8 +804,9 @@ impl<F: NnFloat> AcousticModel<F> {
     }
 
     /// As [`AcousticModel::forward`], and with intermediate CTC configured
-    /// ([`GruModelConfig::inter_ctc_layer`]) also the auxiliary layer's logits, of the same shape and
-    /// lengths as the main ones; `None` without it. A following backward pass then takes the
+    /// ([`GruModelConfig::inter_ctc_layer`]) also the auxiliary layer's logits, `(B, T', inter
+    /// classes)` ([`ModelConfig::inter_vocab`]) with the main ones' frames and lengths; `None` without
+    /// it. A following backward pass then takes the
     /// gradients of both ([`AcousticModel::backward_params_with_intermediate`]).
     ///
     /// # Errors
@@ -829,8 +879,8 @@ impl<F: NnFloat> AcousticModel<F> {
     }
 
     /// As [`AcousticModel::backward`] after [`AcousticModel::forward_with_intermediate`]:
-    /// `grad_inter` is the gradient with respect to the auxiliary logits (same layout as
-    /// `grad_logits`), and its back-propagation joins the main one at the layer the auxiliary output
+    /// `grad_inter` is the gradient with respect to the auxiliary logits (their layout, `(B, T', inter
+    /// classes)`), and its back-propagation joins the main one at the layer the auxiliary output
     /// reads. A loss `(1 - w) L + w L_inter` passes gradients already scaled by `1 - w` and `w`.
     ///
     /// # Errors

@@ -11,7 +11,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use crate::audio::{FbankConfig, Features, GlobalCmvn};
-use crate::decode::{estimate_ngram, EstimateOptions, NgramModel};
+use crate::decode::{estimate_ngram, EstimateOptions, NgramModel, Vocabulary};
 use crate::nn::{AcousticModel, Activation, GruModelConfig, Mode, ModelConfig};
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema};
 use crate::{
@@ -48,6 +48,11 @@ pub struct TrainOptions {
     /// word. Absent from the options of older runs, which used characters.
     #[serde(default)]
     pub units: OutputUnits,
+    /// The intermediate CTC layer's classes when they differ from `units` (its number of classes must
+    /// be the model's [`ModelConfig::inter_vocab`]); `None` (the default, and what the options of
+    /// older runs read as): the same as `units`.
+    #[serde(default)]
+    pub inter_units: Option<OutputUnits>,
     /// Feature settings.
     pub features: FeatureSettings,
     /// Training-time augmentation.
@@ -136,6 +141,7 @@ impl Default for TrainOptions {
             epochs: None,
             model: default_model(),
             units: OutputUnits::default(),
+            inter_units: None,
             features: FeatureSettings::default(),
             augment: AugmentOptions::default(),
             trim_silence: Some(TrimSilence::default()),
@@ -190,6 +196,7 @@ pub fn default_model() -> ModelConfig {
         inter_ctc_layer: 1,
         self_condition: true,
         factored_word_start: false,
+        inter_vocab: 0,
     })
 }
 
@@ -230,6 +237,19 @@ impl TrainOptions {
                 "model.vocab",
                 format!("{} outputs, the vocabulary has {classes}", self.model.vocab()),
             );
+        }
+        let inter_classes = self.inter_units.unwrap_or(self.units).vocabulary().len();
+        match self.model.inter_vocab() {
+            Some(v) if v != inter_classes => {
+                return bad(
+                    "model.inter_vocab",
+                    format!("the intermediate output has {v} classes, its units {inter_classes}"),
+                );
+            }
+            None if self.inter_units.is_some() => {
+                return bad("--inter-units", "the model has no intermediate CTC layer".into());
+            }
+            _ => {}
         }
         if self.model.factored_word_start() && self.units != OutputUnits::WordStart {
             return bad(
@@ -369,6 +389,9 @@ struct Data {
     store: FeatureStore,
     /// Nominal lengths (frames at speed 1.0) of the training utterances.
     lengths: Vec<usize>,
+    /// The training transcripts spelt in the intermediate output's units, when they differ from the
+    /// main output's (which are `train`'s labels).
+    inter_labels: Option<Vec<Vec<u32>>>,
 }
 
 fn load_data(
@@ -385,6 +408,10 @@ fn load_data(
         let cut = trim_corpus(&mut train, trim, opts.features.sample_rate);
         log(&format!("trimmed silence: {:.1}% of the training audio removed", 100.0 * cut));
     }
+    let inter_labels = match opts.inter_units.filter(|&u| u != opts.units) {
+        Some(units) => Some(spell_all(&train, &units.vocabulary())?),
+        None => None,
+    };
     let dev = load_corpus(&opts.dev, opts.skip_bad, &vocab)?;
     for (c, name) in [(&train, "train"), (&dev, "dev")] {
         for (path, why) in &c.skipped {
@@ -399,7 +426,22 @@ fn load_data(
     };
     let lengths = train_features.iter().map(|f| f.frames).collect();
     let store = FeatureStore::new(&opts.features, train_features, &opts.augment.speeds)?;
-    Ok((Data { train, dev, dev_features, store, lengths }, cmvn))
+    Ok((Data { train, dev, dev_features, store, lengths, inter_labels }, cmvn))
+}
+
+/// Every transcript of `corpus` as class indices of `vocab`.
+fn spell_all(corpus: &Corpus, vocab: &Vocabulary) -> Result<Vec<Vec<u32>>, TrainError> {
+    corpus
+        .utterances
+        .iter()
+        .map(|u| match vocab.encode(&u.text) {
+            Ok(l) => Ok(l.into_iter().map(|c| c as u32).collect()),
+            Err(e) => Err(TrainError::InvalidOption {
+                option: "--inter-units",
+                reason: format!("cannot spell {:?} of {}: {e}", u.text, u.path.display()),
+            }),
+        })
+        .collect()
 }
 
 /// Copies every parameter value of `from` into `to` (same architecture).
@@ -871,7 +913,15 @@ fn train_step(
     let (loss, mut grad) = ctc_loss_and_grad(&out, &targets, &in_lens, ctc_opts, ws)?;
     let (inter_loss, inter_grad) = match &inter {
         Some(x) => {
-            let (l, mut g) = ctc_loss_and_grad(x, &targets, &in_lens, ctc_opts, ws)?;
+            let (l, mut g) = match &data.inter_labels {
+                Some(spelt) => {
+                    let labels: Vec<u32> = batch_idx.iter().flat_map(|&u| spelt[u].iter().copied()).collect();
+                    let lens: Vec<u32> = batch_idx.iter().map(|&u| spelt[u].len() as u32).collect();
+                    let targets = Targets::Concatenated { labels: &labels, lengths: &lens };
+                    ctc_loss_and_grad(x, &targets, &in_lens, ctc_opts, ws)?
+                }
+                None => ctc_loss_and_grad(x, &targets, &in_lens, ctc_opts, ws)?,
+            };
             let (wm, wi) = ((1.0 - w) as f32, w as f32);
             grad.iter_mut().for_each(|d| *d *= wm);
             g.iter_mut().for_each(|d| *d *= wi);
@@ -1031,7 +1081,7 @@ mod tests {
         let lengths = features.iter().map(|f| f.frames).collect();
         let store = FeatureStore::new(&opts.features, features, &opts.augment.speeds).unwrap();
         let dev = Corpus { manifest: PathBuf::from("d.jsonl"), utterances: Vec::new(), skipped: Vec::new() };
-        Data { train, dev, dev_features: Vec::new(), store, lengths }
+        Data { train, dev, dev_features: Vec::new(), store, lengths, inter_labels: None }
     }
 
     #[test]
