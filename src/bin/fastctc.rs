@@ -406,11 +406,10 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
     if let Some(u) = a.units {
         o.units = units(u);
     }
-    o.inter_units = a.inter_units.map(units).filter(|&u| u != o.units);
+    // Intermediate units equal to the main ones are no units of their own (inter_vocab 0).
+    o.inter_units = a.inter_units.map(units).or(o.inter_units).filter(|&u| u != o.units);
     o.model = o.model.with_vocab(o.units.vocabulary().len());
-    if let Some(u) = o.inter_units {
-        o.model = o.model.with_inter_vocab(u.vocabulary().len());
-    }
+    o.model = o.model.with_inter_vocab(o.inter_units.map_or(0, |u| u.vocabulary().len()));
     if let Some(x) = a.batch_frames {
         o.batch_frames = x;
     }
