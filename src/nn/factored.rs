@@ -109,31 +109,13 @@ mod tests {
         let mut map = WordStartExpand::new(5).unwrap();
         assert_eq!((map.in_features(), map.out_features()), (4, 5));
         // B = 2, T = 2: the second sequence has one valid frame and NaN padding.
-        let x = Batch::new(
-            vec![
-                0.5,
-                1.0,
-                2.0,
-                -3.0,
-                0.0,
-                4.0,
-                5.0,
-                0.25,
-                -1.0,
-                2.0,
-                3.0,
-                10.0,
-                f64::NAN,
-                f64::NAN,
-                1.0,
-                1.0,
-            ],
-            2,
-            2,
-            4,
-            vec![2, 1],
-        )
-        .unwrap();
+        let rows = [
+            [0.5, 1.0, 2.0, -3.0],
+            [0.0, 4.0, 5.0, 0.25],
+            [-1.0, 2.0, 3.0, 10.0],
+            [f64::NAN, f64::NAN, 1.0, 1.0],
+        ];
+        let x = Batch::new(rows.concat(), 2, 2, 4, vec![2, 1]).unwrap();
         let y = map.forward(&x, Mode::Train).unwrap();
         assert_eq!((y.shape(), y.lengths()), ((2, 2, 5), &[2, 1][..]));
         let want = [
