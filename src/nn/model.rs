@@ -806,8 +806,8 @@ impl<F: NnFloat> AcousticModel<F> {
     /// As [`AcousticModel::forward`], and with intermediate CTC configured
     /// ([`GruModelConfig::inter_ctc_layer`]) also the auxiliary layer's logits, `(B, T', inter
     /// classes)` ([`ModelConfig::inter_vocab`]) with the main ones' frames and lengths; `None` without
-    /// it. A following backward pass then takes the
-    /// gradients of both ([`AcousticModel::backward_params_with_intermediate`]).
+    /// it. A following backward pass then takes the gradients of both
+    /// ([`AcousticModel::backward_params_with_intermediate`]).
     ///
     /// # Errors
     /// As [`AcousticModel::forward`].

@@ -429,6 +429,14 @@ fn load_data(
     Ok((Data { train, dev, dev_features, store, lengths, inter_labels }, cmvn))
 }
 
+/// The labels of the utterances `batch_idx` (`of(u)` for utterance `u`), concatenated, and their
+/// lengths: a batch's CTC targets.
+fn concat_labels<'a>(batch_idx: &[usize], of: impl Fn(usize) -> &'a [u32]) -> (Vec<u32>, Vec<u32>) {
+    let labels = batch_idx.iter().flat_map(|&u| of(u).iter().copied()).collect();
+    let lens = batch_idx.iter().map(|&u| of(u).len() as u32).collect();
+    (labels, lens)
+}
+
 /// Every transcript of `corpus` as class indices of `vocab`.
 fn spell_all(corpus: &Corpus, vocab: &Vocabulary) -> Result<Vec<Vec<u32>>, TrainError> {
     corpus
@@ -905,9 +913,7 @@ fn train_step(
 
     let t = Instant::now();
     let in_lens: Vec<u32> = model.output_lengths(batch.lengths()).into_iter().map(|l| l as u32).collect();
-    let labels: Vec<u32> =
-        batch_idx.iter().flat_map(|&u| data.train.utterances[u].labels.iter().copied()).collect();
-    let lens: Vec<u32> = batch_idx.iter().map(|&u| data.train.utterances[u].labels.len() as u32).collect();
+    let (labels, lens) = concat_labels(&batch_idx, |u| &data.train.utterances[u].labels);
     let targets = Targets::Concatenated { labels: &labels, lengths: &lens };
     let b = out.shape().0;
     let (loss, mut grad) = ctc_loss_and_grad(&out, &targets, &in_lens, ctc_opts, ws)?;
@@ -915,8 +921,7 @@ fn train_step(
         Some(x) => {
             let (l, mut g) = match &data.inter_labels {
                 Some(spelt) => {
-                    let labels: Vec<u32> = batch_idx.iter().flat_map(|&u| spelt[u].iter().copied()).collect();
-                    let lens: Vec<u32> = batch_idx.iter().map(|&u| spelt[u].len() as u32).collect();
+                    let (labels, lens) = concat_labels(&batch_idx, |u| &spelt[u]);
                     let targets = Targets::Concatenated { labels: &labels, lengths: &lens };
                     ctc_loss_and_grad(x, &targets, &in_lens, ctc_opts, ws)?
                 }
