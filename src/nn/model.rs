@@ -214,12 +214,14 @@ impl ModelConfig {
                         requirement: "at most 16",
                     });
                 }
-                if c.vocab.checked_mul(c.upsample).is_none() {
-                    return Err(NnError::InvalidConfig {
-                        field: "vocab",
-                        value: c.vocab as f64,
-                        requirement: "vocab * upsample must fit in usize",
-                    });
+                // The output layers stack `upsample` frames of their classes side by side.
+                for (field, classes, requirement) in [
+                    ("vocab", c.vocab, "vocab * upsample must fit in usize"),
+                    ("inter_vocab", c.inter_vocab, "inter_vocab * upsample must fit in usize"),
+                ] {
+                    if classes.checked_mul(c.upsample).is_none() {
+                        return Err(NnError::InvalidConfig { field, value: classes as f64, requirement });
+                    }
                 }
                 if c.inter_ctc_layer >= c.gru_layers {
                     return Err(NnError::InvalidConfig {
@@ -243,13 +245,6 @@ impl ModelConfig {
                         field: "inter_vocab",
                         value: c.inter_vocab as f64,
                         requirement: "0 without an intermediate CTC layer (inter_ctc_layer 0)",
-                    });
-                }
-                if c.inter_vocab.checked_mul(c.upsample).is_none() {
-                    return Err(NnError::InvalidConfig {
-                        field: "inter_vocab",
-                        value: c.inter_vocab as f64,
-                        requirement: "inter_vocab * upsample must fit in usize",
                     });
                 }
                 if c.conv_layers > 0 {
