@@ -115,6 +115,18 @@ fn gru_model_with_intermediate_ctc_gradients() {
     }
 }
 
+/// Fills the self-conditioning map with random values from `seed`: it starts at zero, which would hide
+/// a wrong backward pass through the posteriors that feed it.
+fn randomise_condition(model: &mut AcousticModel<f64>, seed: u64) {
+    let mut r = rng(seed);
+    model.visit_params_mut(&mut |p| {
+        if p.name().starts_with("inter.condition") {
+            let n = p.len();
+            p.value_mut().copy_from_slice(&nn_util::uniform(&mut r, n, 1.0));
+        }
+    });
+}
+
 /// Self-conditioning: the gradient reaches the trunk through the posteriors' softmax, with the split
 /// on, off (posteriors tiled over the sub-frames) and without one. The conditioning map starts at zero,
 /// which would hide a wrong softmax backward pass, so it is set to random values first.
@@ -129,14 +141,10 @@ fn self_conditioned_model_gradients() {
             other => other,
         };
         let mut model = AcousticModel::<f64>::new(&config, seed).unwrap();
-        let mut r = rng(seed + 1000);
-        model.visit_params_mut(&mut |p| {
-            if p.name().starts_with("inter.condition") {
-                assert!(p.value().iter().all(|&v| v == 0.0), "{} starts at zero", p.name());
-                let n = p.len();
-                p.value_mut().copy_from_slice(&nn_util::uniform(&mut r, n, 1.0));
-            }
-        });
+        for name in ["inter.condition.weight", "inter.condition.bias"] {
+            assert!(model.param(name).unwrap().value().iter().all(|&v| v == 0.0), "{name} starts at zero");
+        }
+        randomise_condition(&mut model, seed + 1000);
         model.set_output_split(split);
         let x = ragged(&mut rng(seed), T, 3, &LENGTHS, f64::NAN);
         check_layer(&mut BothOutputs(model), &x, seed);
@@ -172,16 +180,11 @@ fn factored_word_start_model_gradients() {
         };
         let mut model = AcousticModel::<f64>::new(&config, seed).unwrap();
         assert_eq!(model.param("output.weight").unwrap().len(), 4 * 4, "4 logits from 2 x 2 hidden");
-        let mut r = rng(seed + 1000);
-        model.visit_params_mut(&mut |p| {
-            if p.name().starts_with("inter.condition") {
-                if p.name() == "inter.condition.weight" {
-                    assert_eq!(p.len(), 4 * upsample * 5, "expanded posteriors in, 4 channels out");
-                }
-                let n = p.len();
-                p.value_mut().copy_from_slice(&nn_util::uniform(&mut r, n, 1.0));
-            }
-        });
+        if inter {
+            let weight = model.param("inter.condition.weight").unwrap();
+            assert_eq!(weight.len(), 4 * upsample * 5, "expanded posteriors in, 4 channels out");
+        }
+        randomise_condition(&mut model, seed + 1000);
         model.set_output_split(split);
         let x = ragged(&mut rng(seed), T, 3, &LENGTHS, f64::NAN);
         if inter {
@@ -213,13 +216,7 @@ fn intermediate_output_with_its_own_classes_gradients() {
         assert_eq!(config.inter_vocab(), Some(inter_vocab));
         let mut model = AcousticModel::<f64>::new(&config, seed).unwrap();
         assert_eq!(model.param("inter.bias").unwrap().len(), inter_vocab);
-        let mut r = rng(seed + 1000);
-        model.visit_params_mut(&mut |p| {
-            if p.name().starts_with("inter.condition") {
-                let n = p.len();
-                p.value_mut().copy_from_slice(&nn_util::uniform(&mut r, n, 1.0));
-            }
-        });
+        randomise_condition(&mut model, seed + 1000);
         model.set_output_split(split);
         let x = ragged(&mut rng(seed), T, 3, &LENGTHS, f64::NAN);
         check_layer(&mut BothOutputs(model), &x, seed);
