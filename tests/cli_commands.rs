@@ -56,6 +56,16 @@ fn errors_name_the_problem_and_fail() {
         assert!(text(&o).1.contains("--tempo-rate"), "{bad}: {}", text(&o).1);
     }
 
+    // Mask options are two whole numbers, within the limits the trainer checks.
+    for (flag, bad) in
+        [("--freq-masks", "2"), ("--freq-masks", "2,1.5"), ("--time-masks", "-1,5"), ("--freq-masks", "17,5")]
+    {
+        let arg = format!("{flag}={bad}");
+        let o = fastctc(&["train", &arg, "--no-progress", "--out", "/tmp/fastctc-never-written"]);
+        assert!(!o.status.success());
+        assert!(text(&o).1.contains(flag), "{flag} {bad}: {}", text(&o).1);
+    }
+
     let o = fastctc(&["frobnicate"]);
     assert!(!o.status.success());
 }

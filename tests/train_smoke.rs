@@ -266,6 +266,28 @@ fn speed_factors_out_of_range_are_refused() {
 }
 
 #[test]
+fn spec_augment_masks_out_of_range_are_refused() {
+    use fastctc::train::data::MAX_MASKS;
+    let with = |freq_masks, time_masks| TrainOptions {
+        augment: AugmentOptions { freq_masks, time_masks, ..AugmentOptions::default() },
+        ..TrainOptions::default()
+    };
+    for (freq, time, option) in [
+        ((MAX_MASKS + 1, 5), (0, 0), "--freq-masks"),
+        ((0, 0), (MAX_MASKS + 1, 5), "--time-masks"),
+        // As wide as the 80 mel bins: every frame's spectrum blanked.
+        ((1, 80), (0, 0), "--freq-masks"),
+    ] {
+        match with(freq, time).validate() {
+            Err(TrainError::InvalidOption { option: o, .. }) if o == option => {}
+            other => panic!("{freq:?} {time:?}: expected an {option} error, got {other:?}"),
+        }
+    }
+    assert!(with((MAX_MASKS, 79), (MAX_MASKS, 40)).validate().is_ok());
+    assert!(with((2, 10), (0, 0)).validate().is_ok());
+}
+
+#[test]
 fn inter_ctc_weight_out_of_range_is_refused() {
     for bad in [1.0, -0.1, f64::NAN] {
         let opts = TrainOptions { inter_ctc_weight: bad, ..TrainOptions::default() };

@@ -199,7 +199,7 @@ struct TrainArgs {
     /// Tempo perturbation towards speaking rates instead of by a factor range: each utterance of
     /// each epoch is stretched so that it says a rate drawn from [LO, HI] characters per second
     /// (factor within 0.5-2); replaces --tempo and --tempo-center.
-    #[arg(long, value_parser = parse_pair, value_name = "LO,HI")]
+    #[arg(long, value_parser = parse_pair::<f64>, value_name = "LO,HI")]
     tempo_rate: Option<(f64, f64)>,
     /// SpecAugment on (off by default): 2 frequency masks of up to 15 bins, 2 time masks of up to 20
     /// frames.
@@ -208,6 +208,14 @@ struct TrainArgs {
     /// Disable SpecAugment (the default; kept for older scripts).
     #[arg(long)]
     no_specaugment: bool,
+    /// SpecAugment frequency masks: N masks per utterance, each up to F mel bins wide (replaces
+    /// those of --specaugment; 0,0 = none).
+    #[arg(long, value_parser = parse_pair::<usize>, value_name = "N,F", conflicts_with = "no_specaugment")]
+    freq_masks: Option<(usize, usize)>,
+    /// SpecAugment time masks: N masks per utterance, each up to T feature frames (10 ms) wide and
+    /// together at most 20 % of the utterance (replaces those of --specaugment; 0,0 = none).
+    #[arg(long, value_parser = parse_pair::<usize>, value_name = "N,T", conflicts_with = "no_specaugment")]
+    time_masks: Option<(usize, usize)>,
     /// Keep the leading and trailing silence of the training audio (by default it is cut to 100 ms
     /// around the speech).
     #[arg(long)]
@@ -466,6 +474,12 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
         o.augment.freq_masks = (0, 0);
         o.augment.time_masks = (0, 0);
     }
+    if let Some(x) = a.freq_masks {
+        o.augment.freq_masks = x;
+    }
+    if let Some(x) = a.time_masks {
+        o.augment.time_masks = x;
+    }
     let (dir, resume) = match a.resume {
         Some(d) => (d, true),
         None => (a.out.unwrap_or_else(default_run_dir), false),
@@ -628,11 +642,15 @@ fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Parses `LO,HI` (two numbers and a comma) for range options such as `--tempo-rate`.
-fn parse_pair(s: &str) -> Result<(f64, f64), String> {
-    let parse = |t: &str| t.trim().parse::<f64>().map_err(|e| format!("{t:?}: {e}"));
+/// Parses `A,B` (two numbers and a comma) for pair options such as `--tempo-rate LO,HI` and
+/// `--freq-masks N,F`.
+fn parse_pair<T: std::str::FromStr>(s: &str) -> Result<(T, T), String>
+where
+    T::Err: std::fmt::Display,
+{
+    let parse = |t: &str| t.trim().parse::<T>().map_err(|e| format!("{t:?}: {e}"));
     match s.split_once(',') {
         Some((a, b)) => Ok((parse(a)?, parse(b)?)),
-        None => Err(format!("{s:?} is not two numbers LO,HI")),
+        None => Err(format!("{s:?} is not two numbers separated by a comma")),
     }
 }

@@ -471,6 +471,14 @@ impl AugmentOptions {
             });
         }
         check_speeds(&self.speeds)?;
+        for (option, (count, _)) in [("--freq-masks", self.freq_masks), ("--time-masks", self.time_masks)] {
+            if count > MAX_MASKS {
+                return Err(TrainError::InvalidOption {
+                    option,
+                    reason: format!("{count} masks per utterance; at most {MAX_MASKS}"),
+                });
+            }
+        }
         let (a, b) = self.noise_snr_db;
         if !(a.is_finite() && b.is_finite() && a <= b) {
             return Err(TrainError::InvalidOption {
@@ -481,6 +489,10 @@ impl AugmentOptions {
         Ok(())
     }
 }
+
+/// The most SpecAugment masks of one kind per utterance: more would blank out any utterance and
+/// only cost time.
+pub const MAX_MASKS: usize = 16;
 
 /// The default speed factors of speed perturbation (Kaldi's recipes).
 pub const SPEEDS: [f64; 3] = [0.9, 1.0, 1.1];

@@ -260,6 +260,14 @@ impl TrainOptions {
         if self.model.input_dim() != self.features.num_mel_bins {
             return bad("model.input_dim", "must equal the number of mel bins".into());
         }
+        // A mask as wide as the spectrum would blank whole utterances, which teaches nothing.
+        let widest = self.augment.freq_masks.1;
+        if widest >= self.features.num_mel_bins {
+            return bad(
+                "--freq-masks",
+                format!("masks up to {widest} bins wide; the features have {}", self.features.num_mel_bins),
+            );
+        }
         self.model.validate()?;
         if let Some(t) = &self.trim_silence {
             t.validate()?;
