@@ -260,7 +260,8 @@ impl TrainOptions {
         if self.model.input_dim() != self.features.num_mel_bins {
             return bad("model.input_dim", "must equal the number of mel bins".into());
         }
-        // A mask as wide as the spectrum would blank whole utterances, which teaches nothing.
+        // A mask as wide as the spectrum would blank whole utterances, which teaches nothing. Checked
+        // here, not with the mask counts in `AugmentOptions::validate`, since it needs the feature size.
         let widest = self.augment.freq_masks.1;
         if widest >= self.features.num_mel_bins {
             return bad(
