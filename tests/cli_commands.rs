@@ -57,14 +57,23 @@ fn errors_name_the_problem_and_fail() {
     }
 
     // Mask options are two whole numbers, within the limits the trainer checks.
-    for (flag, bad) in
-        [("--freq-masks", "2"), ("--freq-masks", "2,1.5"), ("--time-masks", "-1,5"), ("--freq-masks", "17,5")]
-    {
+    for (flag, bad) in [
+        ("--freq-masks", "2"),
+        ("--freq-masks", "2,1.5"),
+        ("--time-masks", "-1,5"),
+        ("--freq-masks", "17,5"),
+        ("--weight-decay", "-1"),
+    ] {
         let arg = format!("{flag}={bad}");
         let o = fastctc(&["train", &arg, "--no-progress", "--out", "/tmp/fastctc-never-written"]);
         assert!(!o.status.success());
         assert!(text(&o).1.contains(flag), "{flag} {bad}: {}", text(&o).1);
     }
+
+    // Weight decay is non-negative.
+    let o = fastctc(&["train", "--weight-decay=-1", "--no-progress", "--out", "/tmp/fastctc-never-written"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("--weight-decay"), "{}", text(&o).1);
 
     let o = fastctc(&["frobnicate"]);
     assert!(!o.status.success());

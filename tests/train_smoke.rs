@@ -288,6 +288,21 @@ fn spec_augment_masks_out_of_range_are_refused() {
 }
 
 #[test]
+fn weight_decay_out_of_range_is_refused() {
+    // 1 / lr = 333.3 at the default peak 3e-3: AdamW would then zero the weights in one step.
+    for bad in [-0.01, f64::NAN, f64::INFINITY, 1.0 / 3e-3] {
+        let opts = TrainOptions { weight_decay: bad, ..TrainOptions::default() };
+        match opts.validate() {
+            Err(TrainError::InvalidOption { option: "--weight-decay", .. }) => {}
+            other => panic!("weight decay {bad}: expected a --weight-decay error, got {other:?}"),
+        }
+    }
+    for good in [0.0, 0.1, 100.0] {
+        assert!(TrainOptions { weight_decay: good, ..TrainOptions::default() }.validate().is_ok(), "{good}");
+    }
+}
+
+#[test]
 fn inter_ctc_weight_out_of_range_is_refused() {
     for bad in [1.0, -0.1, f64::NAN] {
         let opts = TrainOptions { inter_ctc_weight: bad, ..TrainOptions::default() };

@@ -158,6 +158,10 @@ struct TrainArgs {
     /// Warm-up steps.
     #[arg(long)]
     warmup: Option<u64>,
+    /// AdamW's decoupled weight decay: every step shrinks each weight by the factor
+    /// `1 - lr * weight_decay` [default: 0.01].
+    #[arg(long, value_name = "W")]
+    weight_decay: Option<f64>,
     /// Decay per step of the moving average of the weights that is evaluated on dev each epoch and
     /// saved as model.safetensors (bias-corrected; 0 = off, the raw weights are used).
     #[arg(long, value_name = "D", conflicts_with = "no_ema")]
@@ -426,6 +430,9 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
     }
     if let Some(x) = a.warmup {
         o.warmup_steps = x;
+    }
+    if let Some(x) = a.weight_decay {
+        o.weight_decay = x;
     }
     if let Some(x) = a.seed {
         o.seed = x;

@@ -216,6 +216,14 @@ impl TrainOptions {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("--lr", format!("{} is not a positive learning rate", self.lr));
         }
+        // At `lr * weight_decay >= 1` AdamW's decay factor `1 - lr * wd` would zero or flip the
+        // weights every step.
+        if !(self.weight_decay >= 0.0 && self.lr * self.weight_decay < 1.0) {
+            return bad(
+                "--weight-decay",
+                format!("{} is not in [0, 1 / lr) = [0, {})", self.weight_decay, 1.0 / self.lr),
+            );
+        }
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
             return bad("--min-lr-ratio", format!("{} is not in [0, 1]", self.min_lr_ratio));
         }
