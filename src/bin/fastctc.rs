@@ -159,7 +159,7 @@ struct TrainArgs {
     #[arg(long)]
     warmup: Option<u64>,
     /// AdamW's decoupled weight decay: every step shrinks each weight by the factor
-    /// `1 - lr * weight_decay` [default: 0.01].
+    /// `1 - lr * weight_decay` [default: 0.1].
     #[arg(long, value_name = "W")]
     weight_decay: Option<f64>,
     /// Decay per step of the moving average of the weights that is evaluated on dev each epoch and
