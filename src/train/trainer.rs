@@ -197,8 +197,8 @@ pub fn default_model() -> ModelConfig {
         hidden: 192,
         // 0.1 until 2026-12-07: with weight decay 0.1 regularising the weights, half the dropout let
         // the model fit its training voices further (training loss 0.023-0.032 against 0.043-0.052)
-        // at the same dev CER, and it made fewer greedy test digit errors (docs/TRAINING.md,
-        // "Dropout under weight decay").
+        // at a dev CER within the seeds' spread, and it made fewer greedy test digit errors
+        // (docs/TRAINING.md, "Dropout under weight decay").
         dropout: 0.05,
         upsample: 2,
         inter_ctc_layer: 1,
