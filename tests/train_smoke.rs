@@ -92,7 +92,8 @@ fn loss_falls_checkpoints_round_trip_and_resume_matches() {
     let dir = tmp_dir("smoke");
     let manifest = small_manifest(&dir, 8);
     let run = dir.join("run");
-    let report = train(&tiny_options(&manifest, 12), &run, false).unwrap();
+    let report =
+        train(&TrainOptions { keep_epochs: true, ..tiny_options(&manifest, 12) }, &run, false).unwrap();
     let l = &report.step_losses;
     assert!(l.len() >= 20, "only {} steps", l.len());
     let head = l[..4].iter().sum::<f64>() / 4.0;
@@ -155,6 +156,15 @@ fn loss_falls_checkpoints_round_trip_and_resume_matches() {
     } else {
         assert_ne!(weights(&run, files::BEST), w, "model.safetensors should hold averaged weights");
     }
+    // Every epoch's evaluated weights are kept: the best epoch's file is model.safetensors byte for
+    // byte, the last one holds the final average.
+    for e in 1..=12 {
+        assert!(run.join(files::epoch_weights(e)).is_file(), "epoch {e} missing");
+    }
+    assert!(!run.join(files::epoch_weights(13)).exists());
+    let best_file = files::epoch_weights(best_epoch.unwrap() + 1);
+    assert_eq!(std::fs::read(run.join(&best_file)).unwrap(), std::fs::read(run.join(files::BEST)).unwrap());
+    assert_eq!(weights(&run, &files::epoch_weights(12)), avg);
 
     // Resume: the same 12-epoch run interrupted after 5 epochs, then resumed, must match the
     // uninterrupted one.
@@ -165,7 +175,12 @@ fn loss_falls_checkpoints_round_trip_and_resume_matches() {
     let first = train(&interrupted, &run2, false).unwrap();
     assert_eq!(first.epochs.len(), 5);
     assert_eq!(checkpoint::load_state(&run2.join(files::STATE)).unwrap().epoch, 5);
-    let resumed = train(&tiny_options(&manifest, 12), &run2, true).unwrap();
+    assert!(!run2.join(files::epoch_weights(1)).exists(), "epochs kept without keep_epochs");
+    // Keeping epochs is an output choice the resumed run takes from its own options.
+    let resumed =
+        train(&TrainOptions { keep_epochs: true, ..tiny_options(&manifest, 12) }, &run2, true).unwrap();
+    assert!(!run2.join(files::epoch_weights(5)).exists());
+    assert!(run2.join(files::epoch_weights(6)).is_file() && run2.join(files::epoch_weights(12)).is_file());
     assert_eq!(resumed.epochs.len(), 12);
     assert_eq!(resumed.steps, report.steps);
     let w2 = weights(&run2, files::LAST);

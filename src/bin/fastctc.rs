@@ -236,6 +236,10 @@ struct TrainArgs {
     /// Plain log lines instead of progress bars.
     #[arg(long)]
     no_progress: bool,
+    /// Also save the weights evaluated on dev after every epoch as epoch-NNN.safetensors in the run
+    /// directory (about 8 MB each for the default model; load one with --weights).
+    #[arg(long)]
+    keep_epochs: bool,
 }
 
 #[derive(Args)]
@@ -369,6 +373,7 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
         skip_bad: a.skip_bad,
         max_train_utterances: a.max_train_utterances,
         progress: !a.no_progress,
+        keep_epochs: a.keep_epochs,
         ..TrainOptions::default()
     };
     o.model = match (a.arch, o.model) {

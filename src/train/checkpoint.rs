@@ -37,6 +37,13 @@ pub mod files {
     pub const CURVES: &str = "curves.svg";
     /// The word 3-gram language model estimated from the training transcripts.
     pub const LM: &str = "lm.arpa";
+
+    /// With [`TrainOptions::keep_epochs`](crate::train::TrainOptions::keep_epochs): the weights
+    /// evaluated on dev after epoch `epoch` (1-based, as in `metrics.jsonl`), e.g.
+    /// `epoch-007.safetensors`; a partial last epoch is saved under its own number.
+    pub fn epoch_weights(epoch: u64) -> String {
+        format!("epoch-{epoch:03}.safetensors")
+    }
 }
 
 /// Everything inference needs besides the weights; saved as `config.json`.

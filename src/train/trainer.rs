@@ -108,6 +108,13 @@ pub struct TrainOptions {
     /// full run (checkpoints are written; no test evaluation). For testing `--resume`.
     #[serde(default)]
     pub pause_after_steps: Option<u64>,
+    /// Also save the weights evaluated on dev after every epoch (the average with `ema_decay`, like
+    /// `model.safetensors`) as `epoch-NNN.safetensors` ([`files::epoch_weights`]; about 8 MB each for
+    /// the default model), for choosing or averaging checkpoints after the run and for per-epoch
+    /// analysis. It changes nothing in training; a resumed run takes it from the new options, as it
+    /// does `progress`. Absent from the options of older runs, which kept none.
+    #[serde(default)]
+    pub keep_epochs: bool,
     /// Beam width of the final beam-search evaluation (0 skips it).
     pub beam_width: usize,
     /// Show progress bars (otherwise plain log lines).
@@ -166,6 +173,7 @@ impl Default for TrainOptions {
             skip_bad: false,
             max_train_utterances: None,
             pause_after_steps: None,
+            keep_epochs: false,
             beam_width: 16,
             progress: true,
         }
@@ -543,6 +551,7 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
         saved.epochs = opts.epochs;
         saved.progress = opts.progress;
         saved.pause_after_steps = opts.pause_after_steps;
+        saved.keep_epochs = opts.keep_epochs;
         saved
     } else {
         opts.clone()
@@ -744,6 +753,9 @@ pub fn train(opts: &TrainOptions, out_dir: &Path, resume: bool) -> Result<TrainR
             state.best_dev_cer = dev.all.cer;
             state.best_epoch = Some(epoch);
             checkpoint::save_weights(&out_dir.join(files::BEST), &model)?;
+        }
+        if opts.keep_epochs {
+            checkpoint::save_weights(&out_dir.join(files::epoch_weights(m.epoch)), &model)?;
         }
         if let Some(e) = ema.as_mut() {
             e.swap(&mut model.params_mut())?;
