@@ -203,11 +203,11 @@ pub fn default_model() -> ModelConfig {
         activation: Activation::Relu,
         gru_layers: 3,
         hidden: 192,
-        // None: 0.1 until 2026-12-07 18:00, then 0.05. With weight decay 0.1 regularising the weights,
+        // None (0.1, then 0.05, until 2026-12-07). With weight decay 0.1 regularising the weights,
         // each step down let the model fit its training voices further at a dev CER within the
-        // seeds' spread, and it made fewer greedy test digit errors: on one slow evening, 0, 4 and 2
-        // word errors with no dropout against 7, 7 and 5 with 0.05, and the same gap over each
-        // run's last ten epochs (docs/TRAINING.md, "No dropout").
+        // seeds' spread, and it made fewer greedy test digit errors: seeds 2-4 on one slow evening
+        // made 4, 2 and 2 word errors with no dropout against 7, 7 and 5 with 0.05, and the same
+        // gap over each run's last ten epochs (docs/TRAINING.md, "No dropout").
         dropout: 0.0,
         upsample: 2,
         inter_ctc_layer: 1,
