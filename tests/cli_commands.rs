@@ -183,6 +183,57 @@ fn train_then_transcribe_eval_and_align() {
     assert!(o.status.success(), "{}", text(&o).1);
     assert!(text(&o).0.contains("CER"), "{}", text(&o).0);
 
+    // One kind, per speaker, with the utterances it got wrong: the table covers exactly the speakers
+    // of that kind's lines, its counts add up to the manifest's, and the listed errors are exactly the
+    // utterances whose greedy transcription (by `transcribe`) differs from the reference.
+    let digits: Vec<serde_json::Value> = manifest
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "digits")
+        .collect();
+    assert!(digits.len() >= 2 && digits.len() < manifest.lines().count(), "{manifest}");
+    let o = fastctc(&["eval", &rs, &ms, "--kind", "digits", "--by-speaker", "--errors"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let out = text(&o).0;
+    let all = out.lines().find(|l| l.trim_start().starts_with("all ")).unwrap();
+    assert!(all.contains(&format!(" {} utts", digits.len())), "{out}");
+    assert!(!out.contains("sentence"), "{out}");
+    let header = out.lines().position(|l| l.trim_start().starts_with("speaker ")).expect("speaker table");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(header + 1)
+        .take_while(|l| !l.contains('\t'))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let mut speakers: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    speakers.sort_unstable();
+    let mut expected: Vec<&str> = digits.iter().map(|v| v["speaker"].as_str().unwrap()).collect();
+    expected.sort_unstable();
+    expected.dedup();
+    assert_eq!(speakers, expected, "{out}");
+    // Row: speaker, utterances, wrong, "/", words, CER, WER.
+    let utts: usize = rows.iter().map(|r| r[1].parse::<usize>().unwrap()).sum();
+    let words: usize = rows.iter().map(|r| r[4].parse::<usize>().unwrap()).sum();
+    let ref_words: usize =
+        digits.iter().map(|v| v["text"].as_str().unwrap().split_whitespace().count()).sum();
+    assert_eq!((utts, words), (digits.len(), ref_words), "{out}");
+    let listed: Vec<&str> =
+        out.lines().filter(|l| l.contains('\t')).map(|l| l.split('\t').next().unwrap()).collect();
+    let files: Vec<&str> = digits.iter().map(|v| v["audio_filepath"].as_str().unwrap()).collect();
+    let o = fastctc(&[&["transcribe", rs.as_str()][..], &files].concat());
+    assert!(o.status.success(), "{}", text(&o).1);
+    let transcribed = text(&o).0;
+    let wrong: Vec<&str> = transcribed
+        .lines()
+        .zip(&digits)
+        .filter(|(l, v)| l.split_once('\t').unwrap().1 != v["text"].as_str().unwrap())
+        .map(|(l, _)| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(listed, wrong, "{out}\n{transcribed}");
+    let o = fastctc(&["eval", &rs, &ms, "--kind", "poetry"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("poetry") && text(&o).1.contains("digits, sentence"), "{}", text(&o).1);
+
     let o = fastctc(&["align", &rs, audio, transcript, "--format", "ctm"]);
     assert!(o.status.success(), "{}", text(&o).1);
     let words: Vec<String> =

@@ -16,7 +16,7 @@ use fastctc::nn::{Activation, ConvModelConfig, GruModelConfig, ModelConfig};
 use fastctc::train::checkpoint::files;
 use fastctc::train::data::load_corpus;
 use fastctc::train::recognizer::{DEFAULT_LM_ALPHA, DEFAULT_LM_BETA};
-use fastctc::train::trainer::{default_run_dir, format_report};
+use fastctc::train::trainer::{default_run_dir, format_report, format_speakers};
 use fastctc::train::{evaluate, train, Decoding, OutputUnits, Recognizer, TrainError, TrainOptions};
 use fastctc::{ctc_compute, ActsView, ActsViewMut, Backend, CtcOptions, Reduction, Targets, Workspace};
 
@@ -272,6 +272,17 @@ struct EvalArgs {
     /// List and skip missing or corrupt audio files.
     #[arg(long)]
     skip_bad: bool,
+    /// Only the utterances whose manifest `kind` is this (e.g. `digits`).
+    #[arg(long, value_name = "KIND")]
+    kind: Option<String>,
+    /// Also print the error rates of each speaker (the manifest's `speaker` field), most word errors
+    /// first.
+    #[arg(long)]
+    by_speaker: bool,
+    /// Also print every utterance whose hypothesis differs from its reference (file, speaker,
+    /// reference -> hypothesis).
+    #[arg(long)]
+    errors: bool,
 }
 
 #[derive(Args)]
@@ -535,14 +546,42 @@ fn decoding<'a>(d: &DecodeArgs, lm: &'a Option<NgramModel>) -> Result<Decoding<'
 fn cmd_eval(a: EvalArgs) -> Result<(), CliError> {
     let mut rec = Recognizer::load(&a.model_dir, &a.decode.weights)?;
     let lm = load_lm(&a.decode)?;
-    let corpus = load_corpus(&a.manifest, a.skip_bad, &rec.vocab)?;
+    let mut corpus = load_corpus(&a.manifest, a.skip_bad, &rec.vocab)?;
     for (p, why) in &corpus.skipped {
         eprintln!("skipped {}: {why}", p.display());
+    }
+    if let Some(kind) = &a.kind {
+        let present: std::collections::BTreeSet<String> =
+            corpus.utterances.iter().filter_map(|u| u.kind.clone()).collect();
+        corpus.utterances.retain(|u| u.kind.as_deref() == Some(kind.as_str()));
+        if corpus.utterances.is_empty() {
+            let present: Vec<String> = present.into_iter().collect();
+            return Err(CliError::Other(format!(
+                "--kind {kind:?}: no utterance of {} has that kind (kinds present: {})",
+                a.manifest.display(),
+                if present.is_empty() { "none".to_string() } else { present.join(", ") }
+            )));
+        }
     }
     let feats = fastctc::train::data::features_of_corpus(&rec.config.features, &corpus)?;
     let report = evaluate(&mut rec, &corpus, &feats, decoding(&a.decode, &lm)?, 12_000)?;
     println!("{}: loss {:.4}", a.manifest.display(), report.loss);
     println!("{}", format_report(&report));
+    if a.by_speaker {
+        if report.by_speaker.is_empty() {
+            println!("(no utterance of {} names its speaker)", a.manifest.display());
+        } else {
+            println!("{}", format_speakers(&report));
+        }
+    }
+    if a.errors {
+        for (u, hyp) in corpus.utterances.iter().zip(&report.hypotheses) {
+            if *hyp != u.text {
+                let speaker = u.speaker.as_deref().unwrap_or("-");
+                println!("{}\t{speaker}\t{:?} -> {hyp:?}", u.path.display(), u.text);
+            }
+        }
+    }
     Ok(())
 }
 

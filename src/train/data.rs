@@ -109,6 +109,9 @@ pub struct Utterance {
     pub labels: Vec<u32>,
     /// The manifest's `kind` field (`digits`, `sentence`) when present.
     pub kind: Option<String>,
+    /// The manifest's `speaker` field (e.g. `espeak:en-us+m3`) when present (see
+    /// [`ManifestEntry::speaker`](super::manifest::ManifestEntry::speaker)).
+    pub speaker: Option<String>,
 }
 
 /// A manifest loaded into memory.
@@ -165,6 +168,7 @@ pub fn load_corpus(manifest: &Path, skip_bad: bool, vocab: &Vocabulary) -> Resul
                 path: e.audio_filepath.clone(),
                 samples,
                 kind: e.extra.get("kind").and_then(|k| k.as_str()).map(str::to_string),
+                speaker: e.speaker(),
                 text: e.text,
                 labels: l,
             }),
@@ -1062,6 +1066,7 @@ mod tests {
             text: String::new(),
             labels: Vec::new(),
             kind: None,
+            speaker: None,
         };
         let corpus = Corpus {
             manifest: "m".into(),

@@ -157,6 +157,10 @@ pub struct Rates {
     pub cer: f64,
     /// Word error rate (pooled edits / reference words).
     pub wer: f64,
+    /// Word edits (substitutions + deletions + insertions): the numerator of `wer`.
+    pub word_errors: usize,
+    /// Reference words: the denominator of `wer`.
+    pub words: usize,
 }
 
 /// The result of evaluating a corpus.
@@ -168,6 +172,8 @@ pub struct EvalReport {
     pub all: Rates,
     /// Per manifest `kind` (e.g. `digits`, `sentence`).
     pub by_kind: BTreeMap<String, Rates>,
+    /// Per manifest `speaker` (e.g. `espeak:en-us+m3`); utterances without one are left out.
+    pub by_speaker: BTreeMap<String, Rates>,
     /// The hypotheses, in corpus order.
     pub hypotheses: Vec<String>,
 }
@@ -177,7 +183,30 @@ fn rates(refs: &[&str], hyps: &[&str]) -> Result<Rates, TrainError> {
         .map_err(|e| TrainError::InvalidOption { option: "evaluation", reason: e.to_string() })?;
     let w = wer(refs, hyps)
         .map_err(|e| TrainError::InvalidOption { option: "evaluation", reason: e.to_string() })?;
-    Ok(Rates { utterances: refs.len(), cer: c.rate, wer: w.rate })
+    Ok(Rates {
+        utterances: refs.len(),
+        cer: c.rate,
+        wer: w.rate,
+        word_errors: w.total.errors(),
+        words: w.total.reference_len,
+    })
+}
+
+/// [`Rates`] of each group of utterances that `key` names (those it gives no name are left out).
+fn rates_by<'a>(
+    refs: &[&str],
+    hyps: &[&str],
+    keys: impl Iterator<Item = Option<&'a str>>,
+) -> Result<BTreeMap<String, Rates>, TrainError> {
+    let mut groups: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+    for ((r, h), k) in refs.iter().zip(hyps).zip(keys) {
+        if let Some(k) = k {
+            let g = groups.entry(k).or_default();
+            g.0.push(r);
+            g.1.push(h);
+        }
+    }
+    groups.into_iter().map(|(k, (r, h))| Ok((k.to_string(), rates(&r, &h)?))).collect()
 }
 
 /// Evaluates `rec` on `corpus` whose (un-normalised) features are `features` (corpus order), in
@@ -234,14 +263,7 @@ pub fn evaluate(
     let refs: Vec<&str> = corpus.utterances.iter().map(|u| u.text.as_str()).collect();
     let hs: Vec<&str> = hyps.iter().map(String::as_str).collect();
     let all = rates(&refs, &hs)?;
-    let mut by_kind = BTreeMap::new();
-    let kinds: std::collections::BTreeSet<&str> =
-        corpus.utterances.iter().filter_map(|u| u.kind.as_deref()).collect();
-    for k in kinds {
-        let sel: Vec<usize> = (0..n).filter(|&i| corpus.utterances[i].kind.as_deref() == Some(k)).collect();
-        let r: Vec<&str> = sel.iter().map(|&i| refs[i]).collect();
-        let h: Vec<&str> = sel.iter().map(|&i| hs[i]).collect();
-        by_kind.insert(k.to_string(), rates(&r, &h)?);
-    }
-    Ok(EvalReport { loss: loss_sum / n.max(1) as f64, all, by_kind, hypotheses: hyps })
+    let by_kind = rates_by(&refs, &hs, corpus.utterances.iter().map(|u| u.kind.as_deref()))?;
+    let by_speaker = rates_by(&refs, &hs, corpus.utterances.iter().map(|u| u.speaker.as_deref()))?;
+    Ok(EvalReport { loss: loss_sum / n.max(1) as f64, all, by_kind, by_speaker, hypotheses: hyps })
 }

@@ -26,7 +26,9 @@ use super::data::{
     OutputUnits, TrimSilence,
 };
 use super::error::{io_err, TrainError};
-use super::recognizer::{evaluate, Decoding, EvalReport, Recognizer, DEFAULT_LM_ALPHA, DEFAULT_LM_BETA};
+use super::recognizer::{
+    evaluate, Decoding, EvalReport, Rates, Recognizer, DEFAULT_LM_ALPHA, DEFAULT_LM_BETA,
+};
 
 /// Everything that defines a training run; saved as `train_options.json` in the run directory.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -1101,6 +1103,29 @@ pub fn format_report(r: &EvalReport) -> String {
     s
 }
 
+/// One line per speaker of `r.by_speaker`, most word errors first (then highest CER, then name):
+/// utterances, wrong words of all words, CER and WER.
+pub fn format_speakers(r: &EvalReport) -> String {
+    let mut rows: Vec<(&String, &Rates)> = r.by_speaker.iter().collect();
+    rows.sort_by(|a, b| {
+        b.1.word_errors.cmp(&a.1.word_errors).then(b.1.cer.total_cmp(&a.1.cer)).then(a.0.cmp(b.0))
+    });
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0).max("speaker".len());
+    let mut s =
+        format!("  {:<width$} {:>5}  {:>11}  {:>7}  {:>7}", "speaker", "utts", "words wrong", "CER", "WER");
+    for (k, v) in rows {
+        s.push_str(&format!(
+            "\n  {:<width$} {:>5}  {:>11}  {:>6.2}%  {:>6.2}%",
+            k,
+            v.utterances,
+            format!("{} / {}", v.word_errors, v.words),
+            100.0 * v.cer,
+            100.0 * v.wer
+        ));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1117,6 +1142,7 @@ mod tests {
                 text: "ab".repeat(1 + i % 9),
                 labels: vec![3; 2 * (1 + i % 9)],
                 kind: None,
+                speaker: None,
             })
             .collect();
         let train = Corpus { manifest: PathBuf::from("t.jsonl"), utterances, skipped: Vec::new() };
