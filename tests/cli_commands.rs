@@ -132,6 +132,8 @@ fn train_then_transcribe_eval_and_align() {
         "3",
         "--upsample",
         "3",
+        "--mel-bins",
+        "24",
         // The first three are off by default and tempo is set away from its default; set here so that
         // their code paths stay exercised and the flags reach the saved options.
         "--specaugment",
@@ -152,8 +154,8 @@ fn train_then_transcribe_eval_and_align() {
     assert!(o.status.success(), "train failed: {}", text(&o).1);
     assert!(text(&o).1.contains("test, greedy"), "{}", text(&o).1);
     assert!(run.join("lm.arpa").is_file() && run.join("results.json").is_file());
-    // The subsampling and output-split flags reach the saved model config (and so every later command):
-    // 10 ms features, x3 subsampling, 3 output frames per recurrent frame.
+    // The subsampling, output-split and mel-bin flags reach the saved model config (and so every later
+    // command): 10 ms features of 24 bins, x3 subsampling, 3 output frames per recurrent frame.
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
     let model = &config["model"];
@@ -162,6 +164,11 @@ fn train_then_transcribe_eval_and_align() {
         (&1.into(), &5.into(), &3.into(), &3.into())
     );
     assert!((config["frame_shift_s"].as_f64().unwrap() - 0.01).abs() < 1e-9, "{config}");
+    assert_eq!(
+        (&config["features"]["num_mel_bins"], &model["input_dim"]),
+        (&24.into(), &24.into()),
+        "{config}"
+    );
     let options: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("train_options.json")).unwrap()).unwrap();
     let augment = &options["augment"];

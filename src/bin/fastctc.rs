@@ -93,6 +93,9 @@ struct TrainArgs {
     /// Model architecture.
     #[arg(long, value_enum, default_value_t = Arch::Gru)]
     arch: Arch,
+    /// Mel bins per 10 ms feature frame (the model's input size; default 80).
+    #[arg(long, value_name = "N")]
+    mel_bins: Option<usize>,
     /// GRU: hidden units per direction; conv: channels of the residual blocks.
     #[arg(long)]
     hidden: Option<usize>,
@@ -436,6 +439,10 @@ fn cmd_train(a: TrainArgs) -> Result<(), CliError> {
     }
     // Intermediate units equal to the main ones are no units of their own (inter_vocab 0).
     o.inter_units = a.inter_units.map(units).or(o.inter_units).filter(|&u| u != o.units);
+    if let Some(n) = a.mel_bins {
+        o.features.num_mel_bins = n;
+        o.model = o.model.with_input_dim(n);
+    }
     o.model = o.model.with_vocab(o.units.vocabulary().len());
     o.model = o.model.with_inter_vocab(o.inter_units.map_or(0, |u| u.vocabulary().len()));
     if let Some(x) = a.batch_frames {

@@ -331,6 +331,15 @@ impl ModelConfig {
         self
     }
 
+    /// The same architecture reading `dim` input channels per frame (e.g. mel bins).
+    pub fn with_input_dim(mut self, dim: usize) -> Self {
+        match &mut self {
+            Self::Gru(c) => c.input_dim = dim,
+            Self::Conv(c) => c.input_dim = dim,
+        }
+        self
+    }
+
     /// The same architecture with `vocab` output classes.
     pub fn with_vocab(mut self, vocab: usize) -> Self {
         match &mut self {
