@@ -93,7 +93,7 @@ struct TrainArgs {
     /// Model architecture.
     #[arg(long, value_enum, default_value_t = Arch::Gru)]
     arch: Arch,
-    /// Mel bins per 10 ms feature frame (the model's input size; default 80).
+    /// Mel bins per 10 ms feature frame (the model's input size; default 40).
     #[arg(long, value_name = "N")]
     mel_bins: Option<usize>,
     /// GRU: hidden units per direction; conv: channels of the residual blocks.

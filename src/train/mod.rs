@@ -43,4 +43,5 @@ pub use recognizer::{evaluate, Decoding, EvalReport, Rates, Recognizer};
 #[cfg(feature = "train")]
 pub use trainer::{
     default_model, train, EpochMetrics, StepProfile, TrainOptions, TrainReport, DEFAULT_BUDGET_MINUTES,
+    DEFAULT_MEL_BINS,
 };

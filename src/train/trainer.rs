@@ -152,7 +152,7 @@ impl Default for TrainOptions {
             model: default_model(),
             units: OutputUnits::default(),
             inter_units: None,
-            features: FeatureSettings::default(),
+            features: FeatureSettings { num_mel_bins: DEFAULT_MEL_BINS, ..FeatureSettings::default() },
             augment: AugmentOptions::default(),
             trim_silence: Some(TrimSilence::default()),
             batch_frames: 6000,
@@ -182,12 +182,20 @@ impl Default for TrainOptions {
     }
 }
 
+/// Mel bins of the default features, and so the default model's input size (80 until 2026-12-08).
+/// With the same seeds on one evening, 40 bins made 5, 0 and 3 greedy test digit word errors against
+/// 7, 5 and 5 with 80 (5.0, 1.7, 3.6 against 6.5, 5.7, 5.3 over each run's last ten epochs), and a lower
+/// greedy sentences CER in each pair. A likely reason (not measured): the wider low-frequency filters
+/// smooth over the harmonics of the voice's pitch, which 80 narrow ones resolve, so the features say
+/// less about who speaks (docs/TRAINING.md, "40 mel bins").
+pub const DEFAULT_MEL_BINS: usize = 40;
+
 /// The default architecture: two strided convolutions (kernel 3, stride 2, 192 channels; 40 ms
 /// frames), three bidirectional GRU layers of 192 units per direction, no dropout, and an output
 /// layer that emits two 20 ms CTC frames per 40 ms recurrent frame ([`crate::nn::SubframeLinear`];
-/// 1.97 M parameters), plus self-conditioned intermediate CTC after the first GRU layer (an
-/// auxiliary output layer like the main one, whose posteriors are mapped back into the second
-/// layer's input; 2.02 M parameters in all). At the issue-#6 screening (12 epochs, peak learning rate
+/// 1.95 M parameters with 40 mel bins), plus self-conditioned intermediate CTC after the first GRU
+/// layer (an auxiliary output layer like the main one, whose posteriors are mapped back into the second
+/// layer's input; 2.00 M parameters in all). At the issue-#6 screening (12 epochs, peak learning rate
 /// 3e-3) the three layers of 192 matched two layers of 256 on dev CER (13.0 % both) with a lower dev
 /// loss, for about the same CPU time per epoch; the 20 ms output frames cut the greedy test digits
 /// WER from 3.1 % to 1.2 % in the idle 12-minute run, because at 40 ms the fastest voices need more
@@ -196,7 +204,7 @@ impl Default for TrainOptions {
 /// (docs/TRAINING.md).
 pub fn default_model() -> ModelConfig {
     ModelConfig::Gru(GruModelConfig {
-        input_dim: 80,
+        input_dim: DEFAULT_MEL_BINS,
         vocab: 29,
         conv_layers: 2,
         conv_channels: 192,
