@@ -187,7 +187,7 @@ impl Default for TrainOptions {
 /// 7, 5 and 5 with 80 (5.0, 1.7, 3.6 against 6.5, 5.7, 5.3 over each run's last ten epochs), and a lower
 /// greedy sentences CER in each pair. A likely reason (not measured): the wider low-frequency filters
 /// smooth over the harmonics of the voice's pitch, which 80 narrow ones resolve, so the features say
-/// less about who speaks (docs/TRAINING.md, "40 mel bins").
+/// less about who speaks (docs/TRAINING.md, "More seeds, and 40 mel bins").
 pub const DEFAULT_MEL_BINS: usize = 40;
 
 /// The default architecture: two strided convolutions (kernel 3, stride 2, 192 channels; 40 ms
