@@ -185,7 +185,8 @@ impl Default for TrainOptions {
 /// Mel bins of the default features, and so the default model's input size (80 until 2026-12-08).
 /// With the same seeds on one evening, 40 bins made 5, 0 and 3 greedy test digit word errors against
 /// 7, 5 and 5 with 80 (5.0, 1.7, 3.6 against 6.5, 5.7, 5.3 over each run's last ten epochs), and a lower
-/// greedy sentences CER in each pair. A likely reason (not measured): the wider low-frequency filters
+/// greedy sentences CER in each pair; a fourth pair (seed 9) went the other way on digits, 2 against
+/// 1, with beam + LM still better. A likely reason (not measured): the wider low-frequency filters
 /// smooth over the harmonics of the voice's pitch, which 80 narrow ones resolve, so the features say
 /// less about who speaks (docs/TRAINING.md, "More seeds, and 40 mel bins").
 pub const DEFAULT_MEL_BINS: usize = 40;
